@@ -1,0 +1,788 @@
+//! [`SqliteStorage`]: the `Storage` implementation.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use switchyard_core::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use switchyard_core::{
+    validate_new_job, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
+    DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, JobState,
+    LeaseRef, LeaseStatus, ListOrder, NewJob, Outcome, QueueCounts, RescueReport, Result,
+    RetryOutcome, Storage, StorageCapabilities, WakeHub, WakeSubscription,
+};
+use uuid::Uuid;
+
+use crate::row::{decode, millis, COLUMNS};
+
+/// Largest number of rows in one multi-row statement (SQLite's bound-parameter limit is 32,766;
+/// enqueue binds 12 per row).
+const CHUNK: usize = 500;
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// `sqlite://path/to/file.db`, `sqlite:relative.db` or `sqlite::memory:`.
+    pub url: String,
+    /// Prepended to every table name (letters, digits, `_`; up to 32 characters).
+    pub prefix: String,
+    /// Reader connections (the writer is always one).
+    pub readers: u32,
+    /// How long a write waits for another process's lock before failing.
+    pub busy_timeout: Duration,
+    /// Largest payload accepted by `enqueue`.
+    pub max_payload_bytes: usize,
+}
+
+impl SqliteConfig {
+    /// Defaults for `url`: prefix `switchyard_`, 4 readers, 5 s busy timeout, 1 MiB payloads.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "switchyard_".to_string(),
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Sets the table prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// Checks a table prefix: letters, digits and `_`, at most 32 characters.
+pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.len() > 32 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::config(format!(
+            "key `prefix`: `{prefix}` is not a valid table prefix; accepted: up to 32 letters, \
+             digits or `_`"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a sqlx error to Switchyard's, naming the operation.
+pub(crate) fn db_err(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| {
+        let kind = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ErrorKind::Unavailable
+            }
+            sqlx::Error::Database(d) if d.message().contains("locked") => ErrorKind::Unavailable,
+            sqlx::Error::Database(d) if d.message().contains("no such table") => ErrorKind::Config,
+            _ => ErrorKind::Internal,
+        };
+        let mut msg = format!("SQLite {what} failed");
+        if kind == ErrorKind::Config {
+            msg.push_str("; run `switchyard migrate` (or call `migrate()`) first");
+        }
+        Error::new(kind, msg).with_source(e)
+    }
+}
+
+/// Switchyard storage on one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    prefix: String,
+    caps: StorageCapabilities,
+    wake: WakeHub,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if missing) the database at `config.url`. Does not migrate.
+    pub async fn connect(config: SqliteConfig) -> Result<Self> {
+        check_prefix(&config.prefix)?;
+        let opts = SqliteConnectOptions::from_str(&config.url)
+            .map_err(|e| {
+                Error::config(format!(
+                    "key `storage`: `{}` is not a valid SQLite URL; accepted: \
+                     sqlite://path/to/file.db, sqlite:file.db, sqlite::memory:",
+                    config.url
+                ))
+                .with_source(e)
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.busy_timeout)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| {
+                Error::unavailable(format!("cannot open SQLite database `{}`", config.url), e)
+            })?;
+        // An in-memory database exists only on its one connection: read through the writer.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(config.readers.max(1))
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.read_only(true))
+                .await
+                .map_err(|e| {
+                    Error::unavailable(format!("cannot open SQLite database `{}`", config.url), e)
+                })?
+        };
+        Ok(Self {
+            writer,
+            reader,
+            prefix: config.prefix,
+            caps: StorageCapabilities::full().with_max_payload_bytes(config.max_payload_bytes),
+            wake: WakeHub::new(),
+        })
+    }
+
+    /// The table prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The writer pool, for tests and tools.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn t(&self, table: &str) -> String {
+        format!("{}{}", self.prefix, table)
+    }
+
+    async fn claim_where(
+        &self,
+        req: &ClaimRequest,
+        ids: Option<&[JobId]>,
+    ) -> Result<Vec<JobRecord>> {
+        if req.queues.is_empty() || req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let jobs = self.t("jobs");
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "UPDATE {jobs} SET state = 'running', attempt = attempt + 1, lease_token = \
+             randomblob(16), started_at = "
+        ));
+        qb.push_bind(millis(now));
+        qb.push(", lease_expires_at = ");
+        qb.push_bind(millis(now) + req.lease.as_millis() as i64);
+        qb.push(", worker_id = ");
+        qb.push_bind(&req.worker_id);
+        qb.push(format!(
+            " WHERE id IN (SELECT id FROM {jobs} WHERE state IN ('scheduled', 'available', \
+             'retrying') AND run_at <= "
+        ));
+        qb.push_bind(millis(now));
+        qb.push(" AND queue IN (");
+        let mut sep = qb.separated(", ");
+        for q in &req.queues {
+            sep.push_bind(q);
+        }
+        qb.push(")");
+        if let Some(ids) = ids {
+            qb.push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in ids {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+        }
+        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ");
+        qb.push_bind(req.limit.min(self.caps.max_claim_batch) as i64);
+        qb.push(format!(") RETURNING {COLUMNS}"));
+        let rows = qb
+            .build()
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db_err("claim"))?;
+        let mut out = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        // RETURNING order is unspecified: restore claim order.
+        out.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+}
+
+fn error_json(e: &AttemptError) -> Result<String> {
+    Ok(serde_json::to_string(e)?)
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        self.caps.clone()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        crate::migrate::run(&self.writer, &self.prefix).await
+    }
+
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>> {
+        for job in &jobs {
+            validate_new_job(job, &self.caps)?;
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let table = self.t("jobs");
+        let mut inserted = std::collections::HashSet::with_capacity(jobs.len());
+        let mut tx = self.writer.begin().await.map_err(db_err("begin enqueue"))?;
+        for chunk in jobs.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "INSERT OR IGNORE INTO {table} (id, kind, queue, payload, priority, state, \
+                 max_attempts, run_at, created_at, unique_key, timeout_ms, tags) "
+            ));
+            let mut err = None;
+            qb.push_values(chunk, |mut b, job| {
+                let run_at = job.run_at.unwrap_or(now);
+                let state = if run_at > now {
+                    JobState::Scheduled
+                } else {
+                    JobState::Available
+                };
+                let tags = serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".into());
+                let payload = match serde_json::to_string(&job.payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        err = Some(e);
+                        String::new()
+                    }
+                };
+                b.push_bind(job.id)
+                    .push_bind(job.kind.clone())
+                    .push_bind(job.queue.clone())
+                    .push_bind(payload)
+                    .push_bind(job.priority as i64)
+                    .push_bind(state.as_str())
+                    .push_bind(job.max_attempts as i64)
+                    .push_bind(millis(run_at))
+                    .push_bind(millis(now))
+                    .push_bind(job.unique_key.clone())
+                    .push_bind(job.timeout_ms.map(|t| t as i64))
+                    .push_bind(tags);
+            });
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            qb.push(" RETURNING id");
+            let ids: Vec<Uuid> = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("enqueue"))?;
+            inserted.extend(ids);
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            if inserted.contains(&job.id) {
+                out.push(EnqueueOutcome::Inserted(job.id));
+                continue;
+            }
+            // Not inserted: a live job holds its unique key, or the id exists already.
+            let existing: Option<Uuid> = match &job.unique_key {
+                Some(key) => sqlx::query_scalar(&format!(
+                    "SELECT id FROM {table} WHERE unique_key = ? AND state IN ('scheduled', \
+                     'available', 'running', 'retrying')"
+                ))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("find unique job"))?,
+                None => None,
+            };
+            out.push(EnqueueOutcome::Duplicate(existing.unwrap_or(job.id)));
+        }
+        tx.commit().await.map_err(db_err("commit enqueue"))?;
+        self.wake.notify();
+        Ok(out)
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {} WHERE id = ?",
+            self.t("jobs")
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err("get job"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
+        self.claim_where(req, None).await
+    }
+
+    async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut r = req.clone();
+            r.limit = chunk.len();
+            out.extend(self.claim_where(&r, Some(chunk)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn heartbeat(&self, leases: &[LeaseRef], lease: Duration) -> Result<Vec<LeaseStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = std::collections::HashMap::new();
+        for chunk in leases.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "UPDATE {} SET lease_expires_at = ",
+                self.t("jobs")
+            ));
+            qb.push_bind(millis(Utc::now()) + lease.as_millis() as i64);
+            qb.push(" WHERE state = 'running' AND (id, lease_token) IN (VALUES ");
+            let mut sep = qb.separated(", ");
+            for l in chunk {
+                sep.push("(");
+                sep.push_bind_unseparated(l.id);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(l.token);
+                sep.push_unseparated(")");
+            }
+            qb.push(") RETURNING id, cancel_requested");
+            let rows = qb
+                .build()
+                .fetch_all(&self.writer)
+                .await
+                .map_err(db_err("heartbeat"))?;
+            for r in rows {
+                let id: Uuid = r.get(0);
+                let cancel: i64 = r.get(1);
+                found.insert(id, cancel != 0);
+            }
+        }
+        Ok(leases
+            .iter()
+            .map(|l| match found.get(&l.id) {
+                Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
+                None => LeaseStatus::Lost,
+            })
+            .collect())
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionStatus>> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = millis(Utc::now());
+        let jobs = self.t("jobs");
+        let mut applied = std::collections::HashSet::new();
+        let mut tx = self.writer.begin().await.map_err(db_err("begin complete"))?;
+        // Successes, the hot path: one statement per chunk.
+        let successes: Vec<&Completion> = completions
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
+            .collect();
+        for chunk in successes.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "UPDATE {jobs} SET state = 'completed', result = c.column3, finished_at = "
+            ));
+            qb.push_bind(now);
+            qb.push(
+                ", lease_token = NULL, lease_expires_at = NULL, worker_id = NULL FROM (VALUES ",
+            );
+            let mut sep = qb.separated(", ");
+            for c in chunk {
+                let result = match &c.outcome {
+                    Outcome::Succeeded { result } => result
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()?,
+                    _ => None,
+                };
+                sep.push("(");
+                sep.push_bind_unseparated(c.id);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(c.token);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(result);
+                sep.push_unseparated(")");
+            }
+            qb.push(format!(
+                ") AS c WHERE {jobs}.id = c.column1 AND {jobs}.lease_token = c.column2 AND \
+                 {jobs}.state = 'running' RETURNING {jobs}.id"
+            ));
+            let ids: Vec<Uuid> = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err("complete"))?;
+            applied.extend(ids);
+        }
+        // Everything else, one statement each (failures are the rare path).
+        for c in completions {
+            let (state_sql, error, run_at) = match &c.outcome {
+                Outcome::Succeeded { .. } => continue,
+                Outcome::Retry { error, run_at } => ("'retrying'", Some(error), Some(*run_at)),
+                Outcome::Failed { error } => ("'failed'", Some(error), None),
+                Outcome::Cancelled { error } => ("'cancelled'", error.as_ref(), None),
+                Outcome::Aborted { error } => (
+                    "CASE WHEN attempt < max_attempts THEN 'available' ELSE 'dropped' END",
+                    Some(error),
+                    None,
+                ),
+            };
+            let sql = format!(
+                "UPDATE {jobs} SET state = {state_sql}, \
+                 errors = CASE WHEN ?1 IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?1)) END, \
+                 run_at = COALESCE(?2, run_at), \
+                 finished_at = CASE WHEN {state_sql} IN ('failed', 'cancelled', 'dropped') THEN ?3 ELSE NULL END, \
+                 dispatched_at = NULL, lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
+                 WHERE id = ?4 AND lease_token = ?5 AND state = 'running' RETURNING id"
+            );
+            let err_json = error.map(error_json).transpose()?;
+            let ok: Option<Uuid> = sqlx::query_scalar(&sql)
+                .bind(err_json)
+                .bind(run_at.map(millis))
+                .bind(now)
+                .bind(c.id)
+                .bind(c.token)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("complete"))?;
+            if let Some(id) = ok {
+                applied.insert(id);
+            }
+        }
+        tx.commit().await.map_err(db_err("commit complete"))?;
+        if completions
+            .iter()
+            .any(|c| matches!(c.outcome, Outcome::Aborted { .. }))
+        {
+            self.wake.notify();
+        }
+        Ok(completions
+            .iter()
+            .map(|c| {
+                if applied.contains(&c.id) {
+                    CompletionStatus::Applied
+                } else {
+                    CompletionStatus::Stale
+                }
+            })
+            .collect())
+    }
+
+    async fn rescue_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<RescueReport> {
+        let jobs = self.t("jobs");
+        let sql = format!(
+            "UPDATE {jobs} SET \
+               state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'dropped' END, \
+               finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ?1 END, \
+               errors = json_insert(errors, '$[#]', json_object('attempt', attempt, 'at', ?2, \
+                 'kind', 'lease_expired', 'message', 'lease expired: worker ' || \
+                 COALESCE(worker_id, '?') || ' stopped renewing it (crashed or stalled)')), \
+               lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, dispatched_at = NULL \
+             WHERE id IN (SELECT id FROM {jobs} WHERE state = 'running' AND lease_expires_at < ?1 \
+               LIMIT ?3) \
+             RETURNING id, state"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(millis(now))
+            .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .bind(limit as i64)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db_err("rescue"))?;
+        let mut report = RescueReport::default();
+        for r in rows {
+            let id: Uuid = r.get(0);
+            let state: String = r.get(1);
+            if state == "dropped" {
+                report.dropped.push(id);
+            } else {
+                report.retried.push(id);
+            }
+        }
+        if !report.retried.is_empty() {
+            self.wake.notify();
+        }
+        Ok(report)
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
+        let jobs = self.t("jobs");
+        let now = millis(Utc::now());
+        let mut tx = self.writer.begin().await.map_err(db_err("begin cancel"))?;
+        let done: Option<String> = sqlx::query_scalar(&format!(
+            "UPDATE {jobs} SET \
+               state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
+               cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END, \
+               finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?1 END \
+             WHERE id = ?2 AND state IN ('scheduled', 'available', 'retrying', 'running') \
+             RETURNING state"
+        ))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("cancel"))?;
+        let outcome = match done.as_deref() {
+            Some("running") => CancelOutcome::Requested,
+            Some(_) => CancelOutcome::Cancelled,
+            None => {
+                let state: Option<String> =
+                    sqlx::query_scalar(&format!("SELECT state FROM {jobs} WHERE id = ?"))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("cancel"))?;
+                match state {
+                    Some(s) => CancelOutcome::AlreadyFinished(s.parse()?),
+                    None => CancelOutcome::NotFound,
+                }
+            }
+        };
+        tx.commit().await.map_err(db_err("commit cancel"))?;
+        Ok(outcome)
+    }
+
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome> {
+        let jobs = self.t("jobs");
+        let mut tx = self.writer.begin().await.map_err(db_err("begin retry"))?;
+        let done: Option<Uuid> = sqlx::query_scalar(&format!(
+            "UPDATE {jobs} SET state = 'available', run_at = ?1, finished_at = NULL, \
+               cancel_requested = 0, dispatched_at = NULL, \
+               max_attempts = MAX(max_attempts, attempt + 1) \
+             WHERE id = ?2 AND state IN ('completed', 'failed', 'cancelled', 'dropped') \
+             RETURNING id"
+        ))
+        .bind(millis(Utc::now()))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| {
+            // The unique index refuses a second live job with the same key.
+            if e.as_database_error()
+                .is_some_and(|d| d.message().contains("UNIQUE"))
+            {
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!("job {id} cannot be retried: another live job holds its unique key"),
+                )
+                .set_retryable(false)
+            } else {
+                db_err("retry")(e)
+            }
+        })?;
+        let outcome = match done {
+            Some(_) => RetryOutcome::Requeued,
+            None => {
+                let state: Option<String> =
+                    sqlx::query_scalar(&format!("SELECT state FROM {jobs} WHERE id = ?"))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("retry"))?;
+                match state {
+                    Some(s) => RetryOutcome::NotFinished(s.parse()?),
+                    None => RetryOutcome::NotFound,
+                }
+            }
+        };
+        tx.commit().await.map_err(db_err("commit retry"))?;
+        if outcome == RetryOutcome::Requeued {
+            self.wake.notify();
+        }
+        Ok(outcome)
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {COLUMNS} FROM {} WHERE 1 = 1",
+            self.t("jobs")
+        ));
+        if !filter.states.is_empty() {
+            qb.push(" AND state IN (");
+            let mut sep = qb.separated(", ");
+            for s in &filter.states {
+                sep.push_bind(s.as_str());
+            }
+            qb.push(")");
+        }
+        if let Some(q) = &filter.queue {
+            qb.push(" AND queue = ").push_bind(q);
+        }
+        if let Some(k) = &filter.kind {
+            qb.push(" AND kind = ").push_bind(k);
+        }
+        if let Some(t) = filter.created_after {
+            qb.push(" AND created_at >= ").push_bind(millis(t));
+        }
+        if let Some(t) = filter.created_before {
+            qb.push(" AND created_at < ").push_bind(millis(t));
+        }
+        let (cmp, dir) = match filter.order {
+            ListOrder::Asc => (">", "ASC"),
+            ListOrder::Desc => ("<", "DESC"),
+        };
+        if let Some(after) = filter.after {
+            qb.push(format!(" AND id {cmp} ")).push_bind(after);
+        }
+        qb.push(format!(" ORDER BY id {dir} LIMIT "))
+            .push_bind(filter.page_size() as i64);
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err("list"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        let rows = sqlx::query(&format!(
+            "SELECT queue, state, COUNT(*) FROM {} GROUP BY queue, state ORDER BY queue",
+            self.t("jobs")
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err("count"))?;
+        let mut out: Vec<QueueCounts> = Vec::new();
+        for r in rows {
+            let queue: String = r.get(0);
+            let state: String = r.get(1);
+            let n: i64 = r.get(2);
+            if out.last().map(|c| &c.queue) != Some(&queue) {
+                out.push(QueueCounts {
+                    queue,
+                    ..Default::default()
+                });
+            }
+            if let Some(last) = out.last_mut() {
+                last.counts.insert(state.parse()?, n as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let jobs = self.t("jobs");
+        let res = sqlx::query(&format!(
+            "DELETE FROM {jobs} WHERE id IN (SELECT id FROM {jobs} WHERE finished_at IS NOT NULL \
+             AND finished_at < ? AND state IN ('completed', 'failed', 'cancelled', 'dropped') \
+             LIMIT ?)"
+        ))
+        .bind(millis(before))
+        .bind(limit as i64)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("prune"))?;
+        Ok(res.rows_affected())
+    }
+
+    async fn try_lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = millis(Utc::now());
+        let row: Option<String> = sqlx::query_scalar(&format!(
+            "INSERT INTO {t} (name, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE {t}.holder = excluded.holder OR {t}.expires_at < ?4 \
+             RETURNING holder",
+            t = self.t("leaders")
+        ))
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_err("leadership"))?;
+        Ok(row.as_deref() == Some(holder))
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE name = ? AND holder = ?",
+            self.t("leaders")
+        ))
+        .bind(name)
+        .bind(holder)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("resign leadership"))?;
+        Ok(())
+    }
+
+    async fn due_for_dispatch(
+        &self,
+        horizon: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DispatchItem>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, queue, priority, run_at FROM {} \
+             WHERE state IN ('scheduled', 'available', 'retrying') AND run_at <= ? \
+               AND (dispatched_at IS NULL OR dispatched_at < ?) \
+             ORDER BY run_at LIMIT ?",
+            self.t("jobs")
+        ))
+        .bind(millis(horizon))
+        .bind(millis(stale_before))
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(db_err("find jobs to dispatch"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DispatchItem {
+                id: r.get(0),
+                queue: r.get(1),
+                priority: r.get::<i64, _>(2) as i16,
+                run_at: crate::row::from_millis(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
+        let now = millis(Utc::now());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "UPDATE {} SET dispatched_at = ",
+                self.t("jobs")
+            ));
+            qb.push_bind(now).push(" WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&self.writer)
+                .await
+                .map_err(db_err("mark dispatched"))?;
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> WakeSubscription {
+        self.wake.subscribe()
+    }
+}

@@ -1,0 +1,71 @@
+//! What an adapter can do, declared rather than discovered at run time.
+
+use std::time::Duration;
+
+/// What a [`Storage`](crate::Storage) adapter supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageCapabilities {
+    /// Claims honour priority order within a queue.
+    pub priorities: bool,
+    /// `list` and `counts` are supported.
+    pub can_list: bool,
+    /// Jobs can be enqueued inside the user's own database transaction.
+    pub transactional_enqueue: bool,
+    /// Wake-ups reach workers in other processes (LISTEN/NOTIFY, blocking pops). When false,
+    /// only workers in the enqueueing process are woken; others rely on polling.
+    pub cross_process_wakeups: bool,
+    /// Most jobs one `claim` may return.
+    pub max_claim_batch: usize,
+    /// Largest payload, in bytes of its JSON encoding, that `enqueue` accepts.
+    pub max_payload_bytes: usize,
+}
+
+impl StorageCapabilities {
+    /// Capabilities with every feature on, 1,000-job claims and a 1 MiB payload limit. Adapters
+    /// start from this and switch off what they lack.
+    pub fn full() -> Self {
+        Self {
+            priorities: true,
+            can_list: true,
+            transactional_enqueue: false,
+            cross_process_wakeups: false,
+            max_claim_batch: 1000,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Sets the payload limit.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets transactional enqueue support.
+    pub fn with_transactional_enqueue(mut self, yes: bool) -> Self {
+        self.transactional_enqueue = yes;
+        self
+    }
+
+    /// Sets cross-process wake-up support.
+    pub fn with_cross_process_wakeups(mut self, yes: bool) -> Self {
+        self.cross_process_wakeups = yes;
+        self
+    }
+}
+
+/// What a [`Queue`](crate::Queue) adapter supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueCapabilities {
+    /// Longest delay the broker holds a message for itself (SQS: 15 minutes). Longer delays
+    /// wait in Storage and are dispatched when they come within this limit. `None`: no native
+    /// delay; every delayed job waits in Storage.
+    pub max_native_delay: Option<Duration>,
+    /// Longest a received message stays invisible to others (SQS: 12 hours). `None`: no limit.
+    pub max_lease: Option<Duration>,
+    /// Deliveries honour priority.
+    pub priorities: bool,
+    /// Most messages one publish, receive or ack call handles.
+    pub max_batch: usize,
+}

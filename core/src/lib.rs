@@ -1,0 +1,44 @@
+//! # switchyard-core
+//!
+//! The integration point of Switchyard: the job model, its states, and the three traits a
+//! backend implements.
+//!
+//! * [`Storage`] keeps durable job records and every state change of a job (enqueue, claim with
+//!   a lease, heartbeat, complete, rescue, cancel, retry, list, prune, leadership). Every storage
+//!   also delivers its own jobs (`queue = "storage"`), by claiming runnable rows in batches.
+//! * [`Queue`] delivers job *ids* (never payloads) to workers through an external broker (SQS,
+//!   RabbitMQ). Storage stays the source of truth: a delivery is only a hint that a job may be
+//!   claimed, and every claim is fenced in Storage, so a duplicate delivery is harmless.
+//! * [`Executor`] runs one attempt of a job body (on the Tokio runtime, or on the blocking pool).
+//!
+//! Job code never names a backend type: it sees [`JobContext`] and returns a [`JobError`].
+//! Backends declare what they can do through [`StorageCapabilities`] and [`QueueCapabilities`];
+//! the runtime and the conformance suite read them instead of guessing.
+
+mod capability;
+mod context;
+mod error;
+mod executor;
+mod job;
+mod queue;
+mod storage;
+mod wake;
+
+pub use capability::{QueueCapabilities, StorageCapabilities};
+pub use context::{JobContext, JobError, JobErrorKind};
+pub use error::{Error, ErrorKind, Result};
+pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
+pub use job::{
+    validate_new_job, AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY, DEFAULT_QUEUE,
+};
+pub use queue::{Delivery, Queue, QueueMessage};
+pub use storage::{
+    CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem, EnqueueOutcome,
+    JobFilter, LeaseRef, LeaseStatus, ListOrder, Outcome, QueueCounts, RescueReport, RetryOutcome,
+    Storage,
+};
+pub use wake::{WakeHub, WakeSubscription};
+
+/// Re-exported so that adapters implement the traits with the same macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,87 @@
+//! The [`Queue`] trait: delivery of job ids through an external broker (SQS, RabbitMQ).
+//!
+//! Messages carry a job id and its queue, never a payload: payloads live in Storage, so broker
+//! size limits never reach the user. Storage is the outbox — the runtime's dispatcher publishes
+//! due jobs and marks them dispatched — and a delivery is only a hint: the worker claims the job
+//! in Storage, fenced by state and lease token, so a duplicate or late delivery is harmless.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::capability::QueueCapabilities;
+use crate::error::Result;
+use crate::job::JobId;
+
+/// A message to publish: which job, on which queue, with which priority and delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueMessage {
+    /// The job to run.
+    pub job_id: JobId,
+    /// The Switchyard queue (maps to a broker queue).
+    pub queue: String,
+    /// The job's priority, for brokers that support it.
+    pub priority: i16,
+    /// Deliver no earlier than this from now; never above `max_native_delay`.
+    pub delay: Duration,
+}
+
+/// A received message. `receipt` is the broker's handle for acking it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The job the message names.
+    pub job_id: JobId,
+    /// The Switchyard queue it came from.
+    pub queue: String,
+    /// The broker's handle (SQS receipt handle, RabbitMQ delivery tag with its channel id).
+    pub receipt: String,
+}
+
+/// Delivery of job ids to workers through a broker.
+///
+/// # Contract
+/// * Delivery is at least once. A message that is received and neither acked nor nacked comes
+///   back after its visibility/lease runs out or its channel closes.
+/// * No method ever loses a message that was published and not acked.
+/// * Errors are [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) while the broker is
+///   unreachable; the adapter reconnects by itself on later calls.
+#[async_trait]
+pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
+    /// A short name for messages and metrics (`sqs`, `rabbitmq`).
+    fn name(&self) -> &'static str;
+
+    /// What the broker supports.
+    fn capabilities(&self) -> QueueCapabilities;
+
+    /// Creates the broker queues for these Switchyard queues if they do not exist. Idempotent.
+    async fn setup(&self, queues: &[String]) -> Result<()>;
+
+    /// Publishes messages. Returns only when the broker has accepted every one of them
+    /// (publisher confirms, SQS batch success); on error, none, some or all may have been
+    /// accepted, and the caller publishes them again (duplicates are harmless).
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<()>;
+
+    /// Receives up to `max` messages from `queue`, waiting up to `wait` for the first one.
+    /// Returns an empty vector when none arrived in time. Received messages are invisible to
+    /// other receivers for at least `lease`.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Acknowledges messages: they are never delivered again. Acking a receipt from a dead
+    /// connection is not an error: that message has already come back and will be delivered
+    /// again, and the job's claim in Storage fences any second run.
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<()>;
+
+    /// Gives a message back to be delivered again after `delay` (zero: at once).
+    async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()>;
+
+    /// Keeps a received message invisible for another `lease` (SQS `ChangeMessageVisibility`).
+    /// Brokers without visibility timeouts do nothing.
+    async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()>;
+}

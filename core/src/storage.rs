@@ -1,0 +1,337 @@
+//! The [`Storage`] trait: durable job records and every state change of a job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::capability::StorageCapabilities;
+use crate::error::Result;
+use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
+use crate::wake::WakeSubscription;
+
+/// What `enqueue` did with one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "id", rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    /// The job was stored under its own id.
+    Inserted(JobId),
+    /// A live job with the same unique key exists; this is its id and nothing was stored.
+    Duplicate(JobId),
+}
+
+impl EnqueueOutcome {
+    /// The id the caller should keep: the new job's, or the existing duplicate's.
+    pub fn id(self) -> JobId {
+        match self {
+            EnqueueOutcome::Inserted(id) | EnqueueOutcome::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A request to claim runnable jobs.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Only jobs on these queues.
+    pub queues: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// The claiming worker, stored on the job.
+    pub worker_id: String,
+    /// How long the lease lasts before it must be renewed.
+    pub lease: Duration,
+}
+
+/// A running job's lease, as the worker holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    /// The job.
+    pub id: JobId,
+    /// The token its claim returned.
+    pub token: Uuid,
+}
+
+/// What a heartbeat found for one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// The lease was renewed. `cancel_requested`: a user asked to cancel the job.
+    Held {
+        /// A user asked to cancel the job.
+        cancel_requested: bool,
+    },
+    /// The job is no longer running under this token (rescued, or finished elsewhere). The
+    /// worker must stop the attempt; its completion would be rejected.
+    Lost,
+}
+
+/// How one attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Success, with an optional result.
+    Succeeded {
+        /// Stored as the job's result.
+        result: Option<serde_json::Value>,
+    },
+    /// Failed; run again at `run_at` (state `retrying`).
+    Retry {
+        /// The attempt's error, appended to the history.
+        error: AttemptError,
+        /// When the next attempt may start (backoff already applied).
+        run_at: DateTime<Utc>,
+    },
+    /// Failed for good (state `failed`).
+    Failed {
+        /// The attempt's error, appended to the history.
+        error: AttemptError,
+    },
+    /// Stopped because a user cancelled it (state `cancelled`).
+    Cancelled {
+        /// What the attempt reported, if anything.
+        error: Option<AttemptError>,
+    },
+    /// The worker gave the job up (hard shutdown): back to `available` if attempts are left,
+    /// else `dropped`.
+    Aborted {
+        /// Why it was given up.
+        error: AttemptError,
+    },
+}
+
+/// One finished attempt to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The job.
+    pub id: JobId,
+    /// The lease token of the attempt; fences the completion.
+    pub token: Uuid,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Whether a completion was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionStatus {
+    /// Recorded.
+    Applied,
+    /// Rejected: the job is no longer running under this token (its lease was lost and it was
+    /// rescued, or it was finished by someone else). Nothing changed.
+    Stale,
+}
+
+/// What `rescue_expired` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Jobs whose lease expired and that went back to `available`.
+    pub retried: Vec<JobId>,
+    /// Jobs whose lease expired with no attempts left, now `dropped`.
+    pub dropped: Vec<JobId>,
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "state", rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The job had not started; it is now `cancelled` and will never run.
+    Cancelled,
+    /// The job is running; its cancellation token fires at the worker's next heartbeat, and it
+    /// ends `cancelled`.
+    Requested,
+    /// The job had already finished in this state; nothing changed.
+    AlreadyFinished(JobState),
+    /// No such job.
+    NotFound,
+}
+
+/// What `retry` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "state", rename_all = "snake_case")]
+pub enum RetryOutcome {
+    /// The finished job is `available` again (with one more attempt if it had used them all).
+    Requeued,
+    /// The job is not finished (it is in this state); nothing changed.
+    NotFinished(JobState),
+    /// No such job.
+    NotFound,
+}
+
+/// Sort order of `list`, by id (which is creation order for UUID v7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    #[default]
+    Desc,
+}
+
+/// A filter for `list`. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobFilter {
+    /// Jobs in any of these states.
+    pub states: Vec<JobState>,
+    /// Jobs on this queue.
+    pub queue: Option<String>,
+    /// Jobs of this kind.
+    pub kind: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset pagination: only jobs past this id in `order` (the last id of the previous page).
+    pub after: Option<JobId>,
+    /// Page size; 0 means 100. Backends cap it at 1,000.
+    pub limit: usize,
+    /// Sort order.
+    pub order: ListOrder,
+}
+
+impl JobFilter {
+    /// The page size to use: `limit`, defaulted and capped.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => 100,
+            n => n.min(1000),
+        }
+    }
+}
+
+/// Number of jobs per state on one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Jobs per state; states with no jobs may be absent.
+    pub counts: BTreeMap<JobState, u64>,
+}
+
+/// A job that the dispatcher should publish to an external queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchItem {
+    /// The job.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority.
+    pub priority: i16,
+    /// When it becomes runnable.
+    pub run_at: DateTime<Utc>,
+}
+
+/// Durable job records and the state machine of SPEC §2–§3.
+///
+/// # Contract (every method)
+/// * Every state change is atomic: a reader sees a job before or after a change, never half of
+///   it, and two concurrent changes of one job serialise.
+/// * Times are the storage's own clock (`now` is taken inside the backend), except where a
+///   method takes an explicit instant.
+/// * Errors carry a portable [`ErrorKind`](crate::ErrorKind); a backend that cannot be reached
+///   returns `Unavailable` and reconnects by itself on later calls.
+/// * Running jobs are fenced by their lease token: a change that names a token applies only if
+///   the job is still `running` under that token.
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// A short name for messages and metrics (`sqlite`, `postgres`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// What the backend supports.
+    fn capabilities(&self) -> StorageCapabilities;
+
+    /// Creates or upgrades the schema (tables, indexes, scripts). Idempotent and safe to run
+    /// from several processes at once.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Stores jobs, all or none, and returns one outcome per job in input order.
+    ///
+    /// Each job is validated with [`validate_new_job`](crate::validate_new_job) first; an
+    /// invalid job (oversized payload, empty kind) fails the whole call with its error.
+    /// A job whose `run_at` is in the future is `scheduled`, otherwise `available`.
+    /// A job with a `unique_key` that matches a live (not finished) job is not stored; its
+    /// outcome is `Duplicate(existing id)`. Two jobs with one key in the same call: the first
+    /// wins. Enqueued jobs wake subscribed workers.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>>;
+
+    /// The job with this id, or `None` when there is none (not an error).
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>>;
+
+    /// Claims up to `req.limit` runnable jobs on `req.queues`: pending (`scheduled`, `available`
+    /// or `retrying`) with `run_at <= now` and not cancelled. Order: priority descending, then
+    /// `run_at`, then id. Each claimed job becomes `running` with `attempt + 1`, a fresh lease
+    /// token, `lease_expires_at = now + req.lease`, `started_at = now` and `worker_id`.
+    /// Concurrent claims never return the same job. Returns the claimed records.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>>;
+
+    /// Like [`claim`](Storage::claim), restricted to `ids` (deliveries from an external queue).
+    /// Ids that are not runnable now (unknown, running, finished, not yet due) are skipped.
+    async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>>;
+
+    /// Renews leases to `now + lease` for jobs still running under the given tokens, and
+    /// reports per lease (input order) whether it is held and whether a cancel was requested.
+    async fn heartbeat(&self, leases: &[LeaseRef], lease: Duration) -> Result<Vec<LeaseStatus>>;
+
+    /// Records finished attempts, in one round trip where the backend allows. Each completion
+    /// applies only if its job is `running` under its token; otherwise it is `Stale` and
+    /// nothing changes. Returns one status per completion, in input order.
+    ///
+    /// * `Succeeded` → `completed`, result stored, `finished_at = now`.
+    /// * `Retry` → `retrying` at `run_at`, error appended.
+    /// * `Failed` → `failed`, error appended, `finished_at = now`.
+    /// * `Cancelled` → `cancelled`, error appended if any, `finished_at = now`.
+    /// * `Aborted` → `available` now if `attempt < max_attempts`, else `dropped`; error appended.
+    ///
+    /// Every outcome clears the lease (token, expiry, worker).
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionStatus>>;
+
+    /// Rescues up to `limit` running jobs whose lease expired before `now`: back to `available`
+    /// when attempts are left, else `dropped` (with `finished_at`), each with a `lease_expired`
+    /// error naming the worker. A job that completed in the meantime is never touched.
+    async fn rescue_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<RescueReport>;
+
+    /// Cancels a job: pending → `cancelled` at once; running → the cancel flag is set and the
+    /// worker's next heartbeat reports it; finished → reported, unchanged.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
+
+    /// Runs a finished job (`failed`, `cancelled`, `dropped`, `completed`) again: `available`
+    /// now, cancel flag cleared, one more attempt allowed if it had used them all.
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome>;
+
+    /// One page of jobs matching `filter`, in `filter.order`.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+
+    /// Job counts per state for every queue that has jobs, sorted by queue name.
+    async fn counts(&self) -> Result<Vec<QueueCounts>>;
+
+    /// Deletes up to `limit` finished jobs whose `finished_at` is before `before`, with
+    /// everything the backend keeps for them. Returns how many were deleted.
+    async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
+
+    /// Takes or renews the leadership lock `name` for `holder` for `ttl`. Returns whether
+    /// `holder` holds it now. Exactly one holder holds a lock at a time; a lock whose holder
+    /// stopped renewing it is free once its ttl passes.
+    async fn try_lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Gives up the lock if `holder` holds it.
+    async fn resign(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Jobs to publish to an external queue: pending, not cancelled, runnable at or before
+    /// `horizon`, and either never dispatched or dispatched before `stale_before` (a message
+    /// that was lost gets published again). At most `limit`, earliest `run_at` first.
+    async fn due_for_dispatch(
+        &self,
+        horizon: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DispatchItem>>;
+
+    /// Records that these jobs were published (sets their dispatch time to now). Every change
+    /// that makes a job runnable again (retry, rescue, abort, user retry) clears it.
+    async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()>;
+
+    /// A subscription to this backend's wake-ups for idle workers. Backends without wake-ups
+    /// return [`WakeSubscription::polling_only`].
+    fn subscribe(&self) -> WakeSubscription;
+}
