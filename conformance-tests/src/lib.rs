@@ -1,1 +1,138 @@
-//! wip
+//! # switchyard-conformance
+//!
+//! The contract every Switchyard adapter passes (SPEC §3), as `pub async fn` cases that take a
+//! [`Backend`], plus the [`conformance_suite!`] macro that turns each case into one
+//! `#[tokio::test]` in the adapter's own `tests/conformance.rs`:
+//!
+//! ```ignore
+//! async fn backend() -> switchyard_conformance::Backend {
+//!     let storage = MyStorage::connect(/* random prefix */).await.unwrap();
+//!     storage.migrate().await.unwrap();
+//!     switchyard_conformance::Backend::storage_only(std::sync::Arc::new(storage))
+//! }
+//! switchyard_conformance::conformance_suite!(backend);
+//! ```
+//!
+//! Every case builds its own backend through the factory, and the factory isolates it with a
+//! random table/key/queue prefix, so cases run in parallel against one server. A case that needs
+//! a capability the adapter does not declare prints why and returns early.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::{Queue, Storage};
+
+pub mod cases;
+
+/// What a case runs against: a storage, and optionally an external queue composed with it.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// The storage (migrated, isolated).
+    pub storage: Arc<dyn Storage>,
+    /// An external queue; `None` means the storage's own queue.
+    pub queue: Option<Arc<dyn Queue>>,
+    /// Shrinks the queue's native delay limit for the delay-past-the-limit case (SQS: 15 min
+    /// in production, a few seconds in tests). `None`: the queue's own limit.
+    pub max_native_delay: Option<Duration>,
+}
+
+impl Backend {
+    /// A storage delivering its own jobs.
+    pub fn storage_only(storage: Arc<dyn Storage>) -> Self {
+        Self {
+            storage,
+            queue: None,
+            max_native_delay: None,
+        }
+    }
+
+    /// A storage composed with an external queue.
+    pub fn with_queue(storage: Arc<dyn Storage>, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            storage,
+            queue: Some(queue),
+            max_native_delay: None,
+        }
+    }
+}
+
+/// A random lowercase prefix such as `t3kq9z_`, for isolating one case's tables, keys and queues.
+pub fn random_prefix() -> String {
+    let mut s = String::from("t");
+    for _ in 0..8 {
+        let c = fastrand::alphanumeric().to_ascii_lowercase();
+        s.push(c);
+    }
+    s.push('_');
+    s
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Instantiates every conformance case as a `#[tokio::test]` for one adapter. `$factory` is an
+/// `async fn() -> Backend` that returns a fresh, migrated, isolated backend on each call.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:path) => {
+        $crate::conformance_suite!(@cases $factory;
+            enqueue_and_get,
+            enqueue_batch,
+            get_unknown_is_none,
+            delayed_job_waits,
+            delay_longer_than_lease,
+            delay_past_native_limit,
+            priority_order,
+            queues_are_isolated,
+            concurrent_claims_never_overlap,
+            workers_run_each_job_exactly_once,
+            heartbeat_renews_lease,
+            dead_worker_jobs_are_rescued,
+            rescue_drops_exhausted_jobs,
+            stale_worker_completion_is_rejected,
+            retries_back_off_then_fail,
+            non_retryable_error_fails_at_once,
+            panic_is_an_error,
+            timeout_is_an_error,
+            cancel_pending_never_runs,
+            cancel_running_fires_token,
+            cancel_finished_says_so,
+            retry_finished_job,
+            unique_key_returns_first,
+            list_filter_and_paginate,
+            counts_by_state_and_queue,
+            prune_finished,
+            leadership_is_exclusive_and_expires,
+            unknown_kind_fails_clearly,
+            undecodable_payload_fails_clearly,
+            oversized_payload_rejected,
+            graceful_shutdown_drains,
+            hard_shutdown_releases_jobs,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let backend = $factory().await;
+                $crate::cases::$case(backend).await;
+            }
+        )*
+    };
+}

@@ -1,1 +1,72 @@
-//! wip
+//! # Switchyard
+//!
+//! Background jobs for Rust with pluggable backends: enqueue work now or later, run it on
+//! workers with retries, watch and control it, and move between SQLite, PostgreSQL, Redis,
+//! SQS and RabbitMQ by changing a URL — never job code.
+//!
+//! | feature    | backend                            | default |
+//! |------------|------------------------------------|---------|
+//! | `sqlite`   | SQLite storage + queue (embedded)  | yes     |
+//! | `postgres` | PostgreSQL storage + queue         | no      |
+//! | `redis`    | Redis storage + queue              | no      |
+//! | `sqs`      | Amazon SQS queue                   | no      |
+//! | `rabbitmq` | RabbitMQ queue                     | no      |
+//! | `full`     | all of the above                   | no      |
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use switchyard::{Job, JobContext, JobError, Registry, Switchyard};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Hello { name: String }
+//!
+//! impl Job for Hello {
+//!     const KIND: &'static str = "hello";
+//!     type Output = String;
+//!     async fn run(self, _ctx: JobContext) -> Result<String, JobError> {
+//!         Ok(format!("hello, {}", self.name))
+//!     }
+//! }
+//!
+//! # async fn demo() -> switchyard::Result<()> {
+//! let sy = Switchyard::from_env().await?; // no config: ./switchyard.db
+//! sy.client().enqueue(Hello { name: "world".into() }).await?;
+//! sy.run_until(Registry::new().register::<Hello>(), async {
+//!     tokio::signal::ctrl_c().await.ok();
+//! }).await;
+//! # Ok(()) }
+//! ```
+
+pub mod app;
+pub mod backoff;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod connect;
+pub mod dispatcher;
+pub mod job;
+pub mod maintenance;
+pub mod registry;
+pub mod shutdown;
+pub mod worker;
+
+pub use app::{Running, Switchyard};
+pub use backoff::Backoff;
+pub use client::Client;
+pub use config::Config;
+pub use job::{BlockingJob, EnqueueOptions, Job};
+pub use registry::Registry;
+pub use shutdown::Shutdown;
+pub use switchyard_core::{
+    AttemptError, BlockingExecutor, CancelOutcome, Error, ErrorKind, Executor, JobContext,
+    JobError, JobErrorKind, JobFilter, JobId, JobRecord, JobState, ListOrder, NewJob, Queue,
+    QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
+};
+pub use worker::{Worker, WorkerConfig, WorkerHandle};
+
+/// The core crate, for adapter authors.
+pub use switchyard_core as core;
+
+#[cfg(feature = "sqlite")]
+pub use switchyard_sqlite as sqlite;

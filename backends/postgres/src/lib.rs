@@ -1,0 +1,33 @@
+//! # switchyard-postgres
+//!
+//! Switchyard's [`Storage`](switchyard_core::Storage) on PostgreSQL through sqlx: the backend
+//! for production. It delivers its own jobs (`queue = "storage"`), so no broker is needed.
+//!
+//! * **Claims** take a batch in one statement: a CTE picks runnable ids
+//!   `FOR UPDATE SKIP LOCKED LIMIT n` from a partial index that holds only pending rows, and an
+//!   `UPDATE … RETURNING` leases them. Concurrent workers never wait on each other.
+//! * **Completions** of many jobs, whatever their outcomes, are one
+//!   `UPDATE … FROM unnest($1::uuid[], …)` fenced by state and lease token.
+//! * **Enqueue** of any number of jobs is one `INSERT … SELECT FROM unnest(…)`, with one
+//!   coalesced `pg_notify` per statement (never one per row: NOTIFY serialises commits).
+//! * **Transactional enqueue**: [`PostgresStorage::enqueue_in`] takes the caller's own
+//!   connection or transaction, so a job exists if and only if that transaction commits.
+//! * **Wake-ups**: a background `LISTEN` task bumps the workers' [`WakeHub`](switchyard_core::WakeHub);
+//!   it reconnects by itself after a database restart while workers keep polling. With
+//!   `listen = false` (e.g. behind PgBouncer in transaction mode) workers poll alone.
+//! * **No session advisory locks**: leadership is a lease row with an expiry, rescue is fenced
+//!   by state and lease token, and migrations take a transaction-scoped advisory lock.
+//! * A **table prefix** lets several independent instances share one database.
+//!
+//! See `docs/postgres.md` in the repository for set-up, tuning and operations.
+
+mod listener;
+mod migrate;
+mod row;
+mod sql;
+mod storage;
+
+pub use storage::{PostgresConfig, PostgresStorage};
+
+/// URL schemes this backend accepts.
+pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];

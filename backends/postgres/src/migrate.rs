@@ -1,0 +1,60 @@
+//! Embedded migrations. The SQL files in `migrations/postgres/` carry a `{prefix}` placeholder
+//! for the table prefix, which `sqlx::migrate!` cannot template, so this small runner applies
+//! them in order and records each in `{prefix}migrations`.
+//!
+//! Safe to run from several processes at once: everything happens in one transaction that
+//! first takes `pg_advisory_xact_lock` on a key derived from the prefix. The lock is
+//! transaction-scoped (released at commit or rollback), so it works through PgBouncer in
+//! transaction mode and can never leak with a pooled session.
+
+use sqlx::PgPool;
+use switchyard_core::{Error, Result};
+
+use crate::storage::db_err;
+
+/// Every migration, in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_jobs.sql"),
+)];
+
+/// Applies the migrations not applied yet.
+pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db_err("begin migration"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("switchyard-migrate:{prefix}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("take the migration lock"))?;
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE IF NOT EXISTS {prefix}migrations (version bigint PRIMARY KEY, \
+         applied_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("create migrations table"))?;
+    let applied: Vec<i64> = sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations"))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err("read applied migrations"))?;
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        sqlx::raw_sql(&sql.replace("{prefix}", prefix))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                Error::config(format!("PostgreSQL migration {version} failed")).with_source(e)
+            })?;
+        sqlx::query(&format!(
+            "INSERT INTO {prefix}migrations (version) VALUES ($1) ON CONFLICT DO NOTHING"
+        ))
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("record migration"))?;
+    }
+    tx.commit().await.map_err(db_err("commit migration"))?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Every fixed SQL statement of the backend, built once per table prefix when the storage is
+//! created. Keeping the strings fixed lets sqlx prepare each statement once per connection and
+//! reuse it; variable-length inputs are bound as arrays (`$1::uuid[]`), never spliced in.
+
+use crate::row::columns;
+
+/// The states a claim may take (once `run_at` has passed).
+const PENDING: &str = "('scheduled', 'available', 'retrying')";
+/// The states of a live job (one that holds its unique key).
+pub(crate) const LIVE: &str = "('scheduled', 'available', 'running', 'retrying')";
+/// The finished states.
+const FINISHED: &str = "('completed', 'failed', 'cancelled', 'dropped')";
+
+/// The statements for one table prefix.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub jobs: String,
+    pub channel: String,
+    pub enqueue: String,
+    pub find_unique: String,
+    pub get: String,
+    pub claim_one_queue: String,
+    pub claim_many_queues: String,
+    pub claim_ids: String,
+    pub heartbeat: String,
+    pub complete: String,
+    pub rescue: String,
+    pub lock_state: String,
+    pub cancel_pending: String,
+    pub cancel_running: String,
+    pub retry: String,
+    pub counts: String,
+    pub prune: String,
+    pub try_lead: String,
+    pub resign: String,
+    pub due_for_dispatch: String,
+    pub mark_dispatched: String,
+    pub notify: String,
+}
+
+impl Statements {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let jobs = format!("{prefix}jobs");
+        let leaders = format!("{prefix}leaders");
+        let cols = columns("");
+        let jcols = columns("j.");
+        // The lease set by a claim: `$n` is the lease in milliseconds.
+        let claim_set = |lease: &str, worker: &str| {
+            format!(
+                "UPDATE {jobs} j SET state = 'running', attempt = j.attempt + 1, \
+                 lease_token = gen_random_uuid(), started_at = now(), \
+                 lease_expires_at = now() + {lease}::float8 * interval '1 millisecond', \
+                 worker_id = {worker}"
+            )
+        };
+        Self {
+            channel: format!("{prefix}jobs"),
+            // One statement for any number of jobs: arrays in, ids of the inserted rows out, and
+            // one pg_notify when anything was inserted. ON CONFLICT DO NOTHING skips a job whose
+            // unique key a live job holds (or whose id exists); within one call the first of two
+            // jobs with one key wins, as rows are inserted in input order.
+            enqueue: format!(
+                "WITH input AS ( \
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], \
+                     $5::int2[], $6::int4[], $7::timestamptz[], $8::text[], $9::int8[], \
+                     $10::text[]) WITH ORDINALITY \
+                     AS i(id, kind, queue, payload, priority, max_attempts, run_at, unique_key, \
+                          timeout_ms, tags, ord) \
+                 ), ins AS ( \
+                   INSERT INTO {jobs} (id, kind, queue, payload, priority, state, max_attempts, \
+                     run_at, created_at, unique_key, timeout_ms, tags) \
+                   SELECT id, kind, queue, payload, priority, \
+                     CASE WHEN run_at > now() THEN 'scheduled' ELSE 'available' END, \
+                     max_attempts, COALESCE(run_at, now()), now(), unique_key, timeout_ms, \
+                     tags::text[] \
+                   FROM input ORDER BY ord \
+                   ON CONFLICT DO NOTHING \
+                   RETURNING id \
+                 ) \
+                 SELECT COALESCE(array_agg(id), '{{}}'::uuid[]) AS ids, \
+                   (SELECT count(*) FROM (SELECT pg_notify($11, '') \
+                      WHERE EXISTS (SELECT 1 FROM ins)) n) AS notified \
+                 FROM ins"
+            ),
+            find_unique: format!(
+                "SELECT unique_key, id FROM {jobs} WHERE unique_key = ANY($1::text[]) \
+                 AND state IN {LIVE}"
+            ),
+            get: format!("SELECT {cols} FROM {jobs} WHERE id = $1"),
+            // One queue: an ordered scan of the partial index, stopping after `limit` rows.
+            claim_one_queue: format!(
+                "WITH picked AS ( \
+                   SELECT id FROM {jobs} \
+                   WHERE queue = $1 AND state IN {PENDING} AND run_at <= now() \
+                   ORDER BY priority DESC, run_at, id \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED \
+                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                set = claim_set("$3", "$4"),
+            ),
+            // Several queues: the best `limit` rows of each queue (an ordered index scan each),
+            // then the best `limit` of those. Rows locked but not taken are released at commit.
+            claim_many_queues: format!(
+                "WITH picked AS ( \
+                   SELECT c.id FROM unnest($1::text[]) AS q(name) \
+                   CROSS JOIN LATERAL ( \
+                     SELECT id, priority, run_at FROM {jobs} \
+                     WHERE queue = q.name AND state IN {PENDING} AND run_at <= now() \
+                     ORDER BY priority DESC, run_at, id \
+                     LIMIT $2 FOR UPDATE SKIP LOCKED \
+                   ) c \
+                   ORDER BY c.priority DESC, c.run_at, c.id LIMIT $2 \
+                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                set = claim_set("$3", "$4"),
+            ),
+            claim_ids: format!(
+                "WITH picked AS ( \
+                   SELECT id FROM {jobs} \
+                   WHERE id = ANY($5::uuid[]) AND queue = ANY($1::text[]) \
+                     AND state IN {PENDING} AND run_at <= now() \
+                   ORDER BY priority DESC, run_at, id \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED \
+                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                set = claim_set("$3", "$4"),
+            ),
+            heartbeat: format!(
+                "UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
+                 FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
+                 WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
+                 RETURNING j.id, j.cancel_requested"
+            ),
+            // Every outcome in one statement. `outcome` is the target state, or `aborted`
+            // (available again when attempts are left, else dropped).
+            complete: format!(
+                "UPDATE {jobs} j SET \
+                   state = CASE WHEN c.outcome <> 'aborted' THEN c.outcome \
+                                WHEN j.attempt < j.max_attempts THEN 'available' \
+                                ELSE 'dropped' END, \
+                   result = CASE WHEN c.outcome = 'completed' THEN c.result ELSE j.result END, \
+                   errors = CASE WHEN c.error IS NULL THEN j.errors \
+                                 ELSE j.errors || jsonb_build_array(c.error) END, \
+                   run_at = COALESCE(c.run_at, j.run_at), \
+                   finished_at = CASE WHEN c.outcome IN ('completed', 'failed', 'cancelled') \
+                                        OR (c.outcome = 'aborted' AND j.attempt >= j.max_attempts) \
+                                      THEN now() ELSE NULL END, \
+                   dispatched_at = CASE WHEN c.outcome IN ('retrying', 'aborted') THEN NULL \
+                                        ELSE j.dispatched_at END, \
+                   lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], \
+                             $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at) \
+                 WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running' \
+                 RETURNING j.id"
+            ),
+            // Fenced twice: the CTE locks expired running rows with their token, and the update
+            // re-checks state, token and expiry, so a job that completed (or was renewed) in the
+            // meantime is never touched.
+            rescue: format!(
+                "WITH expired AS ( \
+                   SELECT id, lease_token FROM {jobs} \
+                   WHERE state = 'running' AND lease_expires_at < $1 \
+                   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED \
+                 ) \
+                 UPDATE {jobs} j SET \
+                   state = CASE WHEN j.attempt < j.max_attempts THEN 'available' ELSE 'dropped' END, \
+                   finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE $1 END, \
+                   errors = j.errors || jsonb_build_array(jsonb_build_object( \
+                     'attempt', j.attempt, 'at', $3::text, 'kind', 'lease_expired', \
+                     'message', 'lease expired: worker ' || COALESCE(j.worker_id, '?') || \
+                       ' stopped renewing it (crashed or stalled)')), \
+                   lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, \
+                   dispatched_at = NULL \
+                 FROM expired \
+                 WHERE j.id = expired.id AND j.lease_token = expired.lease_token \
+                   AND j.state = 'running' AND j.lease_expires_at < $1 \
+                 RETURNING j.id, j.state"
+            ),
+            lock_state: format!("SELECT state FROM {jobs} WHERE id = $1 FOR UPDATE"),
+            cancel_pending: format!(
+                "UPDATE {jobs} SET state = 'cancelled', finished_at = now() WHERE id = $1"
+            ),
+            cancel_running: format!("UPDATE {jobs} SET cancel_requested = true WHERE id = $1"),
+            retry: format!(
+                "UPDATE {jobs} SET state = 'available', run_at = now(), finished_at = NULL, \
+                 cancel_requested = false, dispatched_at = NULL, \
+                 max_attempts = GREATEST(max_attempts, attempt + 1) WHERE id = $1"
+            ),
+            counts: format!(
+                "SELECT queue, state, count(*) FROM {jobs} GROUP BY queue, state ORDER BY queue"
+            ),
+            prune: format!(
+                "WITH doomed AS ( \
+                   SELECT id FROM {jobs} WHERE finished_at < $1 AND state IN {FINISHED} \
+                   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED \
+                 ) DELETE FROM {jobs} j USING doomed WHERE j.id = doomed.id"
+            ),
+            try_lead: format!(
+                "INSERT INTO {leaders} AS l (name, holder, expires_at) \
+                 VALUES ($1, $2, now() + $3::float8 * interval '1 millisecond') \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                   expires_at = excluded.expires_at \
+                 WHERE l.holder = excluded.holder OR l.expires_at < now() \
+                 RETURNING holder"
+            ),
+            resign: format!("DELETE FROM {leaders} WHERE name = $1 AND holder = $2"),
+            due_for_dispatch: format!(
+                "SELECT id, queue, priority, run_at FROM {jobs} \
+                 WHERE state IN {PENDING} AND run_at <= $1 \
+                   AND (dispatched_at IS NULL OR dispatched_at < $2) \
+                 ORDER BY run_at LIMIT $3"
+            ),
+            mark_dispatched: format!(
+                "UPDATE {jobs} SET dispatched_at = now() WHERE id = ANY($1::uuid[])"
+            ),
+            notify: "SELECT pg_notify($1, '')".to_string(),
+            jobs,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! [`RedisConfig`]: the settings of the Redis backend, and the checks on its URL and prefix.
+
+use std::time::Duration;
+
+use switchyard_core::{Error, Result};
+
+/// What a Redis URL may look like, for error messages.
+const ACCEPTED_URLS: &str = "redis://[user:password@]host[:port][/db] or \
+                             rediss://[user:password@]host[:port][/db] (TLS)";
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS.
+    pub url: String,
+    /// Every key starts with `{prefix}:`. The braces are a Redis Cluster hash tag, so all keys
+    /// of one instance live in one slot. Letters, digits, `_`, `-`, `.`; 1 to 64 characters.
+    pub prefix: String,
+    /// Largest payload accepted by `enqueue`, in bytes of its JSON encoding.
+    pub max_payload_bytes: usize,
+    /// Safety net for finished jobs: their hash expires this long after they finish, even when
+    /// no pruner runs. Keep it longer than the pruner's retention. Zero disables it.
+    pub finished_ttl: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`: prefix `switchyard`, 1 MiB payloads, finished jobs expire after 7 days.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "switchyard".to_string(),
+            max_payload_bytes: 1024 * 1024,
+            finished_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the payload limit.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets how long a finished job's hash lives at most.
+    pub fn with_finished_ttl(mut self, ttl: Duration) -> Self {
+        self.finished_ttl = ttl;
+        self
+    }
+
+    /// Checks the URL and the prefix without connecting.
+    pub fn validate(&self) -> Result<()> {
+        check_url(&self.url)?;
+        check_prefix(&self.prefix)
+    }
+}
+
+/// Checks that `url` is a `redis://` or `rediss://` URL with a host.
+pub(crate) fn check_url(url: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::config(format!(
+            "key `storage`: `{}` is not a valid Redis URL ({why}); accepted: {ACCEPTED_URLS}",
+            redact(url)
+        ))
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !crate::URL_SCHEMES.contains(&parsed.scheme()) {
+        return Err(bad(&format!("scheme `{}`", parsed.scheme())));
+    }
+    if parsed.host_str().map_or(true, str::is_empty) {
+        return Err(bad("no host"));
+    }
+    let path = parsed.path().trim_start_matches('/');
+    if !path.is_empty() && path.parse::<u32>().is_err() {
+        return Err(bad(&format!("database `{path}` is not a number")));
+    }
+    #[cfg(not(feature = "tls"))]
+    if parsed.scheme() == "rediss" {
+        return Err(Error::config(format!(
+            "key `storage`: `{}` asks for TLS, but switchyard-redis was built without its `tls` \
+             feature; enable it, or use redis://",
+            redact(url)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a key prefix: letters, digits, `_`, `-` or `.`, 1 to 64 characters.
+pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(Error::config(format!(
+            "key `prefix`: `{prefix}` is not a valid Redis key prefix; accepted: 1 to 64 letters, \
+             digits, `_`, `-` or `.`"
+        )));
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ErrorKind;
+
+    #[test]
+    fn accepts_redis_urls() {
+        check_url("redis://127.0.0.1:6379").unwrap();
+        check_url("redis://:secret@localhost/2").unwrap();
+        check_url("redis://user:secret@example.com:6380/0").unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_urls_naming_the_key_and_forms() {
+        for url in ["postgres://x", "redis//x", "redis://", "redis://h/abc", "nonsense"] {
+            let e = check_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains("key `storage`"), "{e}");
+            assert!(e.message().contains("redis://"), "{e}");
+        }
+    }
+
+    #[test]
+    fn hides_passwords() {
+        let e = check_url("postgres://u:hunter2@h").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn checks_prefixes() {
+        check_prefix("switchyard").unwrap();
+        check_prefix("t3kq9z_").unwrap();
+        for p in ["", "a{b}", "a b", &"x".repeat(65)] {
+            assert_eq!(check_prefix(p).unwrap_err().kind(), ErrorKind::Config);
+        }
+    }
+}

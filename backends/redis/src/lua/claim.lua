@@ -1,0 +1,52 @@
+-- Claims up to `limit` runnable jobs on the given queues, in priority, run_at, id order.
+-- KEYS: leases, then ready and schedule of each queue.
+-- ARGV: prefix, limit, lease_ms, worker_id, token base (a UUID), nq, queue names...
+-- Returns the claimed jobs as flat HGETALL arrays.
+local now = now_ms()
+local limit = tonumber(ARGV[2])
+local exp = now + tonumber(ARGV[3])
+local worker = ARGV[4]
+local base = string.sub(ARGV[5], 1, 32)
+local nq = tonumber(ARGV[6])
+-- Promote due scheduled jobs into their ready set.
+for i = 1, nq do
+  local q = ARGV[6 + i]
+  local due = redis.call('ZRANGEBYSCORE', schkey(q), '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    local f = redis.call('HMGET', jkey(id), 'priority', 'run_at', 'state')
+    if f[1] and f[3] and PENDING[f[3]] then
+      redis.call('ZADD', rkey(q), -tonumber(f[1]), rmember(f[2], id))
+    end
+    redis.call('ZREM', schkey(q), id)
+  end
+end
+-- The best `limit` of each queue, merged.
+local cands = {}
+for i = 1, nq do
+  local q = ARGV[6 + i]
+  local r = redis.call('ZRANGE', rkey(q), 0, limit - 1, 'WITHSCORES')
+  for j = 1, #r, 2 do
+    cands[#cands + 1] = {tonumber(r[j + 1]), r[j], q}
+  end
+end
+if nq > 1 then
+  table.sort(cands, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+end
+local out = {}
+local k = 0
+for _, c in ipairs(cands) do
+  if k >= limit then break end
+  local m, q = c[2], c[3]
+  local id = string.sub(m, 15)
+  redis.call('ZREM', rkey(q), m)
+  local key = jkey(id)
+  local st = redis.call('HGET', key, 'state')
+  if st and PENDING[st] then
+    k = k + 1
+    out[#out + 1] = claim_one(key, id, q, st, now, exp, worker, base .. string.format('%04x', k))
+  end
+end
+return out

@@ -1,0 +1,56 @@
+-- Stores jobs, all or none (checks come before any write). KEYS: unique, queues.
+-- ARGV: prefix, count, then per job 10 fields: id, kind, queue, payload, priority,
+-- max_attempts, run_at ('' = now), unique ('-' = none, '+key'), timeout_ms ('' = none), tags.
+-- Returns per job {1, id} (inserted) or {0, existing id} (duplicate).
+local now = now_ms()
+local n = tonumber(ARGV[2])
+local out = {}
+local seen = {}
+local wake = false
+for i = 0, n - 1 do
+  local b = 3 + i * 10
+  local id, kind, q, payload = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local prio, max_attempts, run_raw, uraw = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local timeout, tags = ARGV[b + 8], ARGV[b + 9]
+  local key = jkey(id)
+  local dup = nil
+  if redis.call('EXISTS', key) == 1 then dup = id end
+  local uk = nil
+  if not dup and uraw ~= '-' then
+    uk = string.sub(uraw, 2)
+    if seen[uk] then
+      dup = seen[uk]
+    else
+      local holder = redis.call('HGET', UNIQUE, uk)
+      if holder then
+        local st = redis.call('HGET', jkey(holder), 'state')
+        if st and LIVE[st] then dup = holder end
+      end
+    end
+  end
+  if dup then
+    out[#out + 1] = {0, dup}
+  else
+    local run_at = now
+    if run_raw ~= '' then run_at = tonumber(run_raw) end
+    local state = 'available'
+    if run_at > now then state = 'scheduled' end
+    redis.call('HSET', key, 'id', id, 'kind', kind, 'queue', q, 'payload', payload,
+      'priority', prio, 'state', state, 'attempt', 0, 'max_attempts', max_attempts,
+      'run_at', n2s(run_at), 'created_at', n2s(now), 'errors', '[]', 'cancel_requested', 0,
+      'tags', tags)
+    if timeout ~= '' then redis.call('HSET', key, 'timeout_ms', timeout) end
+    if uk then
+      redis.call('HSET', key, 'unique_key', uk)
+      redis.call('HSET', UNIQUE, uk, id)
+      seen[uk] = id
+    end
+    redis.call('SADD', QUEUES, q)
+    reindex(q, id, nil, state)
+    make_pending(id, q, prio, run_at, now)
+    if state == 'available' then wake = true end
+    out[#out + 1] = {1, id}
+  end
+end
+if wake then redis.call('PUBLISH', WAKE, '') end
+return out

@@ -1,0 +1,83 @@
+//! Decoding a job hash into a [`JobRecord`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use switchyard_core::{Error, JobRecord, JobState, Result};
+use uuid::Uuid;
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn corrupt(id: &str, field: &str, e: impl std::fmt::Display) -> Error {
+    Error::corrupt(format!("Redis job hash {id} has a bad `{field}` field: {e}"))
+}
+
+/// A job hash as returned by `HGETALL` (field, value, field, value, …).
+pub(crate) fn decode_flat(flat: Vec<String>) -> Result<Option<JobRecord>> {
+    if flat.is_empty() {
+        return Ok(None);
+    }
+    let mut map = HashMap::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        map.insert(k, v);
+    }
+    decode(map).map(Some)
+}
+
+/// A job hash as a map. A hash without `id` and `state` (a partial leftover) is corrupt.
+pub(crate) fn decode(mut m: HashMap<String, String>) -> Result<JobRecord> {
+    let id_text = m.get("id").cloned().unwrap_or_default();
+    let idr = id_text.as_str();
+    let mut take = |f: &str| m.remove(f);
+    let req = |v: Option<String>, f: &str| v.ok_or_else(|| corrupt(idr, f, "missing"));
+    let int = |v: Option<String>, f: &str| -> Result<Option<i64>> {
+        v.map(|s| s.parse::<i64>().map_err(|e| corrupt(idr, f, e)))
+            .transpose()
+    };
+    let json = |v: String, f: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(&v).map_err(|e| corrupt(idr, f, e))
+    };
+    let id = Uuid::parse_str(&req(take("id"), "id")?).map_err(|e| corrupt(idr, "id", e))?;
+    let state: JobState = req(take("state"), "state")?.parse()?;
+    let payload = json(req(take("payload"), "payload")?, "payload")?;
+    let result = take("result").map(|r| json(r, "result")).transpose()?;
+    let errors = serde_json::from_str(&take("errors").unwrap_or_else(|| "[]".into()))
+        .map_err(|e| corrupt(idr, "errors", e))?;
+    let tags = serde_json::from_str(&take("tags").unwrap_or_else(|| "[]".into()))
+        .map_err(|e| corrupt(idr, "tags", e))?;
+    let time = |v: Option<String>, f: &str| -> Result<Option<DateTime<Utc>>> {
+        Ok(int(v, f)?.map(from_millis))
+    };
+    Ok(JobRecord {
+        id,
+        kind: req(take("kind"), "kind")?,
+        queue: req(take("queue"), "queue")?,
+        payload,
+        priority: int(take("priority"), "priority")?.unwrap_or(0) as i16,
+        state,
+        attempt: int(take("attempt"), "attempt")?.unwrap_or(0) as u32,
+        max_attempts: int(take("max_attempts"), "max_attempts")?.unwrap_or(1) as u32,
+        run_at: time(take("run_at"), "run_at")?.unwrap_or_default(),
+        created_at: time(take("created_at"), "created_at")?.unwrap_or_default(),
+        started_at: time(take("started_at"), "started_at")?,
+        finished_at: time(take("finished_at"), "finished_at")?,
+        lease_expires_at: time(take("lease_expires_at"), "lease_expires_at")?,
+        lease_token: take("lease_token")
+            .map(|t| Uuid::parse_str(&t).map_err(|e| corrupt(idr, "lease_token", e)))
+            .transpose()?,
+        worker_id: take("worker_id"),
+        errors,
+        result,
+        unique_key: take("unique_key"),
+        cancel_requested: take("cancel_requested").as_deref() == Some("1"),
+        timeout_ms: int(take("timeout_ms"), "timeout_ms")?.map(|v| v as u64),
+        tags,
+    })
+}

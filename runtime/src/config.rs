@@ -1,0 +1,365 @@
+//! Configuration (figment): defaults < `switchyard.toml` < `SWITCHYARD_*` environment variables
+//! (nested keys with `__`, e.g. `SWITCHYARD_WORKER__CONCURRENCY=32`). Unknown keys are errors
+//! that name the key and list the accepted ones.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use switchyard_core::{Error, Result};
+
+use crate::backoff::Backoff;
+use crate::dispatcher::DispatcherConfig;
+use crate::maintenance::MaintenanceConfig;
+use crate::worker::WorkerConfig;
+
+/// The default storage when nothing is configured: a SQLite file in the working directory.
+pub const DEFAULT_STORAGE: &str = "sqlite://switchyard.db";
+
+/// Everything Switchyard reads from configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where job records live: `sqlite://…`, `postgres://…`, `redis://…`.
+    pub storage: String,
+    /// How jobs are delivered: `storage` (the storage's own queue), `sqs://…`, `amqp://…`.
+    pub queue: String,
+    /// Table/key prefix, so several instances share one database.
+    pub prefix: String,
+    /// Largest payload accepted at enqueue, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// Run migrations when connecting.
+    pub auto_migrate: bool,
+    /// Worker settings, defaults for every queue.
+    pub worker: WorkerSection,
+    /// Queues this process works, with optional per-queue concurrency.
+    pub queues: BTreeMap<String, QueueSection>,
+    /// The rescuer plugin.
+    pub rescuer: RescuerSection,
+    /// The pruner plugin.
+    pub pruner: PrunerSection,
+    /// The dispatcher (external queues only).
+    pub dispatcher: DispatcherSection,
+    /// PostgreSQL-specific settings.
+    pub postgres: PostgresSection,
+    /// Amazon SQS settings (queue = "sqs://…").
+    pub sqs: SqsSection,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Jobs run at once per queue.
+    pub concurrency: usize,
+    /// Lease length in seconds.
+    pub lease_secs: f64,
+    /// Heartbeat interval in seconds.
+    pub heartbeat_secs: f64,
+    /// Polling backstop in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Graceful shutdown timeout in seconds.
+    pub shutdown_timeout_secs: f64,
+    /// First retry delay in milliseconds.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_secs: f64,
+    /// Retry delay jitter, 0.0 to 1.0.
+    pub backoff_jitter: f64,
+}
+
+/// `[queues.<name>]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Overrides `worker.concurrency` for this queue.
+    pub concurrency: Option<usize>,
+}
+
+/// `[rescuer]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RescuerSection {
+    /// Run it.
+    pub enabled: bool,
+    /// Seconds between scans.
+    pub interval_secs: f64,
+}
+
+/// `[pruner]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrunerSection {
+    /// Run it.
+    pub enabled: bool,
+    /// Seconds between runs.
+    pub interval_secs: f64,
+    /// Keep finished jobs this many seconds.
+    pub retention_secs: f64,
+}
+
+/// `[dispatcher]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatcherSection {
+    /// Polling backstop in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Lowers the queue's native delay limit (seconds).
+    pub max_native_delay_secs: Option<f64>,
+    /// Republish a dispatched job not claimed after this many seconds.
+    pub redispatch_after_secs: f64,
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSection {
+    /// Use LISTEN/NOTIFY wake-ups (turn off behind PgBouncer in transaction mode).
+    pub listen: bool,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// `[sqs]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsSection {
+    /// AWS region (default from the environment, else `us-east-1`).
+    pub region: Option<String>,
+    /// Endpoint override, e.g. an emulator on loopback.
+    pub endpoint_url: Option<String>,
+    /// Use FIFO queues.
+    pub fifo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut queues = BTreeMap::new();
+        queues.insert(
+            switchyard_core::DEFAULT_QUEUE.to_string(),
+            QueueSection::default(),
+        );
+        Self {
+            storage: DEFAULT_STORAGE.to_string(),
+            queue: "storage".to_string(),
+            prefix: "switchyard_".to_string(),
+            max_payload_bytes: 1024 * 1024,
+            auto_migrate: true,
+            worker: WorkerSection::default(),
+            queues,
+            rescuer: RescuerSection::default(),
+            pruner: PrunerSection::default(),
+            dispatcher: DispatcherSection::default(),
+            postgres: PostgresSection::default(),
+            sqs: SqsSection::default(),
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            lease_secs: 30.0,
+            heartbeat_secs: 10.0,
+            poll_interval_ms: 1000,
+            shutdown_timeout_secs: 30.0,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 3600.0,
+            backoff_jitter: 0.2,
+        }
+    }
+}
+
+impl Default for RescuerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 5.0,
+        }
+    }
+}
+
+impl Default for PrunerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 60.0,
+            retention_secs: 7.0 * 24.0 * 3600.0,
+        }
+    }
+}
+
+impl Default for DispatcherSection {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 500,
+            max_native_delay_secs: None,
+            redispatch_after_secs: 1800.0,
+        }
+    }
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            listen: true,
+            max_connections: 10,
+        }
+    }
+}
+
+fn secs(key: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        Error::config(format!(
+            "key `{key}`: {v} is not a valid number of seconds; accepted: a non-negative number"
+        ))
+    })
+}
+
+impl Config {
+    /// Loads defaults < `switchyard.toml` in the working directory (if present) <
+    /// `SWITCHYARD_*` environment variables.
+    pub fn load() -> Result<Self> {
+        Self::load_from(Path::new("switchyard.toml"))
+    }
+
+    /// Like [`Config::load`] with another TOML file.
+    pub fn load_from(path: &Path) -> Result<Self> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file(path))
+                .merge(
+                    Env::prefixed("SWITCHYARD_")
+                        // The test suite's own settings are not configuration.
+                        .filter(|k| !k.as_str().starts_with("test_"))
+                        .split("__"),
+                ),
+        )
+    }
+
+    /// Extracts and validates a configuration from any figment.
+    pub fn from_figment(figment: Figment) -> Result<Self> {
+        let config: Config = figment.extract().map_err(|e| {
+            let msgs: Vec<String> = e
+                .into_iter()
+                .map(|err| {
+                    let key = err.path.join(".");
+                    let source = err
+                        .metadata
+                        .as_ref()
+                        .map(|m| format!(" (from {})", m.name))
+                        .unwrap_or_default();
+                    if key.is_empty() {
+                        format!("{}{source}", err.kind)
+                    } else {
+                        format!("key `{key}`: {}{source}", err.kind)
+                    }
+                })
+                .collect();
+            Error::config(format!("invalid configuration: {}", msgs.join("; ")))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot: URLs, ranges.
+    pub fn validate(&self) -> Result<()> {
+        crate::connect::storage_scheme(&self.storage)?;
+        crate::connect::queue_scheme(&self.queue)?;
+        if self.worker.concurrency == 0 {
+            return Err(Error::config(
+                "key `worker.concurrency`: 0 is not accepted; use 1 or more",
+            ));
+        }
+        for (name, q) in &self.queues {
+            if name.is_empty() || name.len() > 128 {
+                return Err(Error::config(format!(
+                    "key `queues`: `{name}` is not a valid queue name; accepted: 1 to 128 characters"
+                )));
+            }
+            if q.concurrency == Some(0) {
+                return Err(Error::config(format!(
+                    "key `queues.{name}.concurrency`: 0 is not accepted; use 1 or more"
+                )));
+            }
+        }
+        let lease = secs("worker.lease_secs", self.worker.lease_secs)?;
+        let hb = secs("worker.heartbeat_secs", self.worker.heartbeat_secs)?;
+        if hb.is_zero() || hb >= lease {
+            return Err(Error::config(format!(
+                "key `worker.heartbeat_secs`: {} must be above 0 and below `worker.lease_secs` ({}) \
+                 so leases are renewed before they expire",
+                self.worker.heartbeat_secs, self.worker.lease_secs
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.worker.backoff_jitter) {
+            return Err(Error::config(format!(
+                "key `worker.backoff_jitter`: {} is out of range; accepted: 0.0 to 1.0",
+                self.worker.backoff_jitter
+            )));
+        }
+        secs("worker.shutdown_timeout_secs", self.worker.shutdown_timeout_secs)?;
+        secs("worker.backoff_max_secs", self.worker.backoff_max_secs)?;
+        secs("rescuer.interval_secs", self.rescuer.interval_secs)?;
+        secs("pruner.interval_secs", self.pruner.interval_secs)?;
+        secs("pruner.retention_secs", self.pruner.retention_secs)?;
+        secs("dispatcher.redispatch_after_secs", self.dispatcher.redispatch_after_secs)?;
+        if let Some(d) = self.dispatcher.max_native_delay_secs {
+            secs("dispatcher.max_native_delay_secs", d)?;
+        }
+        Ok(())
+    }
+
+    /// The worker settings for one queue.
+    pub fn worker_config(&self, queue: &str) -> WorkerConfig {
+        let w = &self.worker;
+        let concurrency = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.concurrency)
+            .unwrap_or(w.concurrency);
+        WorkerConfig {
+            queues: vec![queue.to_string()],
+            concurrency,
+            lease: Duration::from_secs_f64(w.lease_secs),
+            heartbeat: Duration::from_secs_f64(w.heartbeat_secs),
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            shutdown_timeout: Duration::from_secs_f64(w.shutdown_timeout_secs),
+            backoff: Backoff {
+                base: Duration::from_millis(w.backoff_base_ms),
+                max: Duration::from_secs_f64(w.backoff_max_secs),
+                jitter: w.backoff_jitter,
+            },
+            ..WorkerConfig::default()
+        }
+    }
+
+    /// The maintenance settings.
+    pub fn maintenance_config(&self) -> MaintenanceConfig {
+        MaintenanceConfig {
+            rescuer: self.rescuer.enabled,
+            rescue_interval: Duration::from_secs_f64(self.rescuer.interval_secs),
+            pruner: self.pruner.enabled,
+            prune_interval: Duration::from_secs_f64(self.pruner.interval_secs),
+            retention: Duration::from_secs_f64(self.pruner.retention_secs),
+            ..MaintenanceConfig::default()
+        }
+    }
+
+    /// The dispatcher settings.
+    pub fn dispatcher_config(&self) -> DispatcherConfig {
+        DispatcherConfig {
+            poll_interval: Duration::from_millis(self.dispatcher.poll_interval_ms),
+            max_native_delay: self
+                .dispatcher
+                .max_native_delay_secs
+                .map(Duration::from_secs_f64),
+            redispatch_after: Duration::from_secs_f64(self.dispatcher.redispatch_after_secs),
+            ..DispatcherConfig::default()
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The dispatcher (seed 004): Storage is the outbox of an external queue. It publishes due jobs
+//! (new, retried, delayed, rescued) in batches and then marks them dispatched, so a crash
+//! between the storage write and the publish loses nothing (the job is published again), and a
+//! duplicate publish is harmless because every claim is fenced in Storage. A job delayed past
+//! the queue's native limit waits in Storage until it comes within that limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard_core::{Queue, QueueMessage, Storage};
+
+use crate::shutdown::Shutdown;
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Longest wait between scans when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// Most jobs published per scan.
+    pub batch: usize,
+    /// Overrides the queue's native delay limit (lower only; for tests and cautious setups).
+    pub max_native_delay: Option<Duration>,
+    /// A job dispatched this long ago and still not claimed is published again (its message
+    /// may have been lost). Must exceed the longest native delay plus the lease.
+    pub redispatch_after: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            batch: 500,
+            max_native_delay: None,
+            redispatch_after: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Publishes one batch of due jobs. Returns how many were published.
+pub async fn dispatch_once(
+    storage: &dyn Storage,
+    queue: &dyn Queue,
+    config: &DispatcherConfig,
+) -> switchyard_core::Result<usize> {
+    let caps = queue.capabilities();
+    let native = match (caps.max_native_delay, config.max_native_delay) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or_default(),
+    };
+    let now = Utc::now();
+    let horizon = now + chrono::Duration::from_std(native).unwrap_or_default();
+    let stale = now - chrono::Duration::from_std(config.redispatch_after).unwrap_or_default();
+    let items = storage.due_for_dispatch(horizon, stale, config.batch).await?;
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let messages: Vec<QueueMessage> = items
+        .iter()
+        .map(|i| QueueMessage {
+            job_id: i.id,
+            queue: i.queue.clone(),
+            priority: i.priority,
+            delay: (i.run_at - now).to_std().unwrap_or_default().min(native),
+        })
+        .collect();
+    for chunk in messages.chunks(caps.max_batch.max(1)) {
+        queue.publish(chunk).await?;
+    }
+    let ids: Vec<_> = items.iter().map(|i| i.id).collect();
+    storage.mark_dispatched(&ids).await?;
+    Ok(ids.len())
+}
+
+/// Runs the dispatcher until graceful shutdown.
+pub async fn run(
+    storage: Arc<dyn Storage>,
+    queue: Arc<dyn Queue>,
+    config: DispatcherConfig,
+    shutdown: Shutdown,
+) {
+    let mut wake = storage.subscribe();
+    let mut failures = 0u32;
+    loop {
+        match dispatch_once(storage.as_ref(), queue.as_ref(), &config).await {
+            Ok(n) if n == config.batch => {
+                failures = 0;
+                continue;
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "dispatch failed; jobs stay in storage and are retried");
+            }
+        }
+        let wait = if failures > 0 {
+            (config.poll_interval * failures).min(Duration::from_secs(5))
+        } else {
+            config.poll_interval
+        };
+        tokio::select! {
+            _ = wake.wait(wait) => {}
+            _ = shutdown.graceful_requested() => return,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The traits job code implements: [`Job`] for async bodies, [`BlockingJob`] for synchronous
+//! ones, and the per-enqueue [`EnqueueOptions`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchyard_core::{JobContext, JobError, NewJob};
+
+/// A job type: its fields are its arguments (stored as JSON), `KIND` names its handler, and
+/// `run` is its body. The output, when not `()`, is stored as the job's result.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use switchyard::{Job, JobContext, JobError};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendEmail { to: String }
+///
+/// impl Job for SendEmail {
+///     const KIND: &'static str = "send_email";
+///     type Output = ();
+///     async fn run(self, _ctx: JobContext) -> Result<(), JobError> {
+///         println!("sending to {}", self.to);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The kind name the handler is registered under. Stable across deploys.
+    const KIND: &'static str;
+    /// The job's output, stored as its result (`()` stores nothing).
+    type Output: Serialize + Send + 'static;
+
+    /// Default options for jobs of this type; `EnqueueOptions` given at enqueue override them.
+    fn options(&self) -> EnqueueOptions {
+        EnqueueOptions::default()
+    }
+
+    /// The job body. Look at `ctx.cancelled()` in long loops: cancellation is co-operative.
+    fn run(self, ctx: JobContext) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+/// A job type with a synchronous body; it runs on the blocking thread pool, never on the event
+/// loop.
+pub trait BlockingJob: Serialize + DeserializeOwned + Send + 'static {
+    /// The kind name the handler is registered under.
+    const KIND: &'static str;
+    /// The job's output, stored as its result.
+    type Output: Serialize + Send + 'static;
+
+    /// Default options for jobs of this type.
+    fn options(&self) -> EnqueueOptions {
+        EnqueueOptions::default()
+    }
+
+    /// The job body.
+    fn run(self, ctx: JobContext) -> Result<Self::Output, JobError>;
+}
+
+/// Options of one enqueue. Unset fields keep the job type's defaults, then Switchyard's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnqueueOptions {
+    /// The queue (default `default`).
+    pub queue: Option<String>,
+    /// Higher runs first (default 0).
+    pub priority: Option<i16>,
+    /// Attempts before failing for good (default 20).
+    pub max_attempts: Option<u32>,
+    /// Not before this instant.
+    pub run_at: Option<DateTime<Utc>>,
+    /// While a live job has this key, enqueueing returns its id instead.
+    pub unique_key: Option<String>,
+    /// Per-attempt timeout.
+    pub timeout: Option<Duration>,
+    /// Labels.
+    pub tags: Vec<String>,
+}
+
+impl EnqueueOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+    /// Sets the maximum attempts.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    /// Runs no earlier than `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.run_at = Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+        self
+    }
+    /// Runs no earlier than `at`.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+    /// Sets the unique key.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// `self` with unset fields taken from `defaults`.
+    pub fn or(self, defaults: EnqueueOptions) -> Self {
+        Self {
+            queue: self.queue.or(defaults.queue),
+            priority: self.priority.or(defaults.priority),
+            max_attempts: self.max_attempts.or(defaults.max_attempts),
+            run_at: self.run_at.or(defaults.run_at),
+            unique_key: self.unique_key.or(defaults.unique_key),
+            timeout: self.timeout.or(defaults.timeout),
+            tags: if self.tags.is_empty() {
+                defaults.tags
+            } else {
+                self.tags
+            },
+        }
+    }
+
+    /// Applies these options to a new job.
+    pub fn apply(self, mut job: NewJob) -> NewJob {
+        if let Some(q) = self.queue {
+            job.queue = q;
+        }
+        if let Some(p) = self.priority {
+            job.priority = p;
+        }
+        if let Some(m) = self.max_attempts {
+            job.max_attempts = m;
+        }
+        job.run_at = self.run_at.or(job.run_at);
+        job.unique_key = self.unique_key.or(job.unique_key);
+        if let Some(t) = self.timeout {
+            job.timeout_ms = Some(t.as_millis() as u64);
+        }
+        job.tags.extend(self.tags);
+        job
+    }
+}

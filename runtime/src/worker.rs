@@ -1,0 +1,654 @@
+//! The worker (seed 002): one fetcher claims jobs in batches up to the free capacity, a
+//! semaphore bounds concurrency, a heartbeater renews leases and relays cancel requests, and a
+//! completer records finished attempts in batches.
+//!
+//! Jobs come either from the storage's own queue (`Storage::claim`) or from an external
+//! [`Queue`] whose deliveries name job ids that are then claimed in storage
+//! (`Storage::claim_ids`), so every attempt is fenced by its lease token either way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard_core::{
+    AttemptError, ClaimRequest, Completion, CompletionStatus, Delivery, Executor, JobContext,
+    JobError, JobErrorKind, JobId, JobRecord, LeaseRef, LeaseStatus, Outcome, Queue, Storage,
+    TokioExecutor,
+};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::backoff::Backoff;
+use crate::registry::Registry;
+use crate::shutdown::Shutdown;
+
+/// Settings of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Queues to take jobs from.
+    pub queues: Vec<String>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often running jobs' leases are renewed (and cancel requests picked up).
+    pub heartbeat: Duration,
+    /// Longest idle wait between claims when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// How long a graceful shutdown waits for running jobs before aborting them.
+    pub shutdown_timeout: Duration,
+    /// Retry backoff.
+    pub backoff: Backoff,
+    /// This worker's id, stored on the jobs it runs.
+    pub worker_id: String,
+    /// Most completions recorded in one storage call.
+    pub completion_batch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            queues: vec![switchyard_core::DEFAULT_QUEUE.to_string()],
+            concurrency: 10,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            worker_id: default_worker_id(),
+            completion_batch: 500,
+        }
+    }
+}
+
+/// `hostname-pid-random`, unique per worker.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_string());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &Uuid::new_v4().simple().to_string()[..6]
+    )
+}
+
+/// A worker, configured and not yet running. Start it with [`Worker::start`] or
+/// [`Worker::run_until`].
+pub struct Worker {
+    storage: Arc<dyn Storage>,
+    queue: Option<Arc<dyn Queue>>,
+    registry: Arc<Registry>,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("storage", &self.storage.name())
+            .field("queue", &self.queue.as_ref().map(|q| q.name()))
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// A worker on `storage`'s own queue with default settings.
+    pub fn new(storage: Arc<dyn Storage>, registry: Registry) -> Self {
+        Self {
+            storage,
+            queue: None,
+            registry: Arc::new(registry),
+            executor: Arc::new(TokioExecutor),
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Takes deliveries from an external queue instead of the storage's own.
+    pub fn external_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Sets the queues.
+    pub fn queues<I: IntoIterator<Item = S>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.config.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the concurrency (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets the lease.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    /// Sets the heartbeat interval.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.config.heartbeat = every;
+        self
+    }
+
+    /// Sets the polling backstop interval.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.config.poll_interval = every;
+        self
+    }
+
+    /// Sets the graceful shutdown timeout.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets the retry backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// Sets the executor (default: [`TokioExecutor`]).
+    pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = executor;
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.config.worker_id = id.into();
+        self
+    }
+
+    /// Starts the worker in the background.
+    pub fn start(self) -> WorkerHandle {
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(self.run(shutdown.clone()));
+        WorkerHandle { shutdown, task }
+    }
+
+    /// Runs until `signal` resolves, then shuts down gracefully (aborting after the shutdown
+    /// timeout). Installs no signal handlers: pass [`crate::shutdown::signal()`] for that.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        let handle = self.start();
+        signal.await;
+        handle.stop().await;
+    }
+
+    /// Runs until `shutdown` is pulled and everything in flight is recorded.
+    pub async fn run(self, shutdown: Shutdown) {
+        let inner = Arc::new(Inner {
+            storage: self.storage,
+            queue: self.queue,
+            registry: self.registry,
+            executor: self.executor,
+            config: self.config,
+            running: Mutex::new(HashMap::new()),
+            shutdown,
+        });
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let stop_heartbeat = CancellationToken::new();
+        // Sub-tasks are aborted if this task is aborted (a simulated crash).
+        let mut completer = AbortOnDrop(tokio::spawn(completer(inner.clone(), done_rx)));
+        let mut heartbeater = AbortOnDrop(tokio::spawn(heartbeater(
+            inner.clone(),
+            stop_heartbeat.clone(),
+        )));
+        let mut jobs = JoinSet::new();
+        fetch_loop(&inner, &mut jobs, &done_tx).await;
+        drain(&inner, &mut jobs).await;
+        drop(done_tx);
+        let _ = (&mut completer.0).await;
+        stop_heartbeat.cancel();
+        let _ = (&mut heartbeater.0).await;
+        tracing::info!(worker = %inner.config.worker_id, "worker stopped");
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// The worker's shutdown switch.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Graceful shutdown: stop fetching, let running jobs finish (up to the shutdown timeout,
+    /// then abort and release them), record everything, return.
+    pub async fn stop(self) {
+        self.shutdown.graceful();
+        let _ = self.task.await;
+    }
+
+    /// Hard shutdown: abort running jobs now, release them for re-delivery, return.
+    pub async fn abort(self) {
+        self.shutdown.hard();
+        let _ = self.task.await;
+    }
+
+    /// Simulates a crash: the worker and its jobs vanish without recording anything. Their
+    /// leases expire and the rescuer takes over. For tests.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Waits for the worker to stop by itself (after its shutdown switch is pulled).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct Running {
+    token: Uuid,
+    cancel: CancellationToken,
+    user_cancel: Arc<AtomicBool>,
+    delivery: Option<Delivery>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    queue: Option<Arc<dyn Queue>>,
+    registry: Arc<Registry>,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+    running: Mutex<HashMap<JobId, Running>>,
+    shutdown: Shutdown,
+}
+
+type Done = (Completion, Option<Delivery>);
+
+impl Inner {
+    fn claim_request(&self, limit: usize) -> ClaimRequest {
+        ClaimRequest {
+            queues: self.config.queues.clone(),
+            limit,
+            worker_id: self.config.worker_id.clone(),
+            lease: self.config.lease,
+        }
+    }
+}
+
+/// Claims while not shutting down. Returns when graceful shutdown is requested.
+async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::UnboundedSender<Done>) {
+    let semaphore = Arc::new(Semaphore::new(inner.config.concurrency));
+    let mut wake = inner.storage.subscribe();
+    let mut rr = 0usize;
+    let mut failures = 0u32;
+    loop {
+        while jobs.try_join_next().is_some() {}
+        // Wait for one free slot, then take every other free one.
+        let first = tokio::select! {
+            p = semaphore.clone().acquire_owned() => p.expect("semaphore never closes"),
+            _ = inner.shutdown.graceful_requested() => return,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = semaphore.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let want = permits.len();
+        let claimed = match &inner.queue {
+            None => inner
+                .storage
+                .claim(&inner.claim_request(want))
+                .await
+                .map(|jobs| jobs.into_iter().map(|j| (j, None)).collect::<Vec<_>>()),
+            Some(queue) => {
+                let q = inner.config.queues[rr % inner.config.queues.len()].clone();
+                rr += 1;
+                receive_and_claim(inner, queue, &q, want).await
+            }
+        };
+        let claimed = match claimed {
+            Ok(c) => {
+                failures = 0;
+                c
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = (inner.config.poll_interval * failures).min(Duration::from_secs(5));
+                tracing::warn!(error = %e, retry_in = ?wait, "claim failed; the worker keeps polling");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = inner.shutdown.graceful_requested() => return,
+                }
+                continue;
+            }
+        };
+        let got = claimed.len();
+        for (job, delivery) in claimed {
+            let permit = permits.pop().expect("never claims more than free slots");
+            let inner = inner.clone();
+            let done = done.clone();
+            jobs.spawn(run_job(inner, job, delivery, permit, done));
+        }
+        drop(permits);
+        if got < want && inner.queue.is_none() {
+            // Idle: wait for a wake-up from the backend, the poll interval, or shutdown.
+            tokio::select! {
+                _ = wake.wait(inner.config.poll_interval) => {}
+                _ = inner.shutdown.graceful_requested() => return,
+            }
+        }
+    }
+}
+
+/// External queue path: receive deliveries, claim their jobs in storage, settle the rest.
+async fn receive_and_claim(
+    inner: &Arc<Inner>,
+    queue: &Arc<dyn Queue>,
+    name: &str,
+    want: usize,
+) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
+    let max = want.min(queue.capabilities().max_batch.max(1));
+    let wait = inner.config.poll_interval.min(Duration::from_secs(20));
+    let deliveries = tokio::select! {
+        d = queue.receive(name, max, wait, inner.config.lease) => d?,
+        _ = inner.shutdown.graceful_requested() => return Ok(Vec::new()),
+    };
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<JobId> = deliveries.iter().map(|d| d.job_id).collect();
+    let claimed = match inner.storage.claim_ids(&ids, &inner.claim_request(ids.len())).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Give the messages back at once; nothing was claimed.
+            for d in &deliveries {
+                let _ = queue.nack(d, Duration::ZERO).await;
+            }
+            return Err(e);
+        }
+    };
+    let mut by_id: HashMap<JobId, Delivery> = HashMap::new();
+    for d in deliveries {
+        // Two messages for one job: the extra one is a duplicate publish.
+        if let Some(dup) = by_id.insert(d.job_id, d) {
+            let _ = queue.ack(&[dup]).await;
+        }
+    }
+    let mut out = Vec::with_capacity(claimed.len());
+    for job in claimed {
+        let d = by_id.remove(&job.id);
+        out.push((job, d));
+    }
+    // Deliveries whose job could not be claimed: finished, running elsewhere, unknown (ack and
+    // forget: storage is the source of truth) or not yet due (give back until it is).
+    let mut stale = Vec::new();
+    for (id, d) in by_id {
+        match inner.storage.get(id).await {
+            Ok(Some(job)) if job.state.is_pending() && job.run_at > Utc::now() => {
+                let wait = (job.run_at - Utc::now()).to_std().unwrap_or_default();
+                let _ = queue.nack(&d, wait).await;
+            }
+            Ok(Some(job)) if job.state.is_pending() => {
+                let _ = queue.nack(&d, Duration::from_millis(100)).await;
+            }
+            Ok(_) => stale.push(d),
+            Err(_) => {
+                let _ = queue.nack(&d, Duration::from_secs(1)).await;
+            }
+        }
+    }
+    if !stale.is_empty() {
+        let _ = queue.ack(&stale).await;
+    }
+    Ok(out)
+}
+
+/// After fetching stopped: wait for running jobs up to the shutdown timeout, then abort them.
+async fn drain(inner: &Arc<Inner>, jobs: &mut JoinSet<()>) {
+    let n = jobs.len();
+    if n > 0 {
+        tracing::info!(running = n, timeout = ?inner.config.shutdown_timeout, "draining running jobs");
+    }
+    let all_done = async { while jobs.join_next().await.is_some() {} };
+    tokio::pin!(all_done);
+    tokio::select! {
+        _ = &mut all_done => return,
+        _ = inner.shutdown.hard_requested() => {}
+        _ = tokio::time::sleep(inner.config.shutdown_timeout) => {
+            tracing::warn!("shutdown timeout passed: aborting running jobs");
+            inner.shutdown.hard();
+        }
+    }
+    // Hard: every job task sees the token, records `Aborted` and returns.
+    all_done.await;
+}
+
+fn attempt_error(job: &JobRecord, kind: &str, message: impl Into<String>) -> AttemptError {
+    AttemptError {
+        attempt: job.attempt,
+        at: Utc::now(),
+        kind: kind.to_string(),
+        message: message.into(),
+    }
+}
+
+fn failure(inner: &Inner, job: &JobRecord, e: &JobError) -> Outcome {
+    let error = attempt_error(job, e.kind().as_str(), e.message());
+    if e.is_retryable() && job.has_attempts_left() {
+        let delay = inner.config.backoff.delay(job.attempt);
+        Outcome::Retry {
+            error,
+            run_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+        }
+    } else {
+        Outcome::Failed { error }
+    }
+}
+
+async fn run_job(
+    inner: Arc<Inner>,
+    job: JobRecord,
+    delivery: Option<Delivery>,
+    permit: OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let span = tracing::info_span!("job", kind = %job.kind, id = %job.id, attempt = job.attempt, queue = %job.queue);
+    async move {
+        let token = job.lease_token.unwrap_or_default();
+        let cancel = inner.shutdown.hard_token().child_token();
+        let user_cancel = Arc::new(AtomicBool::new(job.cancel_requested));
+        if job.cancel_requested {
+            cancel.cancel();
+        }
+        inner.running.lock().expect("poisoned").insert(
+            job.id,
+            Running {
+                token,
+                cancel: cancel.clone(),
+                user_cancel: user_cancel.clone(),
+                delivery: delivery.clone(),
+            },
+        );
+        let ctx = JobContext::new(&job, cancel.clone());
+        let outcome = match inner.registry.prepare(&job.kind, job.payload.clone(), ctx) {
+            Err(e) => {
+                tracing::error!(error = %e.message(), "job cannot run");
+                Outcome::Failed {
+                    error: attempt_error(&job, e.kind().as_str(), e.message()),
+                }
+            }
+            Ok(body) => {
+                let exec = inner.executor.execute(body);
+                let timed = async {
+                    match job.timeout() {
+                        Some(t) => tokio::time::timeout(t, exec).await.ok(),
+                        None => Some(exec.await),
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    out = timed => match out {
+                        Some(Ok(result)) => Outcome::Succeeded { result },
+                        Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
+                            error: Some(attempt_error(&job, JobErrorKind::Cancelled.as_str(), e.message())),
+                        },
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e.message(), "job attempt failed");
+                            failure(&inner, &job, &e)
+                        }
+                        None => {
+                            cancel.cancel();
+                            let e = JobError::of_kind(
+                                JobErrorKind::Timeout,
+                                format!("job timed out after {:?}", job.timeout().unwrap_or_default()),
+                                true,
+                            );
+                            tracing::warn!("job attempt timed out");
+                            failure(&inner, &job, &e)
+                        }
+                    },
+                    _ = inner.shutdown.hard_requested() => Outcome::Aborted {
+                        error: attempt_error(&job, "aborted", "the worker shut down before the job finished; released for another attempt"),
+                    },
+                }
+            }
+        };
+        let _ = done.send((
+            Completion {
+                id: job.id,
+                token,
+                outcome,
+            },
+            delivery,
+        ));
+        drop(permit);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Records completions in batches; retries on storage errors so nothing is lost. A completion
+/// that can never be recorded (storage gone for good at hard shutdown) leaves its job `running`
+/// until the lease expires and the rescuer takes it back.
+async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let max = inner.config.completion_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let mut tries = 0u32;
+        loop {
+            match inner.storage.complete(&completions).await {
+                Ok(statuses) => {
+                    for (c, s) in completions.iter().zip(&statuses) {
+                        if *s == CompletionStatus::Stale {
+                            tracing::warn!(id = %c.id, "completion rejected: the job's lease was lost (it was rescued or finished elsewhere)");
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    if inner.shutdown.is_hard() && tries >= 5 {
+                        tracing::error!(error = %e, jobs = completions.len(), "giving up recording completions at shutdown; the rescuer will re-run these jobs after their leases expire");
+                        break;
+                    }
+                    let wait = Duration::from_millis(100 * u64::from(tries.min(50)));
+                    tracing::warn!(error = %e, retry_in = ?wait, "recording completions failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        {
+            let mut running = inner.running.lock().expect("poisoned");
+            for c in &completions {
+                running.remove(&c.id);
+            }
+        }
+        if let Some(queue) = &inner.queue {
+            let deliveries: Vec<Delivery> = batch.into_iter().filter_map(|(_, d)| d).collect();
+            if !deliveries.is_empty() {
+                if let Err(e) = queue.ack(&deliveries).await {
+                    tracing::warn!(error = %e, "acking deliveries failed; they will be delivered again and skipped");
+                }
+            }
+        }
+    }
+}
+
+/// Renews the leases of running jobs and relays cancel requests and lost leases to them.
+async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.heartbeat) => {}
+            _ = stop.cancelled() => return,
+        }
+        let (leases, deliveries): (Vec<LeaseRef>, Vec<Delivery>) = {
+            let running = inner.running.lock().expect("poisoned");
+            (
+                running
+                    .iter()
+                    .map(|(id, r)| LeaseRef { id: *id, token: r.token })
+                    .collect(),
+                running.values().filter_map(|r| r.delivery.clone()).collect(),
+            )
+        };
+        if leases.is_empty() {
+            continue;
+        }
+        match inner.storage.heartbeat(&leases, inner.config.lease).await {
+            Ok(statuses) => {
+                let running = inner.running.lock().expect("poisoned");
+                for (lease, status) in leases.iter().zip(statuses) {
+                    let Some(r) = running.get(&lease.id) else { continue };
+                    match status {
+                        LeaseStatus::Held { cancel_requested: true } => {
+                            if !r.user_cancel.swap(true, Ordering::SeqCst) {
+                                tracing::info!(id = %lease.id, "cancel requested: firing the job's cancellation token");
+                            }
+                            r.cancel.cancel();
+                        }
+                        LeaseStatus::Held { .. } => {}
+                        LeaseStatus::Lost => {
+                            tracing::warn!(id = %lease.id, "lease lost: stopping the attempt");
+                            r.cancel.cancel();
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; leases may expire"),
+        }
+        if let (Some(queue), false) = (&inner.queue, deliveries.is_empty()) {
+            if let Err(e) = queue.extend(&deliveries, inner.config.lease).await {
+                tracing::warn!(error = %e, "extending message visibility failed");
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
