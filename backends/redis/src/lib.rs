@@ -1,1 +1,41 @@
-//! Redis backend (in progress).
+//! # switchyard-redis
+//!
+//! Switchyard's [`Storage`](switchyard_core::Storage) (and with it the storage's own queue) on
+//! Redis through the `redis` crate: async, Tokio, one multiplexed connection manager that
+//! reconnects by itself.
+//!
+//! * **Atomic transitions**: every state change is one Lua script; all keys of an instance
+//!   share the `{prefix}` hash tag, so they live in one Redis Cluster slot.
+//! * **Reliable fetch**: a claimed job sits in the lease set `{prefix}:leases` scored by its
+//!   deadline, its token in the job hash — never only in a client's memory. The rescuer moves
+//!   expired leases back; completions are fenced by the token. One claim script takes many
+//!   jobs; one completion script records many.
+//! * **Wake-ups** across processes through Pub/Sub on `{prefix}:wake`, with polling as the
+//!   backstop.
+//! * **Bounded memory**: finished jobs are indexed by finish time and pruned with every index
+//!   entry; their hash also expires after `finished_ttl` as a safety net.
+//!
+//! See `docs/redis.md` for the key layout and the scripts.
+
+mod config;
+mod listener;
+mod record;
+mod scripts;
+mod storage;
+
+pub use config::RedisConfig;
+pub use storage::RedisStorage;
+
+/// URL schemes this backend accepts.
+pub const URL_SCHEMES: &[&str] = &["redis", "rediss"];
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<super::RedisStorage>();
+        assert_send_sync::<super::RedisConfig>();
+    }
+}
