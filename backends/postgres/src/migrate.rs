@@ -26,7 +26,7 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(db_err("take the migration lock"))?;
-    sqlx::raw_sql(&format!(
+    sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {prefix}migrations (version bigint PRIMARY KEY, \
          applied_at timestamptz NOT NULL DEFAULT now())"
     ))
@@ -41,12 +41,16 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
         if applied.contains(version) {
             continue;
         }
-        sqlx::raw_sql(&sql.replace("{prefix}", prefix))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                Error::config(format!("PostgreSQL migration {version} failed")).with_source(e)
-            })?;
+        for statement in statements(&sql.replace("{prefix}", prefix)) {
+            // Unprepared: DDL is run once, and must not fill the statement cache.
+            sqlx::query(&statement)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    Error::config(format!("PostgreSQL migration {version} failed")).with_source(e)
+                })?;
+        }
         sqlx::query(&format!(
             "INSERT INTO {prefix}migrations (version) VALUES ($1) ON CONFLICT DO NOTHING"
         ))
@@ -57,4 +61,20 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
     }
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
+}
+
+/// Splits a migration file into statements: comment lines dropped, split on `;`. Migration
+/// files must not put `;` inside string literals or function bodies.
+fn statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
