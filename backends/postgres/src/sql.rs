@@ -126,7 +126,7 @@ impl Statements {
                 "UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
                  FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
                  WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
-                 RETURNING j.id, j.cancel_requested"
+                 RETURNING j.id, l.token, j.cancel_requested"
             ),
             // Every outcome in one statement. `outcome` is the target state, or `aborted`
             // (available again when attempts are left, else dropped).
@@ -148,7 +148,7 @@ impl Statements {
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], \
                              $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at) \
                  WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running' \
-                 RETURNING j.id"
+                 RETURNING j.id, c.token"
             ),
             // Fenced twice: the CTE locks expired running rows with their token, and the update
             // re-checks state, token and expiry, so a job that completed (or was renewed) in the

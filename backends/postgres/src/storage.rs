@@ -638,7 +638,7 @@ impl Storage for PostgresStorage {
         let tokens: Vec<Uuid> = leases.iter().map(|l| l.token).collect();
         let (ids, tokens) = (&ids, &tokens);
         let lease_ms = millis_f64(lease);
-        let rows: Vec<(Uuid, bool)> = retrying("heartbeat", move || {
+        let rows: Vec<(Uuid, Uuid, bool)> = retrying("heartbeat", move || {
             sqlx::query_as(&sql.heartbeat)
                 .bind(ids)
                 .bind(tokens)
@@ -646,10 +646,11 @@ impl Storage for PostgresStorage {
                 .fetch_all(pool)
         })
         .await?;
-        let found: HashMap<Uuid, bool> = rows.into_iter().collect();
+        let found: HashMap<(Uuid, Uuid), bool> =
+            rows.into_iter().map(|(id, token, c)| ((id, token), c)).collect();
         Ok(leases
             .iter()
-            .map(|l| match found.get(&l.id) {
+            .map(|l| match found.get(&(l.id, l.token)) {
                 Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
                 None => LeaseStatus::Lost,
             })
@@ -684,8 +685,8 @@ impl Storage for PostgresStorage {
         }
         let (sql, pool) = (&self.inner.sql, &self.inner.pool);
         let args = (&ids, &tokens, &outcomes, &results, &errors, &run_ats);
-        let applied: Vec<Uuid> = retrying("complete", move || {
-            sqlx::query_scalar(&sql.complete)
+        let applied: Vec<(Uuid, Uuid)> = retrying("complete", move || {
+            sqlx::query_as(&sql.complete)
                 .bind(args.0)
                 .bind(args.1)
                 .bind(args.2)
@@ -695,11 +696,11 @@ impl Storage for PostgresStorage {
                 .fetch_all(pool)
         })
         .await?;
-        let applied: HashSet<Uuid> = applied.into_iter().collect();
+        let applied: HashSet<(Uuid, Uuid)> = applied.into_iter().collect();
         let statuses: Vec<CompletionStatus> = completions
             .iter()
             .map(|c| {
-                if applied.contains(&c.id) {
+                if applied.contains(&(c.id, c.token)) {
                     CompletionStatus::Applied
                 } else {
                     CompletionStatus::Stale
