@@ -24,6 +24,8 @@ use std::time::Duration;
 use switchyard_core::{Queue, Storage};
 
 pub mod cases;
+pub mod harness;
+pub mod queue_cases;
 
 /// What a case runs against: a storage, and optionally an external queue composed with it.
 #[derive(Clone, Debug)]

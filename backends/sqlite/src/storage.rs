@@ -368,7 +368,7 @@ impl Storage for SqliteStorage {
                 sep.push_bind_unseparated(l.token);
                 sep.push_unseparated(")");
             }
-            qb.push(") RETURNING id, cancel_requested");
+            qb.push(") RETURNING id, lease_token, cancel_requested");
             let rows = qb
                 .build()
                 .fetch_all(&self.writer)
@@ -376,13 +376,14 @@ impl Storage for SqliteStorage {
                 .map_err(db_err("heartbeat"))?;
             for r in rows {
                 let id: Uuid = r.get(0);
-                let cancel: i64 = r.get(1);
-                found.insert(id, cancel != 0);
+                let token: Uuid = r.get(1);
+                let cancel: i64 = r.get(2);
+                found.insert((id, token), cancel != 0);
             }
         }
         Ok(leases
             .iter()
-            .map(|l| match found.get(&l.id) {
+            .map(|l| match found.get(&(l.id, l.token)) {
                 Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
                 None => LeaseStatus::Lost,
             })

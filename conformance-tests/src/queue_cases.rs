@@ -1,0 +1,1 @@
+//! Queue-level conformance cases (publish, receive, ack, nack, extend) for external queues.
