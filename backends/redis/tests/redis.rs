@@ -1,0 +1,646 @@
+//! Redis-specific tests: reliability under killed connections, bounded memory after a prune,
+//! prefix isolation, URL errors, and the storage contract exercised directly.
+//!
+//! Needs a Redis server at `SWITCHYARD_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard::{Registry, Worker};
+use switchyard_core::{
+    AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus, EnqueueOutcome,
+    ErrorKind, JobFilter, JobState, LeaseRef, LeaseStatus, ListOrder, NewJob, Outcome,
+    RetryOutcome, Storage,
+};
+use switchyard_redis::{RedisConfig, RedisStorage};
+
+fn url() -> String {
+    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn random_prefix() -> String {
+    switchyard_conformance::random_prefix()
+}
+
+async fn storage_with(config: RedisConfig) -> RedisStorage {
+    let s = RedisStorage::connect(config).await.expect("connect to Redis");
+    s.migrate().await.expect("migrate");
+    s
+}
+
+async fn storage() -> RedisStorage {
+    storage_with(RedisConfig::new(url()).with_prefix(random_prefix())).await
+}
+
+/// Every key of this instance (SCAN, so it never blocks the server).
+async fn keys_of(s: &RedisStorage) -> Vec<String> {
+    let mut conn = s.connection();
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}*", s.key_prefix()))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        out.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    out.sort();
+    out
+}
+
+fn req(queue: &str, limit: usize, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        queues: vec![queue.to_string()],
+        limit,
+        worker_id: "test-worker".into(),
+        lease,
+    }
+}
+
+fn err(attempt: u32, msg: &str) -> AttemptError {
+    AttemptError {
+        attempt,
+        at: Utc::now(),
+        kind: "error".into(),
+        message: msg.into(),
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_url_names_the_key_and_accepted_forms() {
+    for bad in ["http://localhost", "redis:/nohost", "localhost:6379", "redis://h/x"] {
+        let e = RedisStorage::connect(RedisConfig::new(bad))
+            .await
+            .expect_err(bad);
+        assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
+        assert!(e.message().contains("`storage`"), "{e}");
+        assert!(e.message().contains("redis://") && e.message().contains("rediss://"), "{e}");
+    }
+    let e = RedisStorage::connect(RedisConfig::new(url()).with_prefix("a{b}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("`prefix`"), "{e}");
+    assert_eq!(switchyard_redis::URL_SCHEMES, &["redis", "rediss"]);
+}
+
+#[tokio::test]
+async fn full_life_cycle_on_the_storage() {
+    let s = storage().await;
+    let q = "lifecycle";
+    let a = NewJob::new("a", serde_json::json!({"n": 1})).with_queue(q);
+    let b = NewJob::new("b", serde_json::json!({"n": 2}))
+        .with_queue(q)
+        .with_priority(5)
+        .with_unique_key("k1")
+        .with_timeout(Duration::from_secs(3))
+        .with_tag("t");
+    let dup = NewJob::new("b", serde_json::json!({})).with_queue(q).with_unique_key("k1");
+    let later = NewJob::new("c", serde_json::json!(null))
+        .with_queue(q)
+        .with_delay(Duration::from_secs(3600));
+    let out = s
+        .enqueue(vec![a.clone(), b.clone(), dup.clone(), later.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            EnqueueOutcome::Inserted(a.id),
+            EnqueueOutcome::Inserted(b.id),
+            EnqueueOutcome::Duplicate(b.id),
+            EnqueueOutcome::Inserted(later.id),
+        ]
+    );
+    let rb = s.get(b.id).await.unwrap().unwrap();
+    assert_eq!(rb.state, JobState::Available);
+    assert_eq!(rb.priority, 5);
+    assert_eq!(rb.unique_key.as_deref(), Some("k1"));
+    assert_eq!(rb.timeout_ms, Some(3000));
+    assert_eq!(rb.tags, vec!["t".to_string()]);
+    assert_eq!(
+        s.get(later.id).await.unwrap().unwrap().state,
+        JobState::Scheduled
+    );
+    assert!(s.get(uuid::Uuid::now_v7()).await.unwrap().is_none());
+
+    // Priority first; the delayed job is not claimable.
+    let claimed = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![b.id, a.id]
+    );
+    for r in &claimed {
+        assert_eq!(r.state, JobState::Running);
+        assert_eq!(r.attempt, 1);
+        assert_eq!(r.worker_id.as_deref(), Some("test-worker"));
+        assert!(r.lease_token.is_some() && r.lease_expires_at.is_some());
+    }
+    assert_ne!(claimed[0].lease_token, claimed[1].lease_token);
+    let lease_b = LeaseRef {
+        id: b.id,
+        token: claimed[0].lease_token.unwrap(),
+    };
+    let lease_a = LeaseRef {
+        id: a.id,
+        token: claimed[1].lease_token.unwrap(),
+    };
+    let wrong = LeaseRef {
+        id: a.id,
+        token: uuid::Uuid::new_v4(),
+    };
+
+    assert_eq!(s.cancel(a.id).await.unwrap(), CancelOutcome::Requested);
+    let hb = s
+        .heartbeat(&[lease_b, lease_a, wrong], Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        hb,
+        vec![
+            LeaseStatus::Held {
+                cancel_requested: false
+            },
+            LeaseStatus::Held {
+                cancel_requested: true
+            },
+            LeaseStatus::Lost
+        ]
+    );
+
+    let done = s
+        .complete(&[
+            Completion {
+                id: b.id,
+                token: lease_b.token,
+                outcome: Outcome::Succeeded {
+                    result: Some(serde_json::json!({"ok": true})),
+                },
+            },
+            Completion {
+                id: a.id,
+                token: wrong.token,
+                outcome: Outcome::Succeeded { result: None },
+            },
+            Completion {
+                id: a.id,
+                token: lease_a.token,
+                outcome: Outcome::Cancelled {
+                    error: Some(err(1, "stopped")),
+                },
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        vec![
+            CompletionStatus::Applied,
+            CompletionStatus::Stale,
+            CompletionStatus::Applied
+        ]
+    );
+    let rb = s.get(b.id).await.unwrap().unwrap();
+    assert_eq!(rb.state, JobState::Completed);
+    assert_eq!(rb.result, Some(serde_json::json!({"ok": true})));
+    assert!(rb.finished_at.is_some() && rb.lease_token.is_none() && rb.worker_id.is_none());
+    let ra = s.get(a.id).await.unwrap().unwrap();
+    assert_eq!(ra.state, JobState::Cancelled);
+    assert_eq!(ra.errors.len(), 1);
+
+    // The unique key is free once its job finished.
+    let again = NewJob::new("b", serde_json::json!({})).with_queue(q).with_unique_key("k1");
+    assert_eq!(
+        s.enqueue(vec![again.clone()]).await.unwrap(),
+        vec![EnqueueOutcome::Inserted(again.id)]
+    );
+    // ... so retrying the old one conflicts while the new one is live.
+    assert_eq!(
+        s.retry(b.id).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(s.cancel(again.id).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        s.cancel(again.id).await.unwrap(),
+        CancelOutcome::AlreadyFinished(JobState::Cancelled)
+    );
+    assert_eq!(s.retry(b.id).await.unwrap(), RetryOutcome::Requeued);
+    assert_eq!(
+        s.retry(b.id).await.unwrap(),
+        RetryOutcome::NotFinished(JobState::Available)
+    );
+    assert_eq!(
+        s.retry(uuid::Uuid::now_v7()).await.unwrap(),
+        RetryOutcome::NotFound
+    );
+
+    // Retry and failure paths.
+    let r = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].id, b.id);
+    assert_eq!(r[0].attempt, 2);
+    let tok = r[0].lease_token.unwrap();
+    let st = s
+        .complete(&[Completion {
+            id: b.id,
+            token: tok,
+            outcome: Outcome::Retry {
+                error: err(2, "again"),
+                run_at: Utc::now(),
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(st, vec![CompletionStatus::Applied]);
+    assert_eq!(s.get(b.id).await.unwrap().unwrap().state, JobState::Retrying);
+    let r = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].attempt, 3);
+    s.complete(&[Completion {
+        id: b.id,
+        token: r[0].lease_token.unwrap(),
+        outcome: Outcome::Failed {
+            error: err(3, "boom"),
+        },
+    }])
+    .await
+    .unwrap();
+    let rb = s.get(b.id).await.unwrap().unwrap();
+    assert_eq!(rb.state, JobState::Failed);
+    assert_eq!(
+        rb.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        vec!["again", "boom"]
+    );
+
+    // Counts and list.
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].queue, q);
+    assert_eq!(counts[0].counts.get(&JobState::Failed), Some(&1));
+    assert_eq!(counts[0].counts.get(&JobState::Cancelled), Some(&2));
+    assert_eq!(counts[0].counts.get(&JobState::Scheduled), Some(&1));
+    let all = s.list(&JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let cancelled = s
+        .list(&JobFilter {
+            states: vec![JobState::Cancelled],
+            order: ListOrder::Asc,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a.id, again.id]
+    );
+}
+
+#[tokio::test]
+async fn list_paginates_across_states_and_queues() {
+    let s = storage().await;
+    let mut ids = Vec::new();
+    let mut jobs = Vec::new();
+    for i in 0..230 {
+        let j = NewJob::new(if i % 2 == 0 { "even" } else { "odd" }, serde_json::json!(i))
+            .with_queue(format!("q{}", i % 3));
+        ids.push(j.id);
+        jobs.push(j);
+    }
+    s.enqueue(jobs).await.unwrap();
+    // Move some into other states.
+    let claimed = s
+        .claim(&ClaimRequest {
+            queues: vec!["q0".into(), "q1".into()],
+            limit: 40,
+            worker_id: "w".into(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 40);
+    for order in [ListOrder::Asc, ListOrder::Desc] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .list(&JobFilter {
+                    after,
+                    limit: 17,
+                    order,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|r| r.id);
+            seen.extend(page.into_iter().map(|r| r.id));
+        }
+        let mut expected = ids.clone();
+        if order == ListOrder::Desc {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{order:?}");
+    }
+    let odd_q1: Vec<_> = s
+        .list(&JobFilter {
+            queue: Some("q1".into()),
+            kind: Some("odd".into()),
+            limit: 1000,
+            order: ListOrder::Asc,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let expected: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 1 && i % 2 == 1)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(odd_q1, expected);
+}
+
+#[tokio::test]
+async fn prefixes_isolate_instances() {
+    let a = storage().await;
+    let b = storage().await;
+    let job = NewJob::new("k", serde_json::json!({})).with_unique_key("same");
+    a.enqueue(vec![job.clone()]).await.unwrap();
+    assert!(b.get(job.id).await.unwrap().is_none());
+    assert!(b.counts().await.unwrap().is_empty());
+    assert!(b.list(&JobFilter::default()).await.unwrap().is_empty());
+    assert!(b
+        .claim(&req("default", 10, Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .is_empty());
+    // Same unique key, other instance: stored.
+    let other = NewJob::new("k", serde_json::json!({})).with_unique_key("same");
+    assert_eq!(
+        b.enqueue(vec![other.clone()]).await.unwrap(),
+        vec![EnqueueOutcome::Inserted(other.id)]
+    );
+    assert_eq!(a.claim(&req("default", 10, Duration::from_secs(5))).await.unwrap().len(), 1);
+    assert!(keys_of(&a).await.iter().all(|k| k.starts_with(a.key_prefix())));
+}
+
+/// A long run does not grow Redis: after a prune, the instance's key count is back to its base.
+#[tokio::test]
+async fn prune_returns_key_count_to_base() {
+    let s = storage().await;
+    let base = keys_of(&s).await;
+    assert_eq!(base.len(), 1, "only the schema marker: {base:?}");
+    for round in 0..3 {
+        let jobs: Vec<NewJob> = (0..300)
+            .map(|i| {
+                let j = NewJob::new("k", serde_json::json!({"i": i}))
+                    .with_queue(format!("q{}", i % 4))
+                    .with_max_attempts(1);
+                if i % 10 == 0 {
+                    j.with_unique_key(format!("u{round}-{i}"))
+                } else {
+                    j
+                }
+            })
+            .collect();
+        let cancel_me = NewJob::new("k", serde_json::json!({})).with_delay(Duration::from_secs(600));
+        s.enqueue(jobs).await.unwrap();
+        s.enqueue(vec![cancel_me.clone()]).await.unwrap();
+        assert_eq!(s.cancel(cancel_me.id).await.unwrap(), CancelOutcome::Cancelled);
+        let queues: Vec<String> = (0..4).map(|i| format!("q{i}")).collect();
+        let mut n = 0;
+        loop {
+            let claimed = s
+                .claim(&ClaimRequest {
+                    queues: queues.clone(),
+                    limit: 64,
+                    worker_id: "w".into(),
+                    lease: Duration::from_secs(30),
+                })
+                .await
+                .unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            let completions: Vec<Completion> = claimed
+                .iter()
+                .map(|r| {
+                    n += 1;
+                    Completion {
+                        id: r.id,
+                        token: r.lease_token.unwrap(),
+                        outcome: match n % 3 {
+                            0 => Outcome::Succeeded {
+                                result: Some(serde_json::json!(n)),
+                            },
+                            1 => Outcome::Failed {
+                                error: err(1, "no"),
+                            },
+                            _ => Outcome::Aborted {
+                                error: err(1, "shutdown"),
+                            },
+                        },
+                    }
+                })
+                .collect();
+            s.complete(&completions).await.unwrap();
+        }
+        assert_eq!(n, 300);
+        assert!(keys_of(&s).await.len() > 300);
+        let pruned = s
+            .prune(Utc::now() + chrono::Duration::seconds(5), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 301);
+        assert_eq!(keys_of(&s).await, base, "round {round}");
+        assert!(s.counts().await.unwrap().is_empty());
+    }
+}
+
+/// Finished hashes expire by themselves (safety net); their index entries go at the next prune.
+#[tokio::test]
+async fn finished_jobs_expire_and_prune_cleans_their_indexes() {
+    let s = storage_with(
+        RedisConfig::new(url())
+            .with_prefix(random_prefix())
+            .with_finished_ttl(Duration::from_secs(1)),
+    )
+    .await;
+    let base = keys_of(&s).await;
+    let job = NewJob::new("k", serde_json::json!({}));
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    let r = s.claim(&req("default", 1, Duration::from_secs(30))).await.unwrap();
+    s.complete(&[Completion {
+        id: job.id,
+        token: r[0].lease_token.unwrap(),
+        outcome: Outcome::Succeeded { result: None },
+    }])
+    .await
+    .unwrap();
+    let s2 = s.clone();
+    wait_for("the finished hash to expire", Duration::from_secs(5), move || {
+        let s = s2.clone();
+        async move { s.get(job.id).await.unwrap().is_none() }
+    })
+    .await;
+    assert!(s.list(&JobFilter::default()).await.unwrap().is_empty());
+    assert_eq!(s.prune(Utc::now() + chrono::Duration::seconds(5), 100).await.unwrap(), 1);
+    assert_eq!(keys_of(&s).await, base);
+}
+
+/// A claim whose reply never reached its worker (the process died right after) strands
+/// nothing: the jobs sit in the lease set and the rescuer brings them back.
+#[tokio::test]
+async fn lost_claim_reply_is_rescued() {
+    let s = storage().await;
+    let job = NewJob::new("k", serde_json::json!({})).with_max_attempts(2);
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    let lost = s.claim(&req("default", 5, Duration::from_millis(200))).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    drop(lost);
+    assert!(s.claim(&req("default", 5, Duration::from_secs(5))).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = s.rescue_expired(Utc::now(), 100).await.unwrap();
+    assert_eq!(report.retried, vec![job.id]);
+    let again = s.claim(&req("default", 5, Duration::from_millis(100))).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = s.rescue_expired(Utc::now(), 100).await.unwrap();
+    assert_eq!(report.dropped, vec![job.id]);
+    let r = s.get(job.id).await.unwrap().unwrap();
+    assert_eq!(r.state, JobState::Dropped);
+    assert_eq!(r.errors.len(), 2);
+    assert_eq!(r.errors[0].kind, "lease_expired");
+    assert!(r.errors[0].message.contains("test-worker"), "{}", r.errors[0].message);
+}
+
+async fn client_id(s: &RedisStorage) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut s.connection())
+        .await
+        .unwrap()
+}
+
+async fn kill_client(admin: &RedisStorage, id: i64) {
+    let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut admin.connection())
+        .await;
+}
+
+/// The worker's connection is killed (`CLIENT KILL`) again and again while jobs run: every job
+/// still completes exactly once, nothing is left running or leased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connection_mid_job_loses_nothing() {
+    let prefix = random_prefix();
+    let worker_storage = storage_with(RedisConfig::new(url()).with_prefix(&prefix)).await;
+    let admin = storage_with(RedisConfig::new(url()).with_prefix(&prefix)).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let n = 200;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("slow", serde_json::json!({ "i": i })))
+        .collect();
+    admin.enqueue(jobs).await.unwrap();
+
+    let counter = runs.clone();
+    let registry = Registry::new().register_fn("slow", move |_payload, _ctx| {
+        let counter = counter.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            switchyard_core::JobOutput::Ok(None)
+        }
+    });
+    let handle = Worker::new(Arc::new(worker_storage.clone()), registry)
+        .concurrency(8)
+        .lease(Duration::from_secs(2))
+        .heartbeat(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(100))
+        .start();
+
+    // Kill the worker's connection five times while jobs run.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let id = client_id(&worker_storage).await;
+        kill_client(&admin, id).await;
+    }
+    let a = admin.clone();
+    wait_for("every job to complete", Duration::from_secs(60), move || {
+        let a = a.clone();
+        async move {
+            let c = a.counts().await.unwrap();
+            c.len() == 1 && c[0].counts.get(&JobState::Completed) == Some(&(n as u64))
+        }
+    })
+    .await;
+    handle.stop().await;
+    // Nothing is running or leased; nothing ran twice unless its lease was lost.
+    let leases: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}leases", admin.key_prefix()))
+        .query_async(&mut admin.connection())
+        .await
+        .unwrap();
+    assert_eq!(leases, 0);
+    assert!(runs.load(Ordering::SeqCst) >= n);
+    let jobs = admin
+        .list(&JobFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), n);
+    assert!(jobs.iter().all(|j| j.state == JobState::Completed));
+}
+
+/// Enqueueing in one process wakes an idle worker in another (Pub/Sub), well before its
+/// polling interval.
+#[tokio::test]
+async fn wakeups_cross_processes() {
+    let prefix = random_prefix();
+    let a = storage_with(RedisConfig::new(url()).with_prefix(&prefix)).await;
+    let b = storage_with(RedisConfig::new(url()).with_prefix(&prefix)).await;
+    assert!(b.capabilities().cross_process_wakeups);
+    let mut sub = b.subscribe();
+    // Let the listener subscribe (it notifies once when it does).
+    sub.wait(Duration::from_millis(500)).await;
+    let waiter = tokio::spawn(async move { sub.wait(Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap();
+    assert!(waiter.await.unwrap(), "the other instance was woken");
+}
