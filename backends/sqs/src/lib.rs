@@ -1,0 +1,1 @@
+//! Switchyard Queue on Amazon SQS (work in progress).
