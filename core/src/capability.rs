@@ -69,3 +69,35 @@ pub struct QueueCapabilities {
     /// Most messages one publish, receive or ack call handles.
     pub max_batch: usize,
 }
+
+impl QueueCapabilities {
+    /// No native delay, no lease limit, no priorities, `max_batch` messages per call. Adapters
+    /// start from this and declare what their broker has (the struct is `#[non_exhaustive]`, so
+    /// other crates cannot build it literally).
+    pub fn new(max_batch: usize) -> Self {
+        Self {
+            max_native_delay: None,
+            max_lease: None,
+            priorities: false,
+            max_batch,
+        }
+    }
+
+    /// Sets the longest native delay (`None`: delayed jobs wait in Storage).
+    pub fn with_max_native_delay(mut self, limit: Option<Duration>) -> Self {
+        self.max_native_delay = limit;
+        self
+    }
+
+    /// Sets the longest lease (`None`: no visibility timeout).
+    pub fn with_max_lease(mut self, limit: Option<Duration>) -> Self {
+        self.max_lease = limit;
+        self
+    }
+
+    /// Sets priority support.
+    pub fn with_priorities(mut self, yes: bool) -> Self {
+        self.priorities = yes;
+        self
+    }
+}
