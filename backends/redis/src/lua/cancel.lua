@@ -2,12 +2,13 @@
 -- Returns {'cancelled'}, {'requested'}, {'finished', state} or {'not_found'}.
 local id = ARGV[2]
 local key = jkey(id)
-local f = redis.call('HMGET', key, 'state', 'queue', 'run_at')
+local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'unique_key')
 local st, q = f[1], f[2]
 if not st then return {'not_found'} end
 if PENDING[st] then
   unpend(id, q, f[3])
-  finish(key, id, q, st, 'cancelled', now_ms(), tonumber(ARGV[3]))
+  finish(key, id, q, st, 'cancelled', now_ms(), tonumber(ARGV[3]), f[4], nil)
+  flush()
   return {'cancelled'}
 elseif st == 'running' then
   redis.call('HSET', key, 'cancel_requested', 1)

@@ -15,11 +15,12 @@ for i = 1, nq do
   for _, id in ipairs(due) do
     local f = redis.call('HMGET', jkey(id), 'priority', 'run_at', 'state')
     if f[1] and f[3] and PENDING[f[3]] then
-      redis.call('ZADD', rkey(q), -tonumber(f[1]), rmember(f[2], id))
+      zadd(rkey(q), -tonumber(f[1]), rmember(f[2], id))
     end
-    redis.call('ZREM', schkey(q), id)
+    zrem(schkey(q), id)
   end
 end
+flush()
 -- The best `limit` of each queue, merged.
 local cands = {}
 for i = 1, nq do
@@ -36,17 +37,14 @@ if nq > 1 then
   end)
 end
 local out = {}
-local k = 0
 for _, c in ipairs(cands) do
-  if k >= limit then break end
+  if #out >= limit then break end
   local m, q = c[2], c[3]
   local id = string.sub(m, 15)
-  redis.call('ZREM', rkey(q), m)
-  local key = jkey(id)
-  local st = redis.call('HGET', key, 'state')
-  if st and PENDING[st] then
-    k = k + 1
-    out[#out + 1] = claim_one(key, id, q, st, now, exp, worker, base .. string.format('%04x', k))
-  end
+  zrem(rkey(q), m)
+  local h = claim_one(jkey(id), id, q, now, exp, worker,
+    base .. string.format('%04x', #out + 1))
+  if h then out[#out + 1] = h end
 end
+flush()
 return out

@@ -10,17 +10,16 @@ local nq = tonumber(ARGV[6])
 local queues = {}
 for i = 1, nq do queues[ARGV[6 + i]] = true end
 local out = {}
-local k = 0
 for i = 7 + nq, #ARGV do
-  if k >= limit then break end
+  if #out >= limit then break end
   local id = ARGV[i]
   local key = jkey(id)
   local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'cancel_requested')
   if f[1] and PENDING[f[1]] and queues[f[2]] and tonumber(f[3]) <= now and f[4] ~= '1' then
     unpend(id, f[2], f[3])
-    k = k + 1
-    out[#out + 1] = claim_one(key, id, f[2], f[1], now, exp, worker,
-      base .. string.format('%04x', k))
+    local h = claim_one(key, id, f[2], now, exp, worker, base .. string.format('%04x', #out + 1))
+    if h then out[#out + 1] = h end
   end
 end
+flush()
 return out

@@ -11,44 +11,40 @@ for i = 3, #ARGV, 5 do
   local id, tok, code, a1, a2 = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = jkey(id)
   local f = redis.call('HMGET', key, 'state', 'lease_token', 'queue', 'priority', 'run_at',
-    'attempt', 'max_attempts')
+    'attempt', 'max_attempts', 'unique_key')
   if f[1] ~= 'running' or f[2] ~= tok then
     out[#out + 1] = 0
   else
-    local q = f[3]
-    clear_lease(key, id)
+    local q, uk = f[3], f[8]
     if code == 'S' then
-      if string.sub(a1, 1, 1) == '+' then
-        redis.call('HSET', key, 'result', string.sub(a1, 2))
-      end
-      finish(key, id, q, 'running', 'completed', now, ttl)
+      local extra = nil
+      if string.sub(a1, 1, 1) == '+' then extra = {'result', string.sub(a1, 2)} end
+      finish(key, id, q, 'running', 'completed', now, ttl, uk, extra)
     elseif code == 'R' then
-      append_error(key, a1)
-      redis.call('HSET', key, 'state', 'retrying', 'run_at', a2)
-      redis.call('HDEL', key, 'dispatched_at')
-      reindex(q, id, 'running', 'retrying')
-      make_pending(id, q, f[4], a2, now)
+      requeue(key, id, q, 'running', f[4], a2, now,
+        {'state', 'retrying', 'run_at', a2, 'errors', with_error(key, a1)})
       if tonumber(a2) <= now then wake = true end
     elseif code == 'F' then
-      append_error(key, a1)
-      finish(key, id, q, 'running', 'failed', now, ttl)
+      finish(key, id, q, 'running', 'failed', now, ttl, uk, {'errors', with_error(key, a1)})
     elseif code == 'C' then
-      if string.sub(a1, 1, 1) == '+' then append_error(key, string.sub(a1, 2)) end
-      finish(key, id, q, 'running', 'cancelled', now, ttl)
+      local extra = nil
+      if string.sub(a1, 1, 1) == '+' then
+        extra = {'errors', with_error(key, string.sub(a1, 2))}
+      end
+      finish(key, id, q, 'running', 'cancelled', now, ttl, uk, extra)
     else
-      append_error(key, a1)
+      local errors = with_error(key, a1)
       if tonumber(f[6]) < tonumber(f[7]) then
-        redis.call('HSET', key, 'state', 'available')
-        redis.call('HDEL', key, 'dispatched_at')
-        reindex(q, id, 'running', 'available')
-        make_pending(id, q, f[4], f[5], now)
+        requeue(key, id, q, 'running', f[4], f[5], now,
+          {'state', 'available', 'errors', errors})
         wake = true
       else
-        finish(key, id, q, 'running', 'dropped', now, ttl)
+        finish(key, id, q, 'running', 'dropped', now, ttl, uk, {'errors', errors})
       end
     end
     out[#out + 1] = 1
   end
 end
+flush()
 if wake then redis.call('PUBLISH', WAKE, '') end
 return out

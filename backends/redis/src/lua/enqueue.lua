@@ -6,6 +6,7 @@ local now = now_ms()
 local n = tonumber(ARGV[2])
 local out = {}
 local seen = {}
+local queues = {}
 local wake = false
 for i = 0, n - 1 do
   local b = 3 + i * 10
@@ -14,9 +15,8 @@ for i = 0, n - 1 do
   local timeout, tags = ARGV[b + 8], ARGV[b + 9]
   local key = jkey(id)
   local dup = nil
-  if redis.call('EXISTS', key) == 1 then dup = id end
   local uk = nil
-  if not dup and uraw ~= '-' then
+  if uraw ~= '-' then
     uk = string.sub(uraw, 2)
     if seen[uk] then
       dup = seen[uk]
@@ -28,6 +28,8 @@ for i = 0, n - 1 do
       end
     end
   end
+  -- The id itself is taken (a retried call whose first reply was lost).
+  if not dup and redis.call('HSETNX', key, 'id', id) == 0 then dup = id end
   if dup then
     out[#out + 1] = {0, dup}
   else
@@ -35,22 +37,30 @@ for i = 0, n - 1 do
     if run_raw ~= '' then run_at = tonumber(run_raw) end
     local state = 'available'
     if run_at > now then state = 'scheduled' end
-    redis.call('HSET', key, 'id', id, 'kind', kind, 'queue', q, 'payload', payload,
-      'priority', prio, 'state', state, 'attempt', 0, 'max_attempts', max_attempts,
-      'run_at', n2s(run_at), 'created_at', n2s(now), 'errors', '[]', 'cancel_requested', 0,
-      'tags', tags)
-    if timeout ~= '' then redis.call('HSET', key, 'timeout_ms', timeout) end
+    local f = {'kind', kind, 'queue', q, 'payload', payload, 'priority', prio, 'state', state,
+      'attempt', 0, 'max_attempts', max_attempts, 'run_at', n2s(run_at), 'created_at', n2s(now),
+      'errors', '[]', 'cancel_requested', 0, 'tags', tags}
+    if timeout ~= '' then
+      f[#f + 1] = 'timeout_ms'
+      f[#f + 1] = timeout
+    end
     if uk then
-      redis.call('HSET', key, 'unique_key', uk)
+      f[#f + 1] = 'unique_key'
+      f[#f + 1] = uk
       redis.call('HSET', UNIQUE, uk, id)
       seen[uk] = id
     end
-    redis.call('SADD', QUEUES, q)
+    redis.call('HSET', key, unpack(f))
+    if not queues[q] then
+      queues[q] = true
+      sadd(QUEUES, q)
+    end
     reindex(q, id, nil, state)
     make_pending(id, q, prio, run_at, now)
     if state == 'available' then wake = true end
     out[#out + 1] = {1, id}
   end
 end
+flush()
 if wake then redis.call('PUBLISH', WAKE, '') end
 return out

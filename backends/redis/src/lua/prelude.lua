@@ -27,6 +27,32 @@ local STATES = {'scheduled', 'available', 'running', 'completed', 'retrying', 'f
 local PENDING = {scheduled = true, available = true, retrying = true}
 local LIVE = {scheduled = true, available = true, retrying = true, running = true}
 
+-- Sorted-set and set changes are collected per key and sent as one variadic command per key
+-- by flush(), which every script calls before it returns (and before it reads a set it changed).
+-- Job hashes are always written at once, so a later step of the same script sees them.
+local ZREMS, ZADDS, SADDS = {}, {}, {}
+local function push(t, key, a, b)
+  local l = t[key]
+  if not l then l = {}; t[key] = l end
+  l[#l + 1] = a
+  if b ~= nil then l[#l + 1] = b end
+end
+local function zrem(key, m) push(ZREMS, key, m) end
+local function zadd(key, score, m) push(ZADDS, key, score, m) end
+local function sadd(key, m) push(SADDS, key, m) end
+local function flush()
+  for key, l in pairs(ZREMS) do
+    for i = 1, #l, 1000 do redis.call('ZREM', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  for key, l in pairs(ZADDS) do
+    for i = 1, #l, 1000 do redis.call('ZADD', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  for key, l in pairs(SADDS) do
+    for i = 1, #l, 1000 do redis.call('SADD', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  ZREMS, ZADDS, SADDS = {}, {}, {}
+end
+
 -- Member of a ready set: run_at (13 digits) then id, so that within one score (= -priority)
 -- members sort by run_at, then id.
 local function rmember(run_at, id)
@@ -35,61 +61,91 @@ end
 
 -- Moves a job between state indexes of its queue.
 local function reindex(q, id, from, to)
-  if from then redis.call('ZREM', skey(q, from), id) end
-  redis.call('ZADD', skey(q, to), 0, id)
+  if from then zrem(skey(q, from), id) end
+  zadd(skey(q, to), 0, id)
 end
 
 -- Puts a pending job where claims find it: the ready set when due, else the schedule.
 local function make_pending(id, q, prio, run_at, now)
   if tonumber(run_at) <= now then
-    redis.call('ZADD', rkey(q), -tonumber(prio), rmember(run_at, id))
+    zadd(rkey(q), -tonumber(prio), rmember(run_at, id))
   else
-    redis.call('ZADD', schkey(q), tonumber(run_at), id)
+    zadd(schkey(q), tonumber(run_at), id)
   end
 end
 
 -- Takes a pending job out of the ready set and the schedule.
 local function unpend(id, q, run_at)
-  redis.call('ZREM', rkey(q), rmember(run_at, id))
-  redis.call('ZREM', schkey(q), id)
+  zrem(rkey(q), rmember(run_at, id))
+  zrem(schkey(q), id)
 end
 
--- Appends one error (a JSON object) to the job's history (a JSON array).
-local function append_error(key, err)
+-- The job's error history (a JSON array) with one more error (a JSON object).
+local function with_error(key, err)
   local errs = redis.call('HGET', key, 'errors')
   if not errs or errs == '[]' or errs == '' then
-    errs = '[' .. err .. ']'
-  else
-    errs = string.sub(errs, 1, -2) .. ',' .. err .. ']'
+    return '[' .. err .. ']'
   end
-  redis.call('HSET', key, 'errors', errs)
+  return string.sub(errs, 1, -2) .. ',' .. err .. ']'
 end
 
-local function clear_lease(key, id)
-  redis.call('HDEL', key, 'lease_token', 'lease_expires_at', 'worker_id')
-  redis.call('ZREM', LEASES, id)
+local LEASE_FIELDS = {'lease_token', 'lease_expires_at', 'worker_id', 'dispatched_at'}
+
+-- A job that was running (or pending) is pending again: clears its lease, `fields` are set
+-- (state, run_at, errors ...).
+local function requeue(key, id, q, from, prio, run_at, now, fields)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('HDEL', key, unpack(LEASE_FIELDS))
+  if from == 'running' then zrem(LEASES, id) end
+  reindex(q, id, from, fields[2])
+  make_pending(id, q, prio, run_at, now)
 end
 
--- A job reached a finished state: stamp it, index it for the pruner, release its unique key
--- and let its hash expire as a safety net.
-local function finish(key, id, q, from, state, now, ttl)
-  redis.call('HSET', key, 'state', state, 'finished_at', n2s(now))
-  redis.call('HDEL', key, 'dispatched_at')
+-- A job reached a finished state: stamp it (plus `extra` field, value pairs), clear its lease,
+-- index it for the pruner, release its unique key and let its hash expire as a safety net.
+local function finish(key, id, q, from, state, now, ttl, uk, extra)
+  local f = {'state', state, 'finished_at', n2s(now)}
+  if extra then
+    for _, v in ipairs(extra) do f[#f + 1] = v end
+  end
+  redis.call('HSET', key, unpack(f))
+  redis.call('HDEL', key, unpack(LEASE_FIELDS))
+  if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, state)
-  redis.call('ZADD', FINISHED, now, state .. '|' .. id .. '|' .. q)
-  local uk = redis.call('HGET', key, 'unique_key')
+  zadd(FINISHED, now, state .. '|' .. id .. '|' .. q)
   if uk and redis.call('HGET', UNIQUE, uk) == id then
     redis.call('HDEL', UNIQUE, uk)
   end
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
 end
 
--- Claims one pending job (already out of the ready set): running under `tok` until `exp`.
-local function claim_one(key, id, q, from, now, exp, worker, tok)
-  redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'state', 'running', 'lease_token', tok, 'lease_expires_at', n2s(exp),
-    'started_at', n2s(now), 'worker_id', worker)
-  redis.call('ZADD', LEASES, exp, id)
-  reindex(q, id, from, 'running')
-  return redis.call('HGETALL', key)
+-- Claims one job (already out of the ready set) if it is pending: running under `tok` until
+-- `exp`. Returns its fields as HGETALL does, or nil.
+local function claim_one(key, id, q, now, exp, worker, tok)
+  local h = redis.call('HGETALL', key)
+  local st, attempt
+  for i = 1, #h, 2 do
+    local f = h[i]
+    if f == 'state' then st = h[i + 1] elseif f == 'attempt' then attempt = h[i + 1] end
+  end
+  if not st or not PENDING[st] then return nil end
+  attempt = tostring(tonumber(attempt) + 1)
+  local set = {state = 'running', attempt = attempt, lease_token = tok,
+               lease_expires_at = n2s(exp), started_at = n2s(now), worker_id = worker}
+  redis.call('HSET', key, 'state', 'running', 'attempt', attempt, 'lease_token', tok,
+    'lease_expires_at', set.lease_expires_at, 'started_at', set.started_at, 'worker_id', worker)
+  for i = 1, #h, 2 do
+    local v = set[h[i]]
+    if v then
+      h[i + 1] = v
+      set[h[i]] = nil
+    end
+  end
+  for f, v in pairs(set) do
+    h[#h + 1] = f
+    h[#h + 1] = v
+  end
+  zadd(LEASES, exp, id)
+  reindex(q, id, st, 'running')
+  return h
 end

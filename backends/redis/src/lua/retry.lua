@@ -18,12 +18,11 @@ if uk then
 end
 local now = now_ms()
 redis.call('PERSIST', key)
-redis.call('ZREM', FINISHED, st .. '|' .. id .. '|' .. q)
+zrem(FINISHED, st .. '|' .. id .. '|' .. q)
+redis.call('HDEL', key, 'finished_at')
 local max_attempts = math.max(tonumber(f[5]), tonumber(f[4]) + 1)
-redis.call('HSET', key, 'state', 'available', 'run_at', n2s(now), 'cancel_requested', 0,
-  'max_attempts', max_attempts)
-redis.call('HDEL', key, 'finished_at', 'dispatched_at')
-reindex(q, id, st, 'available')
-make_pending(id, q, f[3], now, now)
+requeue(key, id, q, st, f[3], now, now, {'state', 'available', 'run_at', n2s(now),
+  'cancel_requested', 0, 'max_attempts', max_attempts})
+flush()
 redis.call('PUBLISH', WAKE, '')
 return {'requeued'}
