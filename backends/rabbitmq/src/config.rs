@@ -1,0 +1,231 @@
+//! [`RabbitConfig`]: the settings of the RabbitMQ queue, and the checks on its URL and names.
+
+use std::time::Duration;
+
+use switchyard_core::{Error, Result};
+
+/// What an AMQP URL may look like, for error messages.
+const ACCEPTED_URLS: &str = "amqp://[user:password@]host[:port][/vhost] (vhost `/` is `%2f`), \
+                             or amqps://… with the `rustls` feature of switchyard-rabbitmq";
+
+/// Longest broker queue name RabbitMQ accepts, in bytes.
+const MAX_QUEUE_NAME: usize = 255;
+
+/// Settings of the RabbitMQ queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RabbitConfig {
+    /// `amqp://user:password@host:port/vhost` (the default vhost `/` is written `%2f`).
+    pub url: String,
+    /// Every broker queue is named `{prefix}{switchyard queue}`, so several instances share one
+    /// vhost. Letters, digits, `_`, `-`, `.`, `:`; at most 64 bytes; not starting with `amq.`.
+    pub prefix: String,
+    /// Unacked deliveries the broker sends to this process per queue. `None`: derived from the
+    /// worker's concurrency (the size of the first `receive`, which asks for every free slot).
+    /// Set it to the sum of the concurrencies when several workers share one `RabbitQueue`.
+    pub prefetch: Option<u16>,
+    /// `x-max-priority` of the broker queues (0 turns priorities off; RabbitMQ allows up to
+    /// 255 and advises at most 10). Job priorities map onto `0..=max_priority`: a negative
+    /// priority is 0, priority `p >= 0` is `p + 1`, capped. Queue arguments cannot change
+    /// after a queue is declared: changing this needs new queues (another prefix).
+    pub max_priority: u8,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Longest wait between reconnection attempts (the wait doubles from 100 ms up to this).
+    /// Calls in the meantime fail at once with `Unavailable`.
+    pub reconnect_backoff_max: Duration,
+    /// A delivery held this long (a long job) is acked early by `extend`, before the broker's
+    /// `consumer_timeout` (30 min by default) closes its channel. The job stays protected by
+    /// its lease in Storage; if its worker dies, the rescuer and the dispatcher publish it
+    /// again. Keep it well below the broker's `consumer_timeout`.
+    pub settle_after: Duration,
+    /// `nack` with a delay keeps the message unacked for at most this long, then gives it back
+    /// to the broker (RabbitMQ has no per-message delay); the worker nacks it again until the
+    /// job is due. It holds one prefetch slot meanwhile.
+    pub nack_hold_max: Duration,
+    /// `x-expires` of the broker queues: a queue unused this long is deleted by the broker.
+    /// `None` (the default) for production; tests set it so their queues vanish.
+    pub queue_expires: Option<Duration>,
+    /// `x-consumer-timeout` of the broker queues, honoured by RabbitMQ 3.12 and later (earlier
+    /// versions ignore it and apply the broker-wide `consumer_timeout`). `None`: not set.
+    pub consumer_timeout: Option<Duration>,
+    /// Client-provided connection name, shown by `rabbitmqctl list_connections
+    /// client_properties` and the management UI. Default: `switchyard {prefix}`.
+    pub connection_name: Option<String>,
+}
+
+impl RabbitConfig {
+    /// Defaults for `url`: prefix `switchyard_`, prefetch from the worker's concurrency,
+    /// `x-max-priority` 10, 5 s connect timeout, reconnection backoff up to 5 s, early settling
+    /// after 10 min, nack holds of at most 5 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "switchyard_".to_string(),
+            prefetch: None,
+            max_priority: 10,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_backoff_max: Duration::from_secs(5),
+            settle_after: Duration::from_secs(10 * 60),
+            nack_hold_max: Duration::from_secs(5),
+            queue_expires: None,
+            consumer_timeout: None,
+            connection_name: None,
+        }
+    }
+
+    /// Sets the queue name prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the prefetch per queue.
+    pub fn with_prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = Some(prefetch.max(1));
+        self
+    }
+
+    /// Sets `x-max-priority`.
+    pub fn with_max_priority(mut self, max: u8) -> Self {
+        self.max_priority = max;
+        self
+    }
+
+    /// Sets `x-expires` of the broker queues.
+    pub fn with_queue_expires(mut self, after: Duration) -> Self {
+        self.queue_expires = Some(after);
+        self
+    }
+
+    /// Sets `x-consumer-timeout` of the broker queues (RabbitMQ 3.12+).
+    pub fn with_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.consumer_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how long a delivery is held before `extend` acks it early.
+    pub fn with_settle_after(mut self, after: Duration) -> Self {
+        self.settle_after = after;
+        self
+    }
+
+    /// Sets the client-provided connection name.
+    pub fn with_connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
+        self
+    }
+
+    /// The broker queue for a Switchyard queue.
+    pub fn broker_queue(&self, queue: &str) -> Result<String> {
+        let name = format!("{}{}", self.prefix, queue);
+        if queue.is_empty() || name.len() > MAX_QUEUE_NAME {
+            return Err(Error::invalid(format!(
+                "queue `{queue}`: the broker queue `{name}` must be 1 to {MAX_QUEUE_NAME} bytes"
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The name this connection shows in the broker.
+    pub fn connection_name(&self) -> String {
+        self.connection_name
+            .clone()
+            .unwrap_or_else(|| format!("switchyard {}", self.prefix))
+    }
+
+    /// Checks the URL and the prefix; returns the parsed URL.
+    pub(crate) fn validate(&self) -> Result<lapin::uri::AMQPUri> {
+        let scheme = self.url.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some("amqp") => {}
+            Some("amqps") if cfg!(feature = "rustls") => {}
+            Some("amqps") => {
+                return Err(Error::config(format!(
+                    "key `queue`: `amqps://` needs the `rustls` feature of switchyard-rabbitmq \
+                     (this build has no TLS); accepted: {ACCEPTED_URLS}"
+                )))
+            }
+            _ => {
+                return Err(Error::config(format!(
+                    "key `queue`: `{}` is not an AMQP URL; accepted: {ACCEPTED_URLS}",
+                    redact(&self.url)
+                )))
+            }
+        }
+        let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
+            Error::config(format!(
+                "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
+                redact(&self.url)
+            ))
+        })?;
+        let p = &self.prefix;
+        if p.len() > 64
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+            || p.starts_with("amq.")
+        {
+            return Err(Error::config(format!(
+                "key `prefix`: `{p}` is not a valid RabbitMQ queue prefix; accepted: letters, \
+                 digits, `_`, `-`, `.`, `:`, at most 64 bytes, not starting with `amq.`"
+            )));
+        }
+        Ok(uri)
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let auth = &url[s + 3..at];
+            match auth.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ErrorKind;
+
+    #[test]
+    fn accepts_the_default_url() {
+        RabbitConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn rejects_other_schemes_and_hides_the_password() {
+        let e = RabbitConfig::new("http://u:secret@h/")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("accepted"), "{e}");
+        assert!(!e.message().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_prefixes() {
+        for p in ["amq.x", "a b", &"x".repeat(65)] {
+            let e = RabbitConfig::new("amqp://h")
+                .with_prefix(p)
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{p}");
+        }
+    }
+
+    #[test]
+    fn broker_queue_names() {
+        let c = RabbitConfig::new("amqp://h").with_prefix("t_");
+        assert_eq!(c.broker_queue("default").unwrap(), "t_default");
+        assert!(c.broker_queue("").is_err());
+        assert!(c.broker_queue(&"q".repeat(300)).is_err());
+    }
+}

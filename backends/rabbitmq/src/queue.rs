@@ -1,0 +1,515 @@
+//! [`RabbitQueue`]: the [`Queue`] trait on RabbitMQ.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use futures::{FutureExt, StreamExt};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::BasicProperties;
+use switchyard_core::{
+    async_trait, Delivery, Error, ErrorKind, JobId, Queue, QueueCapabilities, QueueMessage, Result,
+};
+
+use crate::config::RabbitConfig;
+use crate::link::{unavailable, Generations, Link, QueueConsumer};
+
+/// Most messages one publish, receive or ack handles.
+const MAX_BATCH: usize = 1000;
+
+/// Switchyard's [`Queue`] on RabbitMQ: durable queues, publisher confirms, manual acks.
+///
+/// Cheap to share behind an `Arc`; one AMQP connection per `RabbitQueue`, opened again by the
+/// next call after it is lost (with backoff), with every consumer re-created on it.
+#[derive(Clone)]
+pub struct RabbitQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RabbitConfig,
+    uri: lapin::uri::AMQPUri,
+    slot: tokio::sync::Mutex<Slot>,
+    generations: Generations,
+    /// Prefetch per Switchyard queue once derived (the first `receive`'s `max`).
+    prefetch: Mutex<HashMap<String, u16>>,
+}
+
+/// The current connection, or when the next attempt to open one may start.
+#[derive(Default)]
+struct Slot {
+    link: Option<Arc<Link>>,
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+impl std::fmt::Debug for RabbitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitQueue")
+            .field("prefix", &self.inner.config.prefix)
+            .field("connection_name", &self.inner.config.connection_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A receipt: `"<consumer id>:<delivery tag>"`.
+fn receipt(consumer: u64, tag: u64) -> String {
+    format!("{consumer}:{tag}")
+}
+
+fn parse_receipt(receipt: &str) -> Result<(u64, u64)> {
+    receipt
+        .split_once(':')
+        .and_then(|(c, t)| Some((c.parse().ok()?, t.parse().ok()?)))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "`{receipt}` is not a RabbitMQ receipt (expected `<consumer>:<delivery tag>`)"
+            ))
+        })
+}
+
+/// Job priority to AMQP priority: negative → 0, `p >= 0` → `p + 1`, capped at `max`.
+fn amqp_priority(priority: i16, max: u8) -> u8 {
+    if priority < 0 {
+        0
+    } else {
+        (i32::from(priority) + 1).min(i32::from(max)) as u8
+    }
+}
+
+impl RabbitQueue {
+    /// Checks the config and connects (fails with `Unavailable` when the broker is down, with
+    /// `Config` when the URL or prefix is wrong).
+    pub async fn connect(config: RabbitConfig) -> Result<Self> {
+        let uri = config.validate()?;
+        let queue = Self {
+            inner: Arc::new(Inner {
+                config,
+                uri,
+                slot: tokio::sync::Mutex::new(Slot::default()),
+                generations: Generations::default(),
+                prefetch: Mutex::new(HashMap::new()),
+            }),
+        };
+        queue.link().await?;
+        Ok(queue)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RabbitConfig {
+        &self.inner.config
+    }
+
+    /// Closes the connection; deliveries not acked go back to their queues. A later call
+    /// connects again.
+    pub async fn close(&self) {
+        let link = self.inner.slot.lock().await.link.take();
+        if let Some(link) = link {
+            link.close().await;
+        }
+    }
+
+    /// Deletes the broker queues of these Switchyard queues, with their messages. For tests
+    /// and tear-down.
+    pub async fn delete_queues(&self, queues: &[String]) -> Result<()> {
+        let link = self.link().await?;
+        for q in queues {
+            let name = self.inner.config.broker_queue(q)?;
+            link.consumers.lock().await.remove(q);
+            link.forget(&name);
+            link.publisher
+                .queue_delete(&name, lapin::options::QueueDeleteOptions::default())
+                .await
+                .map_err(|e| unavailable(&format!("cannot delete queue `{name}`"), e))?;
+        }
+        Ok(())
+    }
+
+    /// The live connection, opening one if there is none and the backoff allows.
+    async fn link(&self) -> Result<Arc<Link>> {
+        let mut slot = self.inner.slot.lock().await;
+        if let Some(link) = &slot.link {
+            if link.alive() {
+                return Ok(link.clone());
+            }
+            tracing::warn!(
+                generation = link.generation,
+                "RabbitMQ connection lost; reconnecting"
+            );
+            slot.link = None;
+        }
+        if let Some(next) = slot.next_attempt {
+            let now = Instant::now();
+            if now < next {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "RabbitMQ is unreachable; next connection attempt in {:?}",
+                        next - now
+                    ),
+                ));
+            }
+        }
+        let config = &self.inner.config;
+        let generation = self.inner.generations.next();
+        let opened = tokio::time::timeout(
+            config.connect_timeout,
+            Link::open(config, self.inner.uri.clone(), generation),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "RabbitMQ: no connection within {:?}",
+                    config.connect_timeout
+                ),
+            ))
+        });
+        match opened {
+            Ok(link) => {
+                if slot.failures > 0 {
+                    tracing::info!(generation, "RabbitMQ connection re-established");
+                }
+                slot.failures = 0;
+                slot.next_attempt = None;
+                let link = Arc::new(link);
+                slot.link = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                slot.failures += 1;
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << slot.failures.min(10))
+                    .min(config.reconnect_backoff_max);
+                slot.next_attempt = Some(Instant::now() + backoff);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to RabbitMQ");
+                Err(e)
+            }
+        }
+    }
+
+    /// The live connection if there is one; never connects.
+    async fn current(&self) -> Option<Arc<Link>> {
+        let slot = self.inner.slot.lock().await;
+        slot.link.as_ref().filter(|l| l.alive()).cloned()
+    }
+
+    /// The consumer of `queue` on `link`, started if missing or if its channel died.
+    async fn consumer(&self, link: &Link, queue: &str, max: usize) -> Result<Arc<QueueConsumer>> {
+        let mut consumers = link.consumers.lock().await;
+        if let Some(c) = consumers.get(queue) {
+            if c.alive() {
+                return Ok(c.clone());
+            }
+            tracing::warn!(
+                queue,
+                consumer = c.id,
+                "RabbitMQ consumer channel closed; consuming again"
+            );
+            consumers.remove(queue);
+        }
+        let prefetch = match self.inner.config.prefetch {
+            Some(p) => p,
+            None => *self
+                .inner
+                .prefetch
+                .lock()
+                .expect("poisoned")
+                .entry(queue.to_string())
+                .or_insert_with(|| u16::try_from(max.max(1)).unwrap_or(u16::MAX)),
+        };
+        let name = self.inner.config.broker_queue(queue)?;
+        let id = self.inner.generations.next();
+        let consumer = Arc::new(
+            link.consume(&self.inner.config, &name, prefetch, id)
+                .await?,
+        );
+        consumers.insert(queue.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// The consumer that delivered `d`, if it is still the live one; `None` otherwise (its
+    /// channel is gone, so the broker has put the message back already).
+    async fn owner(&self, d: &Delivery) -> Result<Option<(Arc<QueueConsumer>, u64)>> {
+        let (id, tag) = parse_receipt(&d.receipt)?;
+        let Some(link) = self.current().await else {
+            return Ok(None);
+        };
+        let consumers = link.consumers.lock().await;
+        Ok(consumers
+            .get(&d.queue)
+            .filter(|c| c.id == id && c.alive())
+            .map(|c| (c.clone(), tag)))
+    }
+}
+
+/// Gives a delivery back to the broker if it is still held on a live channel.
+async fn requeue(consumer: Arc<QueueConsumer>, tag: u64) {
+    if consumer.alive() && consumer.take(tag) {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(e) = consumer.channel.basic_nack(tag, options).await {
+            tracing::debug!(error = %e, "nack on a closing channel skipped");
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for RabbitQueue {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn capabilities(&self) -> QueueCapabilities {
+        QueueCapabilities::new(MAX_BATCH)
+            .with_max_native_delay(None)
+            .with_max_lease(None)
+            .with_priorities(self.inner.config.max_priority > 0)
+    }
+
+    async fn setup(&self, queues: &[String]) -> Result<()> {
+        let link = self.link().await?;
+        for q in queues {
+            let name = self.inner.config.broker_queue(q)?;
+            link.declare(&self.inner.config, &name).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let link = self.link().await?;
+        let config = &self.inner.config;
+        let mut names = HashMap::new();
+        for m in messages {
+            if !names.contains_key(&m.queue) {
+                let name = config.broker_queue(&m.queue)?;
+                link.declare(config, &name).await?;
+                names.insert(m.queue.clone(), name);
+            }
+        }
+        // Pipelined: send every message, then wait for every confirm.
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let name = &names[&m.queue];
+            let id = m.job_id.to_string();
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_priority(amqp_priority(m.priority, config.max_priority))
+                .with_message_id(id.clone().into())
+                .with_content_type("text/plain".into());
+            let confirm = link
+                .publisher
+                .basic_publish(
+                    "",
+                    name,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    id.as_bytes(),
+                    props,
+                )
+                .await
+                .map_err(|e| unavailable("publish failed", e))?;
+            confirms.push((m, confirm));
+        }
+        let (sent, pending): (Vec<&QueueMessage>, Vec<_>) = confirms.into_iter().unzip();
+        let mut first_error = None;
+        for (m, confirmed) in sent.into_iter().zip(join_all(pending).await) {
+            let err = match confirmed {
+                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => continue,
+                Ok(Confirmation::Ack(Some(_))) => {
+                    // Returned as unroutable: the queue vanished (deleted or expired).
+                    link.forget(&names[&m.queue]);
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "RabbitMQ returned the message for job {} as unroutable: queue `{}` \
+                             does not exist; it is declared again on the next publish",
+                            m.job_id, names[&m.queue]
+                        ),
+                    )
+                }
+                Ok(Confirmation::Nack(_)) => Error::new(
+                    ErrorKind::Unavailable,
+                    format!("RabbitMQ refused the message for job {} (nack)", m.job_id),
+                ),
+                Err(e) => unavailable("publisher confirm failed", e),
+            };
+            first_error.get_or_insert(err);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        _lease: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let max = max.clamp(1, MAX_BATCH);
+        let link = self.link().await?;
+        let consumer = self.consumer(&link, queue, max).await?;
+        let mut stream = consumer.stream.lock().await;
+        let first = match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(Some(Ok(d))) => d,
+            Ok(Some(Err(e))) => return Err(unavailable("consumer failed", e)),
+            Ok(None) => {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("RabbitMQ cancelled the consumer of queue `{queue}`"),
+                ))
+            }
+        };
+        let mut raw = vec![first];
+        while raw.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(d))) => raw.push(d),
+                _ => break,
+            }
+        }
+        drop(stream);
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(raw.len());
+        let mut poison = Vec::new();
+        {
+            let mut unsettled = consumer.unsettled.lock().expect("poisoned");
+            for d in raw {
+                let id = std::str::from_utf8(&d.data)
+                    .ok()
+                    .and_then(|s| s.parse::<JobId>().ok());
+                match id {
+                    Some(job_id) => {
+                        unsettled.insert(d.delivery_tag, now);
+                        out.push(Delivery {
+                            job_id,
+                            queue: queue.to_string(),
+                            receipt: receipt(consumer.id, d.delivery_tag),
+                        });
+                    }
+                    None => poison.push(d.delivery_tag),
+                }
+            }
+        }
+        for tag in poison {
+            tracing::warn!(queue, tag, "dropping a message that does not hold a job id");
+            let _ = consumer
+                .channel
+                .basic_ack(tag, BasicAckOptions::default())
+                .await;
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
+        let mut acks = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            // A receipt from a closed channel: the broker has put the message back already.
+            let Some((consumer, tag)) = self.owner(d).await? else {
+                continue;
+            };
+            if !consumer.take(tag) {
+                continue;
+            }
+            acks.push(async move {
+                consumer
+                    .channel
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await
+            });
+        }
+        for r in join_all(acks).await {
+            if let Err(e) = r {
+                // The channel closed under us: the message comes back and is skipped then.
+                tracing::debug!(error = %e, "ack on a closing channel skipped");
+            }
+        }
+        Ok(())
+    }
+
+    async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
+        let Some((consumer, tag)) = self.owner(delivery).await? else {
+            return Ok(());
+        };
+        if delay.is_zero() {
+            requeue(consumer, tag).await;
+        } else {
+            // RabbitMQ has no per-message delay: hold the message (unacked, so it is never
+            // lost) for a while, then give it back; the worker nacks it again until it is due.
+            let hold = delay.min(self.inner.config.nack_hold_max);
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                requeue(consumer, tag).await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn extend(&self, deliveries: &[Delivery], _lease: Duration) -> Result<()> {
+        // No visibility timeout: a delivery is held until acked or its channel closes. But the
+        // broker closes a channel holding a delivery past its `consumer_timeout`, so a long job's
+        // delivery is acked early; its lease in Storage protects the job from then on.
+        let settle_after = self.inner.config.settle_after;
+        let mut acks = Vec::new();
+        for d in deliveries {
+            let Some((consumer, tag)) = self.owner(d).await? else {
+                continue;
+            };
+            let old = consumer
+                .unsettled
+                .lock()
+                .expect("poisoned")
+                .get(&tag)
+                .is_some_and(|t| t.elapsed() >= settle_after);
+            if old && consumer.take(tag) {
+                tracing::info!(job = %d.job_id, "long job: acking its delivery early to stay within the broker's consumer_timeout; its Storage lease keeps it");
+                acks.push(async move {
+                    consumer
+                        .channel
+                        .basic_ack(tag, BasicAckOptions::default())
+                        .await
+                });
+            }
+        }
+        for r in join_all(acks).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "early ack on a closing channel skipped");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_map_onto_the_broker_range() {
+        assert_eq!(amqp_priority(-3, 10), 0);
+        assert_eq!(amqp_priority(0, 10), 1);
+        assert_eq!(amqp_priority(5, 10), 6);
+        assert_eq!(amqp_priority(9, 10), 10);
+        assert_eq!(amqp_priority(i16::MAX, 10), 10);
+        assert_eq!(amqp_priority(3, 0), 0);
+    }
+
+    #[test]
+    fn receipts_round_trip() {
+        assert_eq!(parse_receipt(&receipt(3, 99)).unwrap(), (3, 99));
+        assert!(parse_receipt("nope").is_err());
+    }
+}
