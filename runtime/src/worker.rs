@@ -337,6 +337,7 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
             }
         };
         let got = claimed.len();
+        tracing::trace!(want, got, "claimed");
         for (job, delivery) in claimed {
             let permit = permits.pop().expect("never claims more than free slots");
             let inner = inner.clone();

@@ -162,6 +162,45 @@ impl SqliteStorage {
         format!("{}{}", self.prefix, table)
     }
 
+    /// Records successful attempts in one statement: the batch travels as one JSON array of
+    /// `{i: id hex, t: token hex, r: result JSON text}`.
+    async fn complete_successes<'e, E>(
+        &self,
+        batch: &[&Completion],
+        now: i64,
+        executor: E,
+    ) -> Result<Vec<Uuid>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        let mut items = Vec::with_capacity(batch.len());
+        for c in batch {
+            let result = match &c.outcome {
+                Outcome::Succeeded { result: Some(r) } => Some(serde_json::to_string(r)?),
+                _ => None,
+            };
+            items.push(serde_json::json!({
+                "i": c.id.simple().to_string(),
+                "t": c.token.simple().to_string(),
+                "r": result,
+            }));
+        }
+        let jobs = self.t("jobs");
+        sqlx::query_scalar(&format!(
+            "UPDATE {jobs} SET state = 'completed', result = c.r, finished_at = ?1, \
+               lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
+             FROM (SELECT unhex(value ->> 'i') AS i, unhex(value ->> 't') AS t, value ->> 'r' AS r \
+                   FROM json_each(?2)) AS c \
+             WHERE {jobs}.id = c.i AND {jobs}.lease_token = c.t AND {jobs}.state = 'running' \
+             RETURNING {jobs}.id"
+        ))
+        .bind(now)
+        .bind(serde_json::Value::Array(items).to_string())
+        .fetch_all(executor)
+        .await
+        .map_err(db_err("complete"))
+    }
+
     async fn claim_where(
         &self,
         req: &ClaimRequest,
@@ -218,6 +257,23 @@ impl SqliteStorage {
         });
         Ok(out)
     }
+}
+
+/// One status per completion, in input order.
+fn statuses(
+    completions: &[Completion],
+    applied: &std::collections::HashSet<Uuid>,
+) -> Vec<CompletionStatus> {
+    completions
+        .iter()
+        .map(|c| {
+            if applied.contains(&c.id) {
+                CompletionStatus::Applied
+            } else {
+                CompletionStatus::Stale
+            }
+        })
+        .collect()
 }
 
 fn error_json(e: &AttemptError) -> Result<String> {
@@ -397,47 +453,19 @@ impl Storage for SqliteStorage {
         let now = millis(Utc::now());
         let jobs = self.t("jobs");
         let mut applied = std::collections::HashSet::new();
-        let mut tx = self.writer.begin().await.map_err(db_err("begin complete"))?;
-        // Successes, the hot path: one statement per chunk.
         let successes: Vec<&Completion> = completions
             .iter()
             .filter(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
             .collect();
-        for chunk in successes.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "UPDATE {jobs} SET state = 'completed', result = c.column3, finished_at = "
-            ));
-            qb.push_bind(now);
-            qb.push(
-                ", lease_token = NULL, lease_expires_at = NULL, worker_id = NULL FROM (VALUES ",
-            );
-            let mut sep = qb.separated(", ");
-            for c in chunk {
-                let result = match &c.outcome {
-                    Outcome::Succeeded { result } => result
-                        .as_ref()
-                        .map(serde_json::to_string)
-                        .transpose()?,
-                    _ => None,
-                };
-                sep.push("(");
-                sep.push_bind_unseparated(c.id);
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(c.token);
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(result);
-                sep.push_unseparated(")");
-            }
-            qb.push(format!(
-                ") AS c WHERE {jobs}.id = c.column1 AND {jobs}.lease_token = c.column2 AND \
-                 {jobs}.state = 'running' RETURNING {jobs}.id"
-            ));
-            let ids: Vec<Uuid> = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err("complete"))?;
-            applied.extend(ids);
+        // The hot path: a batch of successes is one statement with one JSON parameter, so
+        // its SQL never changes and stays prepared. Without other outcomes, no transaction.
+        if successes.len() == completions.len() && successes.len() <= CHUNK * 2 {
+            applied.extend(self.complete_successes(&successes, now, &self.writer).await?);
+            return Ok(statuses(completions, &applied));
+        }
+        let mut tx = self.writer.begin().await.map_err(db_err("begin complete"))?;
+        for chunk in successes.chunks(CHUNK * 2) {
+            applied.extend(self.complete_successes(chunk, now, &mut *tx).await?);
         }
         // Everything else, one statement each (failures are the rare path).
         for c in completions {
@@ -481,16 +509,7 @@ impl Storage for SqliteStorage {
         {
             self.wake.notify();
         }
-        Ok(completions
-            .iter()
-            .map(|c| {
-                if applied.contains(&c.id) {
-                    CompletionStatus::Applied
-                } else {
-                    CompletionStatus::Stale
-                }
-            })
-            .collect())
+        Ok(statuses(completions, &applied))
     }
 
     async fn rescue_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<RescueReport> {

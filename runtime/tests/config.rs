@@ -1,0 +1,117 @@
+//! Configuration: layering, and errors that name the bad key and what is accepted.
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use switchyard::{Config, ErrorKind};
+
+fn from_toml(toml: &str) -> switchyard::Result<Config> {
+    Config::from_figment(
+        Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+    )
+}
+
+#[test]
+fn no_config_means_embedded_sqlite() {
+    let c = from_toml("").unwrap();
+    assert_eq!(c.storage, "sqlite://switchyard.db");
+    assert_eq!(c.queue, "storage");
+    assert!(c.queues.contains_key("default"));
+}
+
+#[test]
+fn toml_values_are_read() {
+    let c = from_toml(
+        r#"
+        storage = "sqlite://jobs.db"
+        prefix = "billing_"
+        [worker]
+        concurrency = 4
+        [queues.email]
+        concurrency = 2
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.prefix, "billing_");
+    assert_eq!(c.worker_config("email").concurrency, 2);
+    assert_eq!(c.worker_config("default").concurrency, 4);
+}
+
+#[test]
+fn unknown_key_is_named_with_the_accepted_ones() {
+    let err = from_toml("storag = \"sqlite://x.db\"").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let msg = err.to_string();
+    assert!(msg.contains("storag"), "{msg}");
+    assert!(msg.contains("storage") && msg.contains("queue"), "lists accepted keys: {msg}");
+}
+
+#[test]
+fn unknown_nested_key_is_named() {
+    let err = from_toml("[worker]\nconcurency = 3").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("concurency") && msg.contains("concurrency"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let err = from_toml("[worker]\nconcurrency = \"lots\"").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("worker.concurrency"), "{msg}");
+}
+
+#[test]
+fn bad_storage_url_lists_accepted_schemes() {
+    let err = from_toml("storage = \"mysql://localhost/db\"").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let msg = err.to_string();
+    assert!(msg.contains("key `storage`") && msg.contains("mysql://localhost/db"), "{msg}");
+    assert!(msg.contains("sqlite://") && msg.contains("postgres://"), "{msg}");
+    let err = from_toml("storage = \"just words\"").unwrap_err();
+    assert!(err.to_string().contains("key `storage`"));
+}
+
+#[test]
+fn bad_queue_lists_accepted_forms() {
+    let err = from_toml("queue = \"kafka://broker\"").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("key `queue`") && msg.contains("storage") && msg.contains("sqs://"), "{msg}");
+}
+
+#[test]
+fn nonsense_values_are_refused() {
+    let err = from_toml("[worker]\nconcurrency = 0").unwrap_err();
+    assert!(err.to_string().contains("worker.concurrency"));
+    let err = from_toml("[worker]\nlease_secs = 5.0\nheartbeat_secs = 10.0").unwrap_err();
+    assert!(err.to_string().contains("worker.heartbeat_secs"));
+    let err = from_toml("prefix = \"bad-prefix!\"");
+    // The prefix is checked by the backend when connecting.
+    assert!(err.is_ok());
+}
+
+#[tokio::test]
+async fn bad_prefix_is_refused_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.storage = format!("sqlite://{}/x.db", dir.path().display());
+    c.prefix = "bad-prefix!".into();
+    let err = switchyard::Switchyard::connect(c).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("prefix"), "{err}");
+}
+
+#[test]
+fn env_overrides_file() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "storage = \"sqlite://file.db\"\n[worker]\nconcurrency = 3")?;
+        jail.set_env("SWITCHYARD_STORAGE", "sqlite://env.db");
+        jail.set_env("SWITCHYARD_WORKER__CONCURRENCY", "7");
+        jail.set_env("SWITCHYARD_TEST_POSTGRES_URL", "ignored: test settings are not config");
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert_eq!(c.storage, "sqlite://env.db");
+        assert_eq!(c.worker.concurrency, 7);
+        jail.set_env("SWITCHYARD_WORKR__CONCURRENCY", "7");
+        let err = Config::load().unwrap_err().to_string();
+        assert!(err.contains("workr"), "{err}");
+        Ok(())
+    });
+}
