@@ -1,8 +1,14 @@
-//! The dispatcher (seed 004): Storage is the outbox of an external queue. It publishes due jobs
-//! (new, retried, delayed, rescued) in batches and then marks them dispatched, so a crash
-//! between the storage write and the publish loses nothing (the job is published again), and a
-//! duplicate publish is harmless because every claim is fenced in Storage. A job delayed past
-//! the queue's native limit waits in Storage until it comes within that limit.
+//! The dispatcher (seed 004): Storage is the outbox of an external queue. It marks due jobs
+//! (new, retried, delayed, rescued) dispatched and then publishes them in batches. A duplicate
+//! publish is harmless because every claim is fenced in Storage. A job delayed past the queue's
+//! native limit waits in Storage until it comes within that limit.
+//!
+//! Why mark first: a worker can receive, run and fail a job (recording a retry, which clears the
+//! mark) before the publish call that carried it returns; a mark written after the publish would
+//! then hide the retry until `redispatch_after`. A message published after the mark is a valid
+//! hint for whatever state the job has by then. Messages whose publish fails are kept and
+//! published again before anything new is scanned; only a crash in that window leaves them to
+//! the `redispatch_after` backstop, so nothing is ever lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +43,44 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Publishes one batch of due jobs. Returns how many were published.
+/// Publishes one batch of due jobs. Returns how many were published. On a publish error the
+/// unpublished jobs stay marked and are published again after `redispatch_after`; [`run`] keeps
+/// them and retries at once instead.
 pub async fn dispatch_once(
     storage: &dyn Storage,
     queue: &dyn Queue,
     config: &DispatcherConfig,
 ) -> switchyard_core::Result<usize> {
+    dispatch_step(storage, queue, config, &mut Vec::new()).await
+}
+
+/// Publishes `messages` in the queue's batch size; on error, leaves the unpublished ones in
+/// `messages`.
+async fn publish_all(
+    queue: &dyn Queue,
+    messages: &mut Vec<QueueMessage>,
+) -> switchyard_core::Result<()> {
+    let max = queue.capabilities().max_batch.max(1);
+    while !messages.is_empty() {
+        let n = messages.len().min(max);
+        queue.publish(&messages[..n]).await?;
+        messages.drain(..n);
+    }
+    Ok(())
+}
+
+/// One step: publish what an earlier step could not, else scan, mark and publish.
+async fn dispatch_step(
+    storage: &dyn Storage,
+    queue: &dyn Queue,
+    config: &DispatcherConfig,
+    unpublished: &mut Vec<QueueMessage>,
+) -> switchyard_core::Result<usize> {
+    if !unpublished.is_empty() {
+        let n = unpublished.len();
+        publish_all(queue, unpublished).await?;
+        return Ok(n);
+    }
     let caps = queue.capabilities();
     let native = match (caps.max_native_delay, config.max_native_delay) {
         (Some(a), Some(b)) => a.min(b),
@@ -64,11 +102,10 @@ pub async fn dispatch_once(
             delay: (i.run_at - now).to_std().unwrap_or_default().min(native),
         })
         .collect();
-    for chunk in messages.chunks(caps.max_batch.max(1)) {
-        queue.publish(chunk).await?;
-    }
     let ids: Vec<_> = items.iter().map(|i| i.id).collect();
     storage.mark_dispatched(&ids).await?;
+    *unpublished = messages;
+    publish_all(queue, unpublished).await?;
     Ok(ids.len())
 }
 
@@ -81,8 +118,9 @@ pub async fn run(
 ) {
     let mut wake = storage.subscribe();
     let mut failures = 0u32;
+    let mut unpublished = Vec::new();
     loop {
-        match dispatch_once(storage.as_ref(), queue.as_ref(), &config).await {
+        match dispatch_step(storage.as_ref(), queue.as_ref(), &config, &mut unpublished).await {
             Ok(n) if n == config.batch => {
                 failures = 0;
                 continue;
@@ -90,7 +128,7 @@ pub async fn run(
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, "dispatch failed; jobs stay in storage and are retried");
+                tracing::warn!(error = %e, unpublished = unpublished.len(), "dispatch failed; unpublished jobs are retried");
             }
         }
         let wait = if failures > 0 {
