@@ -44,7 +44,8 @@ pub trait Executor: Send + Sync + 'static {
     async fn execute(&self, body: JobBody) -> JobOutput;
 }
 
-/// Runs async bodies as Tokio tasks and synchronous ones with `spawn_blocking`.
+/// Polls async bodies on the Tokio runtime (in the worker's job task) and runs synchronous ones
+/// with `spawn_blocking`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioExecutor;
 
@@ -76,14 +77,12 @@ fn join_error(e: tokio::task::JoinError) -> JobError {
 impl Executor for TokioExecutor {
     async fn execute(&self, body: JobBody) -> JobOutput {
         match body {
-            JobBody::Async(fut) => {
-                // A spawned task catches panics for us and keeps the body off the worker's task.
-                let handle = tokio::spawn(fut);
-                let abort = handle.abort_handle();
-                // If the worker drops this future (timeout, hard shutdown), abort the task too.
-                let _guard = AbortOnDrop(abort);
-                handle.await.unwrap_or_else(|e| Err(join_error(e)))
-            }
+            // Polled in place (the worker already runs each job in its own task); dropping this
+            // future (timeout, hard shutdown) drops the body.
+            JobBody::Async(fut) => std::panic::AssertUnwindSafe(fut)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|p| Err(panic_message(p))),
             JobBody::Blocking(f) => tokio::task::spawn_blocking(f)
                 .await
                 .unwrap_or_else(|e| Err(join_error(e))),
@@ -110,14 +109,6 @@ impl Executor for BlockingExecutor {
                 .await
                 .unwrap_or_else(|e| Err(join_error(e))),
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -290,23 +290,35 @@ impl Inner {
 }
 
 /// Claims while not shutting down. Returns when graceful shutdown is requested.
+///
+/// Two semaphores: `running` bounds the jobs executing at once (the configured concurrency);
+/// `claimed` bounds the jobs claimed and not yet finished to twice that, so a small buffer of
+/// claimed jobs is ready whenever a slot frees. The fetcher claims only when at least
+/// `concurrency` claim slots are free (or the worker is idle), so each claim is a real batch
+/// instead of one job per freed slot. Buffered jobs are in the running map from the moment
+/// they are claimed, so heartbeats keep their leases.
 async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::UnboundedSender<Done>) {
-    let semaphore = Arc::new(Semaphore::new(inner.config.concurrency));
+    let concurrency = inner.config.concurrency;
+    let running = Arc::new(Semaphore::new(concurrency));
+    let claimed_slots = Arc::new(Semaphore::new(concurrency * 2));
     let mut wake = inner.storage.subscribe();
     let mut rr = 0usize;
     let mut failures = 0u32;
     loop {
         while jobs.try_join_next().is_some() {}
-        // Wait for one free slot, then take every other free one.
-        let first = tokio::select! {
-            p = semaphore.clone().acquire_owned() => p.expect("semaphore never closes"),
+        // Wait until a batch worth of claim slots is free, then take every free one.
+        let batch = tokio::select! {
+            p = claimed_slots.clone().acquire_many_owned(concurrency as u32) => p.expect("semaphore never closes"),
             _ = inner.shutdown.graceful_requested() => return,
         };
-        let mut permits = vec![first];
-        while let Ok(p) = semaphore.clone().try_acquire_owned() {
-            permits.push(p);
+        let mut permits = vec![batch];
+        let extra = claimed_slots.available_permits() as u32;
+        if extra > 0 {
+            if let Ok(p) = claimed_slots.clone().try_acquire_many_owned(extra) {
+                permits.push(p);
+            }
         }
-        let want = permits.len();
+        let want = permits.iter().map(|p| p.num_permits()).sum::<usize>();
         let claimed = match &inner.queue {
             None => inner
                 .storage
@@ -338,13 +350,22 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
         };
         let got = claimed.len();
         tracing::trace!(want, got, "claimed");
+        // One claim slot per claimed job travels with it; the rest go back.
+        let mut slots = merge(permits);
         for (job, delivery) in claimed {
-            let permit = permits.pop().expect("never claims more than free slots");
-            let inner = inner.clone();
-            let done = done.clone();
-            jobs.spawn(run_job(inner, job, delivery, permit, done));
+            let slot = slots.split(1).expect("never claims more than free slots");
+            inner.running.lock().expect("poisoned").insert(
+                job.id,
+                Running {
+                    token: job.lease_token.unwrap_or_default(),
+                    cancel: inner.shutdown.hard_token().child_token(),
+                    user_cancel: Arc::new(AtomicBool::new(job.cancel_requested)),
+                    delivery: delivery.clone(),
+                },
+            );
+            jobs.spawn(run_job(inner.clone(), job, delivery, running.clone(), slot, done.clone()));
         }
-        drop(permits);
+        drop(slots);
         if got < want && inner.queue.is_none() {
             // Idle: wait for a wake-up from the backend, the poll interval, or shutdown.
             tokio::select! {
@@ -353,6 +374,15 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
             }
         }
     }
+}
+
+/// Merges permits of one semaphore into one.
+fn merge(mut permits: Vec<OwnedSemaphorePermit>) -> OwnedSemaphorePermit {
+    let mut first = permits.remove(0);
+    for p in permits {
+        first.merge(p);
+    }
+    first
 }
 
 /// External queue path: receive deliveries, claim their jobs in storage, settle the rest.
@@ -464,69 +494,31 @@ async fn run_job(
     inner: Arc<Inner>,
     job: JobRecord,
     delivery: Option<Delivery>,
-    permit: OwnedSemaphorePermit,
+    running: Arc<Semaphore>,
+    slot: OwnedSemaphorePermit,
     done: mpsc::UnboundedSender<Done>,
 ) {
     let span = tracing::info_span!("job", kind = %job.kind, id = %job.id, attempt = job.attempt, queue = %job.queue);
     async move {
         let token = job.lease_token.unwrap_or_default();
-        let cancel = inner.shutdown.hard_token().child_token();
-        let user_cancel = Arc::new(AtomicBool::new(job.cancel_requested));
+        let (cancel, user_cancel) = {
+            let map = inner.running.lock().expect("poisoned");
+            let r = map.get(&job.id).expect("registered at claim");
+            (r.cancel.clone(), r.user_cancel.clone())
+        };
         if job.cancel_requested {
             cancel.cancel();
         }
-        inner.running.lock().expect("poisoned").insert(
-            job.id,
-            Running {
-                token,
-                cancel: cancel.clone(),
-                user_cancel: user_cancel.clone(),
-                delivery: delivery.clone(),
+        // Wait for a run slot; a hard shutdown meanwhile releases the job unstarted.
+        let permit = tokio::select! {
+            p = running.acquire_owned() => Some(p.expect("semaphore never closes")),
+            _ = inner.shutdown.hard_requested() => None,
+        };
+        let outcome = match permit {
+            None => Outcome::Aborted {
+                error: attempt_error(&job, "aborted", "the worker shut down before the job started; released for another attempt"),
             },
-        );
-        let ctx = JobContext::new(&job, cancel.clone());
-        let outcome = match inner.registry.prepare(&job.kind, job.payload.clone(), ctx) {
-            Err(e) => {
-                tracing::error!(error = %e.message(), "job cannot run");
-                Outcome::Failed {
-                    error: attempt_error(&job, e.kind().as_str(), e.message()),
-                }
-            }
-            Ok(body) => {
-                let exec = inner.executor.execute(body);
-                let timed = async {
-                    match job.timeout() {
-                        Some(t) => tokio::time::timeout(t, exec).await.ok(),
-                        None => Some(exec.await),
-                    }
-                };
-                tokio::select! {
-                    biased;
-                    out = timed => match out {
-                        Some(Ok(result)) => Outcome::Succeeded { result },
-                        Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
-                            error: Some(attempt_error(&job, JobErrorKind::Cancelled.as_str(), e.message())),
-                        },
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e.message(), "job attempt failed");
-                            failure(&inner, &job, &e)
-                        }
-                        None => {
-                            cancel.cancel();
-                            let e = JobError::of_kind(
-                                JobErrorKind::Timeout,
-                                format!("job timed out after {:?}", job.timeout().unwrap_or_default()),
-                                true,
-                            );
-                            tracing::warn!("job attempt timed out");
-                            failure(&inner, &job, &e)
-                        }
-                    },
-                    _ = inner.shutdown.hard_requested() => Outcome::Aborted {
-                        error: attempt_error(&job, "aborted", "the worker shut down before the job finished; released for another attempt"),
-                    },
-                }
-            }
+            Some(_) => run_body(&inner, &job, cancel, &user_cancel).await,
         };
         let _ = done.send((
             Completion {
@@ -536,10 +528,62 @@ async fn run_job(
             },
             delivery,
         ));
-        drop(permit);
+        drop(slot);
     }
     .instrument(span)
     .await
+}
+
+/// Runs one attempt's body under its timeout and turns its result into an outcome.
+async fn run_body(
+    inner: &Arc<Inner>,
+    job: &JobRecord,
+    cancel: CancellationToken,
+    user_cancel: &AtomicBool,
+) -> Outcome {
+    let ctx = JobContext::new(job, cancel.clone());
+    let body = match inner.registry.prepare(&job.kind, job.payload.clone(), ctx) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e.message(), "job cannot run");
+            return Outcome::Failed {
+                error: attempt_error(job, e.kind().as_str(), e.message()),
+            };
+        }
+    };
+    let exec = inner.executor.execute(body);
+    let timed = async {
+        match job.timeout() {
+            Some(t) => tokio::time::timeout(t, exec).await.ok(),
+            None => Some(exec.await),
+        }
+    };
+    tokio::select! {
+        biased;
+        out = timed => match out {
+            Some(Ok(result)) => Outcome::Succeeded { result },
+            Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
+                error: Some(attempt_error(job, JobErrorKind::Cancelled.as_str(), e.message())),
+            },
+            Some(Err(e)) => {
+                tracing::warn!(error = %e.message(), "job attempt failed");
+                failure(inner, job, &e)
+            }
+            None => {
+                cancel.cancel();
+                let e = JobError::of_kind(
+                    JobErrorKind::Timeout,
+                    format!("job timed out after {:?}", job.timeout().unwrap_or_default()),
+                    true,
+                );
+                tracing::warn!("job attempt timed out");
+                failure(inner, job, &e)
+            }
+        },
+        _ = inner.shutdown.hard_requested() => Outcome::Aborted {
+            error: attempt_error(job, "aborted", "the worker shut down before the job finished; released for another attempt"),
+        },
+    }
 }
 
 /// Records completions in batches; retries on storage errors so nothing is lost. A completion
