@@ -99,7 +99,10 @@ fn parse_bool(url: &str, key: &str, v: &str) -> Result<bool> {
     match v {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(bad(url, &format!("`{key}` must be true or false, got `{v}`"))),
+        _ => Err(bad(
+            url,
+            &format!("`{key}` must be true or false, got `{v}`"),
+        )),
     }
 }
 

@@ -195,14 +195,10 @@ impl SqsQueue {
             .config
             .retention
             .clamp(Duration::from_secs(60), Duration::from_secs(14 * 24 * 3600));
-        let mut req = self
-            .client
-            .create_queue()
-            .queue_name(name)
-            .attributes(
-                QueueAttributeName::MessageRetentionPeriod,
-                retention.as_secs().to_string(),
-            );
+        let mut req = self.client.create_queue().queue_name(name).attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            retention.as_secs().to_string(),
+        );
         if self.config.fifo {
             req = req
                 .attributes(QueueAttributeName::FifoQueue, "true")
@@ -326,7 +322,10 @@ impl SqsQueue {
     }
 
     async fn visibility_batch(&self, url: String, receipts: Vec<String>, secs: i32) -> Result<()> {
-        let mut req = self.client.change_message_visibility_batch().queue_url(&url);
+        let mut req = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&url);
         for (i, r) in receipts.iter().enumerate() {
             req = req.entries(
                 ChangeMessageVisibilityBatchRequestEntry::builder()
@@ -364,7 +363,11 @@ fn batch_failures(what: &str, failed: &[aws_sdk_sqs::types::BatchResultErrorEntr
     } else {
         Err(Error::new(
             ErrorKind::Unavailable,
-            format!("SQS {what}: {} entries failed: {}", errors.len(), errors.join("; ")),
+            format!(
+                "SQS {what}: {} entries failed: {}",
+                errors.len(),
+                errors.join("; ")
+            ),
         ))
     }
 }
@@ -499,7 +502,10 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_millis(2000), MAX_WAIT), 2);
         assert_eq!(ceil_secs(Duration::from_millis(2001), MAX_WAIT), 3);
         assert_eq!(ceil_secs(Duration::from_secs(60), MAX_WAIT), 20);
-        assert_eq!(ceil_secs(Duration::from_secs(86_400), MAX_VISIBILITY), 43_200);
+        assert_eq!(
+            ceil_secs(Duration::from_secs(86_400), MAX_VISIBILITY),
+            43_200
+        );
         assert_eq!(ceil_secs(Duration::from_secs(3_600), MAX_DELAY), 900);
     }
 
