@@ -67,10 +67,16 @@ async fn main() -> switchyard_core::Result<()> {
         );
         figures.push(rate);
         storage
-            .prune(chrono::Utc::now() + chrono::Duration::seconds(60), 1_000_000)
+            .prune(
+                chrono::Utc::now() + chrono::Duration::seconds(60),
+                1_000_000,
+            )
             .await?;
     }
     figures.sort_by(f64::total_cmp);
-    println!("W2 drain (median of {runs}): {:.0} jobs/s", figures[figures.len() / 2]);
+    println!(
+        "W2 drain (median of {runs}): {:.0} jobs/s",
+        figures[figures.len() / 2]
+    );
     Ok(())
 }

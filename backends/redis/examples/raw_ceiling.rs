@@ -53,7 +53,10 @@ async fn main() -> redis::RedisResult<()> {
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(1000) {
             let mut pipe = redis::pipe();
             for i in chunk {
-                pipe.cmd("LPUSH").arg(&pending).arg(format!("job-{i}")).ignore();
+                pipe.cmd("LPUSH")
+                    .arg(&pending)
+                    .arg(format!("job-{i}"))
+                    .ignore();
             }
             let () = pipe.query_async(&mut c).await?;
         }

@@ -130,7 +130,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls_naming_the_key_and_forms() {
-        for url in ["postgres://x", "redis//x", "redis://", "redis://h/abc", "nonsense"] {
+        for url in [
+            "postgres://x",
+            "redis//x",
+            "redis://",
+            "redis://h/abc",
+            "nonsense",
+        ] {
             let e = check_url(url).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");
             assert!(e.message().contains("key `storage`"), "{e}");

@@ -15,7 +15,9 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 fn corrupt(id: &str, field: &str, e: impl std::fmt::Display) -> Error {
-    Error::corrupt(format!("Redis job hash {id} has a bad `{field}` field: {e}"))
+    Error::corrupt(format!(
+        "Redis job hash {id} has a bad `{field}` field: {e}"
+    ))
 }
 
 /// A job hash as returned by `HGETALL` (field, value, field, value, …).
@@ -80,4 +82,70 @@ pub(crate) fn decode(mut m: HashMap<String, String>) -> Result<JobRecord> {
         timeout_ms: int(take("timeout_ms"), "timeout_ms")?.map(|v| v as u64),
         tags,
     })
+}
+
+/// The fields a claim script returns for each job after its id and token, in order (see
+/// `CLAIM_FIELDS` in `lua/prelude.lua`), as they were before the claim.
+const CLAIM_FIELDS: [&str; 15] = [
+    "state",
+    "attempt",
+    "kind",
+    "queue",
+    "payload",
+    "priority",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "errors",
+    "result",
+    "unique_key",
+    "cancel_requested",
+    "timeout_ms",
+    "tags",
+];
+
+/// The reply of a claim script: `now`, the lease expiry, then per job its id, token and
+/// [`CLAIM_FIELDS`]. Returns the claimed jobs as running records.
+pub(crate) fn decode_claimed(
+    reply: Vec<Option<String>>,
+    worker_id: &str,
+) -> Result<Vec<JobRecord>> {
+    let bad = |what: &str| Error::corrupt(format!("Redis claim returned a bad {what}"));
+    let mut it = reply.into_iter();
+    let (Some(Some(now)), Some(Some(exp))) = (it.next(), it.next()) else {
+        return Err(bad("reply"));
+    };
+    let rest: Vec<Option<String>> = it.collect();
+    let per_job = 2 + CLAIM_FIELDS.len();
+    if rest.len() % per_job != 0 {
+        return Err(bad("reply length"));
+    }
+    let mut out = Vec::with_capacity(rest.len() / per_job);
+    for job in rest.chunks(per_job) {
+        let mut m: HashMap<String, String> = CLAIM_FIELDS
+            .iter()
+            .zip(&job[2..])
+            .filter_map(|(f, v)| v.clone().map(|v| (f.to_string(), v)))
+            .collect();
+        let attempt = m
+            .get("attempt")
+            .and_then(|a| a.parse::<u32>().ok())
+            .ok_or_else(|| bad("attempt"))?;
+        let id = job[0].clone().ok_or_else(|| bad("id"))?;
+        let token = job[1].clone().ok_or_else(|| bad("token"))?;
+        for (k, v) in [
+            ("id", id),
+            ("state", "running".to_string()),
+            ("attempt", (attempt + 1).to_string()),
+            ("lease_token", token),
+            ("lease_expires_at", exp.clone()),
+            ("started_at", now.clone()),
+            ("worker_id", worker_id.to_string()),
+        ] {
+            m.insert(k.to_string(), v);
+        }
+        m.remove("finished_at");
+        out.push(decode(m)?);
+    }
+    Ok(out)
 }

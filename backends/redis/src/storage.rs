@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::{redact, RedisConfig};
 use crate::listener::{self, Listener};
-use crate::record::{decode_flat, from_millis, millis};
+use crate::record::{decode_claimed, decode_flat, from_millis, millis};
 use crate::scripts::Scripts;
 
 /// Most ids one `claim_ids`, `mark_dispatched` or `list` round trip handles.
@@ -217,15 +217,11 @@ impl RedisStorage {
         }
         // Not retried: if the reply is lost, the claimed jobs sit in the lease set and the
         // rescuer returns them once their lease expires.
-        let rows: Vec<Vec<String>> = inv
+        let reply: Vec<Option<String>> = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err("claim"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.extend(decode_flat(row)?);
-        }
-        Ok(out)
+        decode_claimed(reply, &req.worker_id)
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
@@ -331,7 +327,11 @@ impl Storage for RedisStorage {
             args.push(serde_json::to_string(&job.payload)?);
             args.push(job.priority.to_string());
             args.push(job.max_attempts.to_string());
-            args.push(job.run_at.map(|t| millis(t).to_string()).unwrap_or_default());
+            args.push(
+                job.run_at
+                    .map(|t| millis(t).to_string())
+                    .unwrap_or_default(),
+            );
             args.push(match &job.unique_key {
                 Some(k) => format!("+{k}"),
                 None => "-".to_string(),
@@ -562,9 +562,9 @@ impl Storage for RedisStorage {
             .map_err(redis_err("retry"))?;
         let outcome = match r.first().map(String::as_str) {
             Some("requeued") => RetryOutcome::Requeued,
-            Some("not_finished") => RetryOutcome::NotFinished(
-                r.get(1).map(String::as_str).unwrap_or_default().parse()?,
-            ),
+            Some("not_finished") => {
+                RetryOutcome::NotFinished(r.get(1).map(String::as_str).unwrap_or_default().parse()?)
+            }
             Some("conflict") => {
                 return Err(Error::new(
                     ErrorKind::Conflict,
@@ -803,10 +803,7 @@ impl Storage for RedisStorage {
                 else {
                     continue;
                 };
-                if pending
-                    && run_at <= millis(horizon)
-                    && dispatched.map_or(true, |d| d < stale)
-                {
+                if pending && run_at <= millis(horizon) && dispatched.map_or(true, |d| d < stale) {
                     items.push(DispatchItem {
                         id,
                         queue,

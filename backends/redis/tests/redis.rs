@@ -25,7 +25,9 @@ fn random_prefix() -> String {
 }
 
 async fn storage_with(config: RedisConfig) -> RedisStorage {
-    let s = RedisStorage::connect(config).await.expect("connect to Redis");
+    let s = RedisStorage::connect(config)
+        .await
+        .expect("connect to Redis");
     s.migrate().await.expect("migrate");
     s
 }
@@ -91,13 +93,21 @@ where
 
 #[tokio::test]
 async fn bad_url_names_the_key_and_accepted_forms() {
-    for bad in ["http://localhost", "redis:/nohost", "localhost:6379", "redis://h/x"] {
+    for bad in [
+        "http://localhost",
+        "redis:/nohost",
+        "localhost:6379",
+        "redis://h/x",
+    ] {
         let e = RedisStorage::connect(RedisConfig::new(bad))
             .await
             .expect_err(bad);
         assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
         assert!(e.message().contains("`storage`"), "{e}");
-        assert!(e.message().contains("redis://") && e.message().contains("rediss://"), "{e}");
+        assert!(
+            e.message().contains("redis://") && e.message().contains("rediss://"),
+            "{e}"
+        );
     }
     let e = RedisStorage::connect(RedisConfig::new(url()).with_prefix("a{b}"))
         .await
@@ -118,7 +128,9 @@ async fn full_life_cycle_on_the_storage() {
         .with_unique_key("k1")
         .with_timeout(Duration::from_secs(3))
         .with_tag("t");
-    let dup = NewJob::new("b", serde_json::json!({})).with_queue(q).with_unique_key("k1");
+    let dup = NewJob::new("b", serde_json::json!({}))
+        .with_queue(q)
+        .with_unique_key("k1");
     let later = NewJob::new("c", serde_json::json!(null))
         .with_queue(q)
         .with_delay(Duration::from_secs(3600));
@@ -232,16 +244,15 @@ async fn full_life_cycle_on_the_storage() {
     assert_eq!(ra.errors.len(), 1);
 
     // The unique key is free once its job finished.
-    let again = NewJob::new("b", serde_json::json!({})).with_queue(q).with_unique_key("k1");
+    let again = NewJob::new("b", serde_json::json!({}))
+        .with_queue(q)
+        .with_unique_key("k1");
     assert_eq!(
         s.enqueue(vec![again.clone()]).await.unwrap(),
         vec![EnqueueOutcome::Inserted(again.id)]
     );
     // ... so retrying the old one conflicts while the new one is live.
-    assert_eq!(
-        s.retry(b.id).await.unwrap_err().kind(),
-        ErrorKind::Conflict
-    );
+    assert_eq!(s.retry(b.id).await.unwrap_err().kind(), ErrorKind::Conflict);
     assert_eq!(s.cancel(again.id).await.unwrap(), CancelOutcome::Cancelled);
     assert_eq!(
         s.cancel(again.id).await.unwrap(),
@@ -275,7 +286,10 @@ async fn full_life_cycle_on_the_storage() {
         .await
         .unwrap();
     assert_eq!(st, vec![CompletionStatus::Applied]);
-    assert_eq!(s.get(b.id).await.unwrap().unwrap().state, JobState::Retrying);
+    assert_eq!(
+        s.get(b.id).await.unwrap().unwrap().state,
+        JobState::Retrying
+    );
     let r = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].attempt, 3);
@@ -291,7 +305,10 @@ async fn full_life_cycle_on_the_storage() {
     let rb = s.get(b.id).await.unwrap().unwrap();
     assert_eq!(rb.state, JobState::Failed);
     assert_eq!(
-        rb.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        rb.errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>(),
         vec!["again", "boom"]
     );
 
@@ -325,8 +342,11 @@ async fn list_paginates_across_states_and_queues() {
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
     for i in 0..230 {
-        let j = NewJob::new(if i % 2 == 0 { "even" } else { "odd" }, serde_json::json!(i))
-            .with_queue(format!("q{}", i % 3));
+        let j = NewJob::new(
+            if i % 2 == 0 { "even" } else { "odd" },
+            serde_json::json!(i),
+        )
+        .with_queue(format!("q{}", i % 3));
         ids.push(j.id);
         jobs.push(j);
     }
@@ -409,8 +429,17 @@ async fn prefixes_isolate_instances() {
         b.enqueue(vec![other.clone()]).await.unwrap(),
         vec![EnqueueOutcome::Inserted(other.id)]
     );
-    assert_eq!(a.claim(&req("default", 10, Duration::from_secs(5))).await.unwrap().len(), 1);
-    assert!(keys_of(&a).await.iter().all(|k| k.starts_with(a.key_prefix())));
+    assert_eq!(
+        a.claim(&req("default", 10, Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(keys_of(&a)
+        .await
+        .iter()
+        .all(|k| k.starts_with(a.key_prefix())));
 }
 
 /// A long run does not grow Redis: after a prune, the instance's key count is back to its base.
@@ -432,10 +461,14 @@ async fn prune_returns_key_count_to_base() {
                 }
             })
             .collect();
-        let cancel_me = NewJob::new("k", serde_json::json!({})).with_delay(Duration::from_secs(600));
+        let cancel_me =
+            NewJob::new("k", serde_json::json!({})).with_delay(Duration::from_secs(600));
         s.enqueue(jobs).await.unwrap();
         s.enqueue(vec![cancel_me.clone()]).await.unwrap();
-        assert_eq!(s.cancel(cancel_me.id).await.unwrap(), CancelOutcome::Cancelled);
+        assert_eq!(
+            s.cancel(cancel_me.id).await.unwrap(),
+            CancelOutcome::Cancelled
+        );
         let queues: Vec<String> = (0..4).map(|i| format!("q{i}")).collect();
         let mut n = 0;
         loop {
@@ -498,7 +531,10 @@ async fn finished_jobs_expire_and_prune_cleans_their_indexes() {
     let base = keys_of(&s).await;
     let job = NewJob::new("k", serde_json::json!({}));
     s.enqueue(vec![job.clone()]).await.unwrap();
-    let r = s.claim(&req("default", 1, Duration::from_secs(30))).await.unwrap();
+    let r = s
+        .claim(&req("default", 1, Duration::from_secs(30)))
+        .await
+        .unwrap();
     s.complete(&[Completion {
         id: job.id,
         token: r[0].lease_token.unwrap(),
@@ -507,13 +543,22 @@ async fn finished_jobs_expire_and_prune_cleans_their_indexes() {
     .await
     .unwrap();
     let s2 = s.clone();
-    wait_for("the finished hash to expire", Duration::from_secs(5), move || {
-        let s = s2.clone();
-        async move { s.get(job.id).await.unwrap().is_none() }
-    })
+    wait_for(
+        "the finished hash to expire",
+        Duration::from_secs(5),
+        move || {
+            let s = s2.clone();
+            async move { s.get(job.id).await.unwrap().is_none() }
+        },
+    )
     .await;
     assert!(s.list(&JobFilter::default()).await.unwrap().is_empty());
-    assert_eq!(s.prune(Utc::now() + chrono::Duration::seconds(5), 100).await.unwrap(), 1);
+    assert_eq!(
+        s.prune(Utc::now() + chrono::Duration::seconds(5), 100)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(keys_of(&s).await, base);
 }
 
@@ -524,14 +569,24 @@ async fn lost_claim_reply_is_rescued() {
     let s = storage().await;
     let job = NewJob::new("k", serde_json::json!({})).with_max_attempts(2);
     s.enqueue(vec![job.clone()]).await.unwrap();
-    let lost = s.claim(&req("default", 5, Duration::from_millis(200))).await.unwrap();
+    let lost = s
+        .claim(&req("default", 5, Duration::from_millis(200)))
+        .await
+        .unwrap();
     assert_eq!(lost.len(), 1);
     drop(lost);
-    assert!(s.claim(&req("default", 5, Duration::from_secs(5))).await.unwrap().is_empty());
+    assert!(s
+        .claim(&req("default", 5, Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = s.rescue_expired(Utc::now(), 100).await.unwrap();
     assert_eq!(report.retried, vec![job.id]);
-    let again = s.claim(&req("default", 5, Duration::from_millis(100))).await.unwrap();
+    let again = s
+        .claim(&req("default", 5, Duration::from_millis(100)))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -541,7 +596,11 @@ async fn lost_claim_reply_is_rescued() {
     assert_eq!(r.state, JobState::Dropped);
     assert_eq!(r.errors.len(), 2);
     assert_eq!(r.errors[0].kind, "lease_expired");
-    assert!(r.errors[0].message.contains("test-worker"), "{}", r.errors[0].message);
+    assert!(
+        r.errors[0].message.contains("test-worker"),
+        "{}",
+        r.errors[0].message
+    );
 }
 
 async fn client_id(s: &RedisStorage) -> i64 {
@@ -598,13 +657,17 @@ async fn killed_connection_mid_job_loses_nothing() {
         kill_client(&admin, id).await;
     }
     let a = admin.clone();
-    wait_for("every job to complete", Duration::from_secs(60), move || {
-        let a = a.clone();
-        async move {
-            let c = a.counts().await.unwrap();
-            c.len() == 1 && c[0].counts.get(&JobState::Completed) == Some(&(n as u64))
-        }
-    })
+    wait_for(
+        "every job to complete",
+        Duration::from_secs(60),
+        move || {
+            let a = a.clone();
+            async move {
+                let c = a.counts().await.unwrap();
+                c.len() == 1 && c[0].counts.get(&JobState::Completed) == Some(&(n as u64))
+            }
+        },
+    )
     .await;
     handle.stop().await;
     // Nothing is running or leased; nothing ran twice unless its lease was lost.

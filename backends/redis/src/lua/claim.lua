@@ -1,7 +1,7 @@
 -- Claims up to `limit` runnable jobs on the given queues, in priority, run_at, id order.
 -- KEYS: leases, then ready and schedule of each queue.
 -- ARGV: prefix, limit, lease_ms, worker_id, token base (a UUID), nq, queue names...
--- Returns the claimed jobs as flat HGETALL arrays.
+-- Returns {now, lease expiry, then for each claimed job: id, token, CLAIM_FIELDS}.
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local exp = now + tonumber(ARGV[3])
@@ -36,15 +36,15 @@ if nq > 1 then
     return a[2] < b[2]
   end)
 end
-local out = {}
+local out = {n2s(now), n2s(exp)}
+local k = 0
 for _, c in ipairs(cands) do
-  if #out >= limit then break end
+  if k >= limit then break end
   local m, q = c[2], c[3]
   local id = string.sub(m, 15)
   zrem(rkey(q), m)
-  local h = claim_one(jkey(id), id, q, now, exp, worker,
-    base .. string.format('%04x', #out + 1))
-  if h then out[#out + 1] = h end
+  local tok = base .. string.format('%04x', k + 1)
+  if claim_one(out, jkey(id), id, q, now, exp, worker, tok) then k = k + 1 end
 end
 flush()
 return out

@@ -1,6 +1,7 @@
 -- Claims the named jobs that are runnable now on the given queues (deliveries from an
 -- external queue). KEYS: leases. ARGV: prefix, limit, lease_ms, worker_id, token base, nq,
--- queue names..., then job ids. Returns the claimed jobs as flat HGETALL arrays.
+-- queue names..., then job ids. Returns {now, lease expiry, then for each
+-- claimed job: id, token, CLAIM_FIELDS}.
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local exp = now + tonumber(ARGV[3])
@@ -9,16 +10,17 @@ local base = string.sub(ARGV[5], 1, 32)
 local nq = tonumber(ARGV[6])
 local queues = {}
 for i = 1, nq do queues[ARGV[6 + i]] = true end
-local out = {}
+local out = {n2s(now), n2s(exp)}
+local k = 0
 for i = 7 + nq, #ARGV do
-  if #out >= limit then break end
+  if k >= limit then break end
   local id = ARGV[i]
   local key = jkey(id)
   local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'cancel_requested')
   if f[1] and PENDING[f[1]] and queues[f[2]] and tonumber(f[3]) <= now and f[4] ~= '1' then
     unpend(id, f[2], f[3])
-    local h = claim_one(key, id, f[2], now, exp, worker, base .. string.format('%04x', #out + 1))
-    if h then out[#out + 1] = h end
+    local tok = base .. string.format('%04x', k + 1)
+    if claim_one(out, key, id, f[2], now, exp, worker, tok) then k = k + 1 end
   end
 end
 flush()

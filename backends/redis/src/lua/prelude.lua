@@ -119,33 +119,27 @@ local function finish(key, id, q, from, state, now, ttl, uk, extra)
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
 end
 
+-- Fields a claim returns, in this order (record.rs decodes them by position). Reading named
+-- fields is much cheaper than HGETALL: converting a whole hash to Lua and back costs more than
+-- the claim itself.
+local CLAIM_FIELDS = {'state', 'attempt', 'kind', 'queue', 'payload', 'priority',
+  'max_attempts', 'run_at', 'created_at', 'errors', 'result', 'unique_key', 'cancel_requested',
+  'timeout_ms', 'tags'}
+
 -- Claims one job (already out of the ready set) if it is pending: running under `tok` until
--- `exp`. Returns its fields as HGETALL does, or nil.
-local function claim_one(key, id, q, now, exp, worker, tok)
-  local h = redis.call('HGETALL', key)
-  local st, attempt
-  for i = 1, #h, 2 do
-    local f = h[i]
-    if f == 'state' then st = h[i + 1] elseif f == 'attempt' then attempt = h[i + 1] end
-  end
-  if not st or not PENDING[st] then return nil end
-  attempt = tostring(tonumber(attempt) + 1)
-  local set = {state = 'running', attempt = attempt, lease_token = tok,
-               lease_expires_at = n2s(exp), started_at = n2s(now), worker_id = worker}
+-- `exp`. Appends id, token, then CLAIM_FIELDS as they were before the claim to `out` and
+-- returns true; returns false when the job is not pending.
+local function claim_one(out, key, id, q, now, exp, worker, tok)
+  local f = redis.call('HMGET', key, unpack(CLAIM_FIELDS))
+  local st = f[1]
+  if not st or not PENDING[st] then return false end
+  local attempt = tonumber(f[2]) + 1
   redis.call('HSET', key, 'state', 'running', 'attempt', attempt, 'lease_token', tok,
-    'lease_expires_at', set.lease_expires_at, 'started_at', set.started_at, 'worker_id', worker)
-  for i = 1, #h, 2 do
-    local v = set[h[i]]
-    if v then
-      h[i + 1] = v
-      set[h[i]] = nil
-    end
-  end
-  for f, v in pairs(set) do
-    h[#h + 1] = f
-    h[#h + 1] = v
-  end
+    'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)
   zadd(LEASES, exp, id)
   reindex(q, id, st, 'running')
-  return h
+  out[#out + 1] = id
+  out[#out + 1] = tok
+  for i = 1, #CLAIM_FIELDS do out[#out + 1] = f[i] end
+  return true
 end
