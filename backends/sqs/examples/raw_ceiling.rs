@@ -1,0 +1,153 @@
+//! Run with: cargo run --release -p switchyard-sqs --example raw_ceiling
+//!
+//! The raw ceiling of `aws-sdk-sqs` against the SQS endpoint on this machine (fauxqs from
+//! `scripts/fauxqs/start.sh`), to compare the SQS queue's W2 drain with: `SendMessageBatch` of
+//! 10,000 small messages (10 per call, several calls in flight), then 16 concurrent loops of
+//! `ReceiveMessage` (10) + `DeleteMessageBatch` until every message is deleted. No storage, no
+//! job records: only the SQS calls a queue cannot do without. Each run uses a fresh queue,
+//! deleted afterwards.
+//!
+//! Arguments (all optional): `--jobs N` (10,000), `--send-concurrency S` (8), `--concurrency C`
+//! (16), `--runs R` (3). Reads `SWITCHYARD_TEST_SQS_ENDPOINT` (default `http://127.0.0.1:4577`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::Client;
+use futures::stream::{self, StreamExt};
+use switchyard_sqs::{SqsConfig, SqsQueue};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+async fn send_all(client: &Client, url: &str, jobs: usize, concurrency: usize) -> Res<()> {
+    let calls = (0..jobs).step_by(10).map(|start| {
+        let client = client.clone();
+        let url = url.to_string();
+        async move {
+            let mut req = client.send_message_batch().queue_url(url);
+            for (i, n) in (start..(start + 10).min(jobs)).enumerate() {
+                req = req.entries(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(format!("{{\"n\":{n}}}"))
+                        .build()?,
+                );
+            }
+            let out = req.send().await?;
+            if !out.failed().is_empty() {
+                return Err(format!("{} sends failed", out.failed().len()).into());
+            }
+            Res::Ok(())
+        }
+    });
+    let results: Vec<Res<()>> = stream::iter(calls)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> Res<()> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, url, done) = (client.clone(), url.to_string(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while done.load(Ordering::Relaxed) < jobs {
+                if Instant::now() > deadline {
+                    return Res::Err("drain took over 300 s".into());
+                }
+                let out = client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .visibility_timeout(60)
+                    .send()
+                    .await?;
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    continue;
+                }
+                let mut req = client.delete_message_batch().queue_url(&url);
+                for (i, m) in messages.iter().enumerate() {
+                    req = req.entries(
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                            .build()?,
+                    );
+                }
+                let out = req.send().await?;
+                done.fetch_add(out.successful().len(), Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let endpoint = std::env::var("SWITCHYARD_TEST_SQS_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4577".into());
+    let jobs = arg("--jobs", 10_000);
+    let send_concurrency = arg("--send-concurrency", 8);
+    let concurrency = arg("--concurrency", 16);
+    let runs = arg("--runs", 3).max(1);
+    let config = SqsConfig::from_url("sqs://")?
+        .with_endpoint_url(Some(endpoint.clone()))
+        .with_region(Some("us-east-1".into()));
+    let client = SqsQueue::connect(config).await?.client().clone();
+    println!(
+        "aws-sdk-sqs raw ceiling against {endpoint}: {jobs} messages, send concurrency \
+         {send_concurrency}, drain concurrency {concurrency}, {runs} runs"
+    );
+    let (mut sends, mut drains) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let name = format!("raw-ceiling-{}-{run}", std::process::id());
+        let url = client
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        let t = Instant::now();
+        send_all(&client, &url, jobs, send_concurrency).await?;
+        let send = jobs as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        drain(&client, &url, jobs, concurrency).await?;
+        let dr = jobs as f64 / t.elapsed().as_secs_f64();
+        client.delete_queue().queue_url(&url).send().await?;
+        println!("run {run}: send {send:.0} msg/s, drain {dr:.0} msg/s");
+        sends.push(send);
+        drains.push(dr);
+    }
+    println!(
+        "median: send {:.0} msg/s, drain (receive + delete) {:.0} msg/s",
+        median(sends),
+        median(drains)
+    );
+    Ok(())
+}
