@@ -295,9 +295,13 @@ impl Queue for RabbitQueue {
                 names.insert(m.queue.clone(), name);
             }
         }
+        // Highest priority first: a consumer already waiting takes the first message that
+        // arrives, and the broker orders only the ones that queue up behind it.
+        let mut ordered: Vec<&QueueMessage> = messages.iter().collect();
+        ordered.sort_by_key(|m| std::cmp::Reverse(m.priority));
         // Pipelined: send every message, then wait for every confirm.
         let mut confirms = Vec::with_capacity(messages.len());
-        for m in messages {
+        for m in ordered {
             let name = &names[&m.queue];
             let id = m.job_id.to_string();
             let props = BasicProperties::default()

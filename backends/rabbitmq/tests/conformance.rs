@@ -17,6 +17,11 @@ fn amqp_url() -> String {
 }
 
 async fn rabbit(prefix: &str) -> Arc<dyn Queue> {
+    // Logs with RUST_LOG=switchyard=debug,switchyard_rabbitmq=debug and --no-capture.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let config = RabbitConfig::new(amqp_url())
         .with_prefix(prefix)
         .with_queue_expires(Duration::from_secs(300));
