@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS {prefix}jobs (
     cancel_requested boolean     NOT NULL DEFAULT false,
     timeout_ms       bigint,
     tags             text[]      NOT NULL DEFAULT '{}',
-    dispatched_at    timestamptz
+    dispatched_at    timestamptz,
+    -- A job holds a lease token if and only if it is running: completions and heartbeats are
+    -- fenced by the token alone, which keeps their plans primary-key lookups.
+    CONSTRAINT {prefix}jobs_token_iff_running CHECK ((state = 'running') = (lease_token IS NOT NULL))
 );
 
 -- The hot table is updated several times per job: leave room on each page for updated row

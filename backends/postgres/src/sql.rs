@@ -11,6 +11,17 @@ pub(crate) const LIVE: &str = "('scheduled', 'available', 'running', 'retrying')
 /// The finished states.
 const FINISHED: &str = "('completed', 'failed', 'cancelled', 'dropped')";
 
+/// A CTE (to append after another one) that turns `synchronous_commit` off for the current
+/// transaction only — here the implicit transaction of one statement. The commit then returns
+/// before its WAL record is flushed to disk (it still is within `wal_writer_delay`), so the
+/// worker's hot path is not bound by fsync latency. A database crash can forget such a commit
+/// from the last few hundred milliseconds: a forgotten claim makes its job runnable again, a
+/// forgotten completion leaves its job `running` until its lease expires and the rescuer runs it
+/// again. Jobs may thus run again after a crash (delivery is at-least-once anyway) but are never
+/// lost: enqueue, cancel and retry always commit durably. `set_config` is volatile, so the CTE
+/// is never inlined away; it runs once when the statement reads it.
+const SC: &str = ", sc AS (SELECT set_config('synchronous_commit', 'off', true))";
+
 /// The statements for one table prefix.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -39,9 +50,23 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    pub(crate) fn new(prefix: &str) -> Self {
+    /// `synchronous_commit`: when false, the worker's hot path (claim, heartbeat, complete,
+    /// rescue) commits without waiting for the WAL flush (see [`SC`]).
+    pub(crate) fn new(prefix: &str, synchronous_commit: bool) -> Self {
+        // A CTE that relaxes durability for this statement's own transaction only, and the
+        // FROM item that makes it run.
+        let (sc, sc_from) = if synchronous_commit {
+            ("", "")
+        } else {
+            (SC, ", sc")
+        };
         let jobs = format!("{prefix}jobs");
         let leaders = format!("{prefix}leaders");
+        let with_sc = if synchronous_commit {
+            String::new()
+        } else {
+            format!("WITH {}", &SC[2..])
+        };
         let cols = columns("");
         let jcols = columns("j.");
         // The lease set by a claim: `$n` is the lease in milliseconds.
@@ -94,7 +119,7 @@ impl Statements {
                    WHERE queue = $1 AND state IN {PENDING} AND run_at <= now() \
                    ORDER BY priority DESC, run_at, id \
                    LIMIT $2 FOR UPDATE SKIP LOCKED \
-                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                 ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
             // Several queues: the best `limit` rows of each queue (an ordered index scan each),
@@ -109,7 +134,7 @@ impl Statements {
                      LIMIT $2 FOR UPDATE SKIP LOCKED \
                    ) c \
                    ORDER BY c.priority DESC, c.run_at, c.id LIMIT $2 \
-                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                 ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
             claim_ids: format!(
@@ -119,19 +144,23 @@ impl Statements {
                      AND state IN {PENDING} AND run_at <= now() \
                    ORDER BY priority DESC, run_at, id \
                    LIMIT $2 FOR UPDATE SKIP LOCKED \
-                 ) {set} FROM picked WHERE j.id = picked.id RETURNING {jcols}",
+                 ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
+            // Fenced by the lease token alone: the schema guarantees that a job has a token if
+            // and only if it is running. (A `state = 'running'` test here would let stale
+            // statistics — taken when every job was still available — talk the planner into a
+            // nested loop over all running rows; the id join must stay a primary-key lookup.)
             heartbeat: format!(
-                "UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
-                 FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token) \
-                 WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
+                "{with_sc} UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
+                 FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token){sc_from} \
+                 WHERE j.id = l.id AND j.lease_token = l.token \
                  RETURNING j.id, l.token, j.cancel_requested"
             ),
-            // Every outcome in one statement. `outcome` is the target state, or `aborted`
+            // Every outcome in one statement, fenced by token like `heartbeat`. `outcome` is the target state, or `aborted`
             // (available again when attempts are left, else dropped).
             complete: format!(
-                "UPDATE {jobs} j SET \
+                "{with_sc} UPDATE {jobs} j SET \
                    state = CASE WHEN c.outcome <> 'aborted' THEN c.outcome \
                                 WHEN j.attempt < j.max_attempts THEN 'available' \
                                 ELSE 'dropped' END, \
@@ -146,8 +175,8 @@ impl Statements {
                                         ELSE j.dispatched_at END, \
                    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                             $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at) \
-                 WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running' \
+                             $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at){sc_from} \
+                 WHERE j.id = c.id AND j.lease_token = c.token \
                  RETURNING j.id, c.token"
             ),
             // Fenced twice: the CTE locks expired running rows with their token, and the update
@@ -158,7 +187,7 @@ impl Statements {
                    SELECT id, lease_token FROM {jobs} \
                    WHERE state = 'running' AND lease_expires_at < $1 \
                    ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED \
-                 ) \
+                 ){sc} \
                  UPDATE {jobs} j SET \
                    state = CASE WHEN j.attempt < j.max_attempts THEN 'available' ELSE 'dropped' END, \
                    finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE $1 END, \
@@ -168,7 +197,7 @@ impl Statements {
                        ' stopped renewing it (crashed or stalled)')), \
                    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, \
                    dispatched_at = NULL \
-                 FROM expired \
+                 FROM expired{sc_from} \
                  WHERE j.id = expired.id AND j.lease_token = expired.lease_token \
                    AND j.state = 'running' AND j.lease_expires_at < $1 \
                  RETURNING j.id, j.state"
