@@ -319,6 +319,7 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
             }
         }
         let want = permits.iter().map(|p| p.num_permits()).sum::<usize>();
+        let t_claim = std::time::Instant::now();
         let claimed = match &inner.queue {
             None => inner
                 .storage
@@ -349,7 +350,7 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
             }
         };
         let got = claimed.len();
-        tracing::trace!(want, got, "claimed");
+        tracing::trace!(want, got, us = t_claim.elapsed().as_micros() as u64, "claimed");
         // One claim slot per claimed job travels with it; the rest go back.
         let mut slots = merge(permits);
         for (job, delivery) in claimed {
@@ -600,10 +601,12 @@ async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
             }
         }
         let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let t_complete = std::time::Instant::now();
         let mut tries = 0u32;
         loop {
             match inner.storage.complete(&completions).await {
                 Ok(statuses) => {
+                    tracing::trace!(n = completions.len(), us = t_complete.elapsed().as_micros() as u64, "recorded completions");
                     for (c, s) in completions.iter().zip(&statuses) {
                         if *s == CompletionStatus::Stale {
                             tracing::warn!(id = %c.id, "completion rejected: the job's lease was lost (it was rescued or finished elsewhere)");
