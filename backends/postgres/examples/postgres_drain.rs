@@ -40,7 +40,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut drains, mut enqueues) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let prefix = format!("bench{run}_{}_", std::process::id());
-        let storage = PostgresStorage::connect(PostgresConfig::new(&url).with_prefix(&prefix)).await?;
+        let storage =
+            PostgresStorage::connect(PostgresConfig::new(&url).with_prefix(&prefix)).await?;
         storage.migrate().await?;
         let batch: Vec<NewJob> = (0..jobs)
             .map(|i| NewJob::new("noop", serde_json::json!({ "n": i })).with_queue("bench"))

@@ -123,9 +123,15 @@ async fn drain(pool: &PgPool, tasks: usize, batch: i64, style: &str) -> sqlx::Re
             let mut done = 0usize;
             loop {
                 let claimed: Vec<(Uuid, serde_json::Value)> = if delete {
-                    sqlx::query_as(&claim_delete).bind(batch).fetch_all(&pool).await?
+                    sqlx::query_as(&claim_delete)
+                        .bind(batch)
+                        .fetch_all(&pool)
+                        .await?
                 } else {
-                    sqlx::query_as(&claim_update).bind(batch).fetch_all(&pool).await?
+                    sqlx::query_as(&claim_update)
+                        .bind(batch)
+                        .fetch_all(&pool)
+                        .await?
                 };
                 if claimed.is_empty() {
                     return Ok::<usize, sqlx::Error>(done);

@@ -108,7 +108,11 @@ impl PostgresConfig {
 
 /// Checks a table prefix: letters, digits and `_`, at most 32 characters.
 fn check_prefix(prefix: &str) -> Result<()> {
-    if prefix.len() > 32 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if prefix.len() > 32
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(Error::config(format!(
             "key `prefix`: `{prefix}` is not a valid table prefix; accepted: up to 32 letters, \
              digits or `_`"
@@ -151,7 +155,8 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
         return Err(bad("the scheme must be postgres:// or postgresql://"));
     }
     url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    PgConnectOptions::from_str(url).map_err(|e| bad("its options are not understood").with_source(e))
+    PgConnectOptions::from_str(url)
+        .map_err(|e| bad("its options are not understood").with_source(e))
 }
 
 /// Whether the error means the connection is gone (terminated backend, reset socket, server
@@ -542,7 +547,6 @@ impl PostgresStorage {
                 .await?
             }
         };
-        if std::env::var_os("ZZ_TRACE").is_some() { eprintln!("{:?} claim want={limit} got={}", std::time::SystemTime::now(), rows.len()); }
         let mut out = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         // RETURNING order is unspecified: restore claim order.
         out.sort_by(|a, b| {
@@ -610,10 +614,7 @@ impl Storage for PostgresStorage {
             })
             .await?
         };
-        if out
-            .iter()
-            .any(|o| matches!(o, EnqueueOutcome::Inserted(_)))
-        {
+        if out.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
             self.inner.wake.notify();
         }
         Ok(out)
@@ -662,8 +663,10 @@ impl Storage for PostgresStorage {
                 .fetch_all(pool)
         })
         .await?;
-        let found: HashMap<(Uuid, Uuid), bool> =
-            rows.into_iter().map(|(id, token, c)| ((id, token), c)).collect();
+        let found: HashMap<(Uuid, Uuid), bool> = rows
+            .into_iter()
+            .map(|(id, token, c)| ((id, token), c))
+            .collect();
         Ok(leases
             .iter()
             .map(|l| match found.get(&(l.id, l.token)) {
@@ -712,7 +715,6 @@ impl Storage for PostgresStorage {
                 .fetch_all(pool)
         })
         .await?;
-        if std::env::var_os("ZZ_TRACE").is_some() { eprintln!("{:?} complete n={}", std::time::SystemTime::now(), completions.len()); }
         let applied: HashSet<(Uuid, Uuid)> = applied.into_iter().collect();
         let statuses: Vec<CompletionStatus> = completions
             .iter()
@@ -891,10 +893,8 @@ impl Storage for PostgresStorage {
 
     async fn counts(&self) -> Result<Vec<QueueCounts>> {
         let (sql, pool) = (&self.inner.sql, &self.inner.pool);
-        let rows: Vec<(String, String, i64)> = retrying("count", move || {
-            sqlx::query_as(&sql.counts).fetch_all(pool)
-        })
-        .await?;
+        let rows: Vec<(String, String, i64)> =
+            retrying("count", move || sqlx::query_as(&sql.counts).fetch_all(pool)).await?;
         let mut out: Vec<QueueCounts> = Vec::new();
         for (queue, state, n) in rows {
             if out.last().map(|c| &c.queue) != Some(&queue) {
@@ -943,7 +943,10 @@ impl Storage for PostgresStorage {
     async fn resign(&self, name: &str, holder: &str) -> Result<()> {
         let (sql, pool) = (&self.inner.sql, &self.inner.pool);
         retrying("resign leadership", move || {
-            sqlx::query(&sql.resign).bind(name).bind(holder).execute(pool)
+            sqlx::query(&sql.resign)
+                .bind(name)
+                .bind(holder)
+                .execute(pool)
         })
         .await?;
         Ok(())

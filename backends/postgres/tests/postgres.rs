@@ -149,7 +149,11 @@ async fn transactional_enqueue_exists_iff_the_transaction_commits() {
         sub.wait(LONG).await,
         "the commit's NOTIFY wakes the listener"
     );
-    let job = s.get(committed).await.unwrap().expect("committed job exists");
+    let job = s
+        .get(committed)
+        .await
+        .unwrap()
+        .expect("committed job exists");
     assert_eq!(job.state, JobState::Available);
     let claimed = s.claim(&claim_req(q, 10)).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -220,18 +224,25 @@ async fn terminated_connections_lose_no_job_and_the_listener_comes_back() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(killed >= 2, "terminated the pool's and the listener's connections");
+    assert!(
+        killed >= 2,
+        "terminated the pool's and the listener's connections"
+    );
 
     // Nothing stuck, nothing lost: every job completes (at least once, as promised).
     let st: Arc<dyn Storage> = b.storage.clone();
-    wait_for("every job to complete", Duration::from_secs(60), move || {
-        let st = st.clone();
-        async move {
-            let counts = st.counts().await.ok()?;
-            let c = counts.iter().find(|c| c.queue == q)?;
-            (c.counts.get(&JobState::Completed).copied() == Some(60)).then_some(())
-        }
-    })
+    wait_for(
+        "every job to complete",
+        Duration::from_secs(60),
+        move || {
+            let st = st.clone();
+            async move {
+                let counts = st.counts().await.ok()?;
+                let c = counts.iter().find(|c| c.queue == q)?;
+                (c.counts.get(&JobState::Completed).copied() == Some(60)).then_some(())
+            }
+        },
+    )
     .await;
     for id in &ids {
         let job = s.get(*id).await.unwrap().unwrap();
@@ -262,18 +273,27 @@ async fn prefixes_isolate_instances_in_one_database() {
     assert_ne!(a.channel(), b.channel());
     let q = "shared";
     let in_a: Vec<NewJob> = (0..3)
-        .map(|i| NewJob::new("k", json!({ "i": i })).with_queue(q).with_unique_key("same"))
+        .map(|i| {
+            NewJob::new("k", json!({ "i": i }))
+                .with_queue(q)
+                .with_unique_key("same")
+        })
         .collect();
     let out_a = a.enqueue(in_a).await.unwrap();
     let out_b = b
         .enqueue(vec![
-            NewJob::new("k", json!({})).with_queue(q).with_unique_key("same"),
+            NewJob::new("k", json!({}))
+                .with_queue(q)
+                .with_unique_key("same"),
             NewJob::new("k", json!({})).with_queue(q),
         ])
         .await
         .unwrap();
     // The unique key is per instance: b's first job is not a duplicate of a's.
-    assert!(matches!(out_b[0], switchyard_core::EnqueueOutcome::Inserted(_)));
+    assert!(matches!(
+        out_b[0],
+        switchyard_core::EnqueueOutcome::Inserted(_)
+    ));
     assert_eq!(out_a[1].id(), out_a[0].id(), "duplicates within a");
     let claimed_b = b.claim(&claim_req(q, 10)).await.unwrap();
     let ids_b: Vec<_> = out_b.iter().map(|o| o.id()).collect();
@@ -283,9 +303,14 @@ async fn prefixes_isolate_instances_in_one_database() {
     let counts_a = a.counts().await.unwrap();
     assert_eq!(counts_a.len(), 1);
     assert_eq!(counts_a[0].counts.get(&JobState::Available), Some(&1));
-    assert!(a.try_lead("leader", "x", Duration::from_secs(30)).await.unwrap());
+    assert!(a
+        .try_lead("leader", "x", Duration::from_secs(30))
+        .await
+        .unwrap());
     assert!(
-        b.try_lead("leader", "y", Duration::from_secs(30)).await.unwrap(),
+        b.try_lead("leader", "y", Duration::from_secs(30))
+            .await
+            .unwrap(),
         "leadership is per instance"
     );
     let admin = admin_pool().await;
@@ -300,13 +325,12 @@ async fn listen_false_runs_on_polling_alone() {
     let s = storage(&prefix, false).await;
     assert!(!s.capabilities().cross_process_wakeups);
     let admin = admin_pool().await;
-    let listeners: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(format!("switchyard-listen {prefix}"))
-    .fetch_one(&admin)
-    .await
-    .unwrap();
+    let listeners: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(format!("switchyard-listen {prefix}"))
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert_eq!(listeners, 0, "no LISTEN connection with listen = false");
     assert!(!s.listener_connected());
 
@@ -363,11 +387,12 @@ async fn migrations_are_safe_to_run_concurrently() {
         t.await.unwrap().expect("concurrent migrate");
     }
     let admin = admin_pool().await;
-    let versions: Vec<i64> =
-        sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations ORDER BY version"))
-            .fetch_all(&admin)
-            .await
-            .unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {prefix}migrations ORDER BY version"
+    ))
+    .fetch_all(&admin)
+    .await
+    .unwrap();
     assert_eq!(versions, vec![1]);
     drop_tables(&admin, &prefix).await;
 }
