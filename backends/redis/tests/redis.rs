@@ -603,12 +603,19 @@ async fn lost_claim_reply_is_rescued() {
     );
 }
 
+/// The id of the storage's connection (asked on it; it may be reconnecting after a kill).
 async fn client_id(s: &RedisStorage) -> i64 {
-    redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut s.connection())
-        .await
-        .unwrap()
+    for _ in 0..100 {
+        let id: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut s.connection())
+            .await;
+        if let Ok(id) = id {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the storage's connection never came back");
 }
 
 /// Kills one client connection; returns how many were killed.
