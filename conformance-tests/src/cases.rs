@@ -182,7 +182,7 @@ pub async fn priority_order(b: Backend) {
         ids.push(enqueue1(&b.storage, job("p", &q, json!({"p": p})).with_priority(p)).await);
     }
     let mut expected: Vec<(i16, JobId)> = prios.iter().copied().zip(ids.iter().copied()).collect();
-    expected.sort_by(|a, b| b.0.cmp(&a.0));
+    expected.sort_by_key(|e| std::cmp::Reverse(e.0));
     if b.queue.is_none() {
         let mut got = Vec::new();
         for _ in 0..prios.len() {

@@ -38,7 +38,7 @@ pub enum Command {
     Enqueue {
         /// Job kind.
         kind: String,
-        /// JSON payload.
+        /// JSON payload, or `@path` to read it from a file (`@-`: standard input).
         #[arg(default_value = "{}")]
         payload: String,
         /// Queue.
@@ -174,6 +174,19 @@ fn parse_id(id: &str) -> switchyard_core::Result<uuid::Uuid> {
     })
 }
 
+/// The payload argument: inline JSON, `@path`, or `@-` for standard input.
+fn read_payload(arg: &str) -> switchyard_core::Result<String> {
+    let Some(path) = arg.strip_prefix('@') else {
+        return Ok(arg.to_string());
+    };
+    let read = if path == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|e| switchyard_core::Error::invalid(format!("cannot read the payload from `{path}`: {e}")))
+}
+
 /// Runs one parsed command.
 pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Result<()> {
     let config = load_config(&cli)?;
@@ -197,6 +210,7 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             unique_key,
             timeout,
         } => {
+            let payload = read_payload(&payload)?;
             let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| {
                 switchyard_core::Error::invalid(format!(
                     "the payload is not valid JSON ({e}); accepted: a JSON value such as '{{\"to\":\"a@b.c\"}}'"

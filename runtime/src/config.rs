@@ -235,7 +235,7 @@ impl Config {
                 .merge(
                     Env::prefixed("SWITCHYARD_")
                         // The test suite's own settings are not configuration.
-                        .filter(|k| !k.as_str().starts_with("test_"))
+                        .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_"))
                         .split("__"),
                 ),
         )

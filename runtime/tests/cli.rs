@@ -87,8 +87,10 @@ fn bad_input_is_refused_clearly() {
     assert!(!ok && err.contains("key `storage`") && err.contains("sqlite://"), "{err}");
     let (ok, _, err) = switchyard(&db, &["worker"]);
     assert!(!ok && err.contains("main_with"), "{err}");
-    let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let (ok, _, err) = switchyard(&db, &["enqueue", "greet", &big]);
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, format!("{{\"blob\":\"{}\"}}", "x".repeat(1024 * 1024 + 10))).unwrap();
+    let arg = format!("@{}", big.display());
+    let (ok, _, err) = switchyard(&db, &["enqueue", "greet", &arg]);
     assert!(!ok && err.contains("payload too large") && err.contains("1048576"), "{err}");
     let (ok, out, _) = switchyard(&db, &["list"]);
     assert!(ok && out.lines().count() == 1, "nothing was stored: {out}");
