@@ -89,7 +89,9 @@ pub async fn enqueue_and_get(b: Backend) {
 /// A batch is stored whole, one outcome per job in order.
 pub async fn enqueue_batch(b: Backend) {
     let q = queue_name();
-    let jobs: Vec<NewJob> = (0..250).map(|i| job("batch", &q, json!({"n": i}))).collect();
+    let jobs: Vec<NewJob> = (0..250)
+        .map(|i| job("batch", &q, json!({"n": i})))
+        .collect();
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     let out = b.storage.enqueue(jobs).await.unwrap();
     assert_eq!(out.len(), 250);
@@ -116,13 +118,19 @@ pub async fn delayed_job_waits(b: Backend) {
     let probe = Probe::default();
     let run_at = Utc::now() + chrono::Duration::milliseconds(1500);
     let id = enqueue1(&b.storage, job("later", &q, json!({})).with_run_at(run_at)).await;
-    assert_eq!(b.storage.get(id).await.unwrap().unwrap().state, JobState::Scheduled);
+    assert_eq!(
+        b.storage.get(id).await.unwrap().unwrap().state,
+        JobState::Scheduled
+    );
     let w = start_worker(&b, ok_registry("later", &probe), TestWorkerConfig::new(&q)).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(probe.count(), 0, "a delayed job ran before its time");
     let done = wait_state(&b.storage, id, JobState::Completed, LONG).await;
     let started = done.started_at.expect("started_at");
-    assert!(started >= run_at, "started {started} before run_at {run_at}");
+    assert!(
+        started >= run_at,
+        "started {started} before run_at {run_at}"
+    );
     assert_eq!(probe.count(), 1);
     w.stop().await;
 }
@@ -166,7 +174,10 @@ pub async fn delay_past_native_limit(b: Backend) {
     let id = enqueue1(&b.storage, job("far", &q, json!({})).with_run_at(run_at)).await;
     let w = start_worker(&b, ok_registry("far", &probe), TestWorkerConfig::new(&q)).await;
     let done = wait_state(&b.storage, id, JobState::Completed, LONG + delay).await;
-    assert!(done.started_at.unwrap() >= run_at, "delivered before its time");
+    assert!(
+        done.started_at.unwrap() >= run_at,
+        "delivered before its time"
+    );
     assert_eq!(probe.count(), 1);
     w.stop().await;
 }
@@ -213,7 +224,10 @@ pub async fn priority_order(b: Backend) {
     if !queue.capabilities().priorities {
         return skip(
             "priority_order",
-            &format!("the {} queue does not declare priority support", queue.name()),
+            &format!(
+                "the {} queue does not declare priority support",
+                queue.name()
+            ),
         );
     }
     let probe = Probe::default();
@@ -225,7 +239,10 @@ pub async fn priority_order(b: Backend) {
     })
     .await;
     w.stop().await;
-    assert_eq!(probe.order(), expected.iter().map(|e| e.1).collect::<Vec<_>>());
+    assert_eq!(
+        probe.order(),
+        expected.iter().map(|e| e.1).collect::<Vec<_>>()
+    );
 }
 
 /// A worker on one queue never takes another queue's jobs.
@@ -268,7 +285,10 @@ pub async fn concurrent_claims_never_overlap(b: Backend) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let c = s.claim(&claim_req(&q, 7, Duration::from_secs(60))).await.unwrap();
+                let c = s
+                    .claim(&claim_req(&q, 7, Duration::from_secs(60)))
+                    .await
+                    .unwrap();
                 if c.is_empty() {
                     return mine;
                 }
@@ -347,7 +367,11 @@ pub async fn heartbeat_renews_lease(b: Backend) {
     w.stop().await;
     assert_eq!(done.attempt, 1);
     assert_eq!(done.result, Some(json!("done")));
-    assert_eq!(probe.count(), 1, "the job ran twice: its lease was not renewed");
+    assert_eq!(
+        probe.count(),
+        1,
+        "the job ran twice: its lease was not renewed"
+    );
 }
 
 /// When a worker dies mid-job, the job is rescued after its lease expires and runs again.
@@ -372,7 +396,10 @@ pub async fn dead_worker_jobs_are_rescued(b: Backend) {
     let id = enqueue1(&b.storage, job("hang", &q, json!({}))).await;
     let w = start_worker(&b, reg.clone(), cfg.clone()).await;
     wait_state(&b.storage, id, JobState::Running, LONG).await;
-    wait_for("the job to start", LONG, || async { (probe.count() == 1).then_some(()) }).await;
+    wait_for("the job to start", LONG, || async {
+        (probe.count() == 1).then_some(())
+    })
+    .await;
     w.kill().await.stop().await;
     // A second worker with a rescuer takes over.
     cfg.rescuer = true;
@@ -436,29 +463,45 @@ pub async fn stale_worker_completion_is_rejected(b: Backend) {
     assert_eq!(second[0].attempt, 2);
     let hb = b
         .storage
-        .heartbeat(&[LeaseRef { id, token: stale }, LeaseRef { id, token: fresh }], Duration::from_secs(30))
+        .heartbeat(
+            &[LeaseRef { id, token: stale }, LeaseRef { id, token: fresh }],
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(hb[0], LeaseStatus::Lost);
-    assert_eq!(hb[1], LeaseStatus::Held { cancel_requested: false });
+    assert_eq!(
+        hb[1],
+        LeaseStatus::Held {
+            cancel_requested: false
+        }
+    );
     let st = b
         .storage
         .complete(&[Completion {
             id,
             token: stale,
-            outcome: Outcome::Succeeded { result: Some(json!("stale")) },
+            outcome: Outcome::Succeeded {
+                result: Some(json!("stale")),
+            },
         }])
         .await
         .unwrap();
     assert_eq!(st, vec![CompletionStatus::Stale]);
     let j = b.storage.get(id).await.unwrap().unwrap();
-    assert_eq!(j.state, JobState::Running, "a stale completion changed the job");
+    assert_eq!(
+        j.state,
+        JobState::Running,
+        "a stale completion changed the job"
+    );
     let st = b
         .storage
         .complete(&[Completion {
             id,
             token: fresh,
-            outcome: Outcome::Succeeded { result: Some(json!("fresh")) },
+            outcome: Outcome::Succeeded {
+                result: Some(json!("fresh")),
+            },
         }])
         .await
         .unwrap();
@@ -470,7 +513,10 @@ pub async fn stale_worker_completion_is_rejected(b: Backend) {
     let later = Utc::now() + chrono::Duration::hours(1);
     let r = b.storage.rescue_expired(later, 100).await.unwrap();
     assert!(!r.retried.contains(&id) && !r.dropped.contains(&id));
-    assert_eq!(b.storage.get(id).await.unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(
+        b.storage.get(id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
 }
 
 // ---------------------------------------------------------------- 6. retries
@@ -507,8 +553,14 @@ pub async fn retries_back_off_then_fail(b: Backend) {
     // Backoff: 300 ms after the first failure, 600 ms after the second (no jitter here).
     let gap1 = runs[1].1 - runs[0].1;
     let gap2 = runs[2].1 - runs[1].1;
-    assert!(gap1 >= Duration::from_millis(280), "retried after {gap1:?}, backoff ignored");
-    assert!(gap2 >= Duration::from_millis(580), "retried after {gap2:?}, backoff not exponential");
+    assert!(
+        gap1 >= Duration::from_millis(280),
+        "retried after {gap1:?}, backoff ignored"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(580),
+        "retried after {gap2:?}, backoff not exponential"
+    );
 }
 
 /// A non-retryable error fails the job at once, whatever attempts are left.
@@ -583,8 +635,14 @@ pub async fn cancel_pending_never_runs(b: Backend) {
     let soon = Utc::now() + chrono::Duration::milliseconds(300);
     let scheduled = enqueue1(&b.storage, job("c", &q, json!({})).with_run_at(soon)).await;
     let available = enqueue1(&b.storage, job("c", &q, json!({}))).await;
-    assert_eq!(b.storage.cancel(scheduled).await.unwrap(), CancelOutcome::Cancelled);
-    assert_eq!(b.storage.cancel(available).await.unwrap(), CancelOutcome::Cancelled);
+    assert_eq!(
+        b.storage.cancel(scheduled).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        b.storage.cancel(available).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
     let marker = enqueue1(&b.storage, job("c", &q, json!({})).with_run_at(soon)).await;
     let w = start_worker(&b, ok_registry("c", &probe), TestWorkerConfig::new(&q)).await;
     // The marker was due at the same time as the cancelled job: once it ran, the cancelled
@@ -621,10 +679,16 @@ pub async fn cancel_running_fires_token(b: Backend) {
     let id = enqueue1(&b.storage, job("long", &q, json!({}))).await;
     let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
     wait_state(&b.storage, id, JobState::Running, LONG).await;
-    assert_eq!(b.storage.cancel(id).await.unwrap(), CancelOutcome::Requested);
+    assert_eq!(
+        b.storage.cancel(id).await.unwrap(),
+        CancelOutcome::Requested
+    );
     let j = wait_state(&b.storage, id, JobState::Cancelled, LONG).await;
     w.stop().await;
-    assert!(fired.load(Ordering::SeqCst), "the job's cancellation token never fired");
+    assert!(
+        fired.load(Ordering::SeqCst),
+        "the job's cancellation token never fired"
+    );
     assert!(j.finished_at.is_some());
     assert_eq!(j.attempt, 1);
 }
@@ -650,7 +714,10 @@ pub async fn cancel_finished_says_so(b: Backend) {
         b.storage.cancel(id).await.unwrap(),
         CancelOutcome::AlreadyFinished(JobState::Completed)
     );
-    assert_eq!(b.storage.get(id).await.unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(
+        b.storage.get(id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
     assert_eq!(
         b.storage.cancel(uuid::Uuid::now_v7()).await.unwrap(),
         CancelOutcome::NotFound
@@ -672,7 +739,11 @@ pub async fn retry_finished_job(b: Backend) {
             }
         }
     });
-    let id = enqueue1(&b.storage, job("once_bad", &q, json!({})).with_max_attempts(1)).await;
+    let id = enqueue1(
+        &b.storage,
+        job("once_bad", &q, json!({})).with_max_attempts(1),
+    )
+    .await;
     let live = enqueue1(
         &b.storage,
         job("once_bad", &q, json!({})).with_run_at(Utc::now() + chrono::Duration::hours(1)),
@@ -682,7 +753,10 @@ pub async fn retry_finished_job(b: Backend) {
         b.storage.retry(live).await.unwrap(),
         RetryOutcome::NotFinished(JobState::Scheduled)
     );
-    assert_eq!(b.storage.retry(uuid::Uuid::now_v7()).await.unwrap(), RetryOutcome::NotFound);
+    assert_eq!(
+        b.storage.retry(uuid::Uuid::now_v7()).await.unwrap(),
+        RetryOutcome::NotFound
+    );
     let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
     wait_state(&b.storage, id, JobState::Failed, LONG).await;
     assert_eq!(b.storage.retry(id).await.unwrap(), RetryOutcome::Requeued);
@@ -699,19 +773,32 @@ pub async fn retry_finished_job(b: Backend) {
 pub async fn unique_key_returns_first(b: Backend) {
     let q = queue_name();
     let key = format!("report-{}", uuid::Uuid::now_v7());
-    let first = enqueue1(&b.storage, job("r", &q, json!({"v": 1})).with_unique_key(&key)).await;
+    let first = enqueue1(
+        &b.storage,
+        job("r", &q, json!({"v": 1})).with_unique_key(&key),
+    )
+    .await;
     let dup = job("r", &q, json!({"v": 2})).with_unique_key(&key);
     let dup_id = dup.id;
     let out = b.storage.enqueue(vec![dup]).await.unwrap();
     assert_eq!(out, vec![EnqueueOutcome::Duplicate(first)]);
-    assert!(b.storage.get(dup_id).await.unwrap().is_none(), "the duplicate was stored");
+    assert!(
+        b.storage.get(dup_id).await.unwrap().is_none(),
+        "the duplicate was stored"
+    );
     // Two with one key in one batch: the first wins.
     let key2 = format!("k2-{}", uuid::Uuid::now_v7());
     let a = job("r", &q, json!({})).with_unique_key(&key2);
     let a_id = a.id;
     let c = job("r", &q, json!({})).with_unique_key(&key2);
     let out = b.storage.enqueue(vec![a, c]).await.unwrap();
-    assert_eq!(out, vec![EnqueueOutcome::Inserted(a_id), EnqueueOutcome::Duplicate(a_id)]);
+    assert_eq!(
+        out,
+        vec![
+            EnqueueOutcome::Inserted(a_id),
+            EnqueueOutcome::Duplicate(a_id)
+        ]
+    );
     // While running, still a duplicate; once completed, the key is free.
     let claimed = b
         .storage
@@ -744,7 +831,10 @@ pub async fn unique_key_returns_first(b: Backend) {
 /// List filters by state, queue, kind and time, pages without gaps or overlaps, both orders.
 pub async fn list_filter_and_paginate(b: Backend) {
     if !b.storage.capabilities().can_list {
-        return skip("list_filter_and_paginate", "the storage does not declare `can_list`");
+        return skip(
+            "list_filter_and_paginate",
+            "the storage does not declare `can_list`",
+        );
     }
     let qa = queue_name();
     let qb = queue_name();
@@ -852,7 +942,11 @@ pub async fn counts_by_state_and_queue(b: Backend) {
 pub async fn prune_finished(b: Backend) {
     let q = queue_name();
     let done = enqueue1(&b.storage, job("x", &q, json!({}))).await;
-    let cancelled = enqueue1(&b.storage, job("x", &q, json!({})).with_run_at(Utc::now() + chrono::Duration::hours(1))).await;
+    let cancelled = enqueue1(
+        &b.storage,
+        job("x", &q, json!({})).with_run_at(Utc::now() + chrono::Duration::hours(1)),
+    )
+    .await;
     let c = b
         .storage
         .claim(&claim_req(&q, 1, Duration::from_secs(30)))
@@ -877,12 +971,22 @@ pub async fn prune_finished(b: Backend) {
     let past = Utc::now() - chrono::Duration::hours(1);
     assert_eq!(b.storage.prune(past, 100).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let n = b.storage.prune(Utc::now() + chrono::Duration::seconds(1), 100).await.unwrap();
+    let n = b
+        .storage
+        .prune(Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap();
     assert!(n >= 2, "pruned {n}");
     assert!(b.storage.get(done).await.unwrap().is_none());
     assert!(b.storage.get(cancelled).await.unwrap().is_none());
-    assert!(b.storage.get(waiting).await.unwrap().is_some(), "a pending job was pruned");
-    assert!(b.storage.get(running).await.unwrap().is_some(), "a running job was pruned");
+    assert!(
+        b.storage.get(waiting).await.unwrap().is_some(),
+        "a pending job was pruned"
+    );
+    assert!(
+        b.storage.get(running).await.unwrap().is_some(),
+        "a running job was pruned"
+    );
     let counts = b.storage.counts().await.unwrap();
     let cq = counts.iter().find(|c| c.queue == q).expect("queue");
     assert_eq!(cq.counts.values().sum::<u64>(), 2);
@@ -894,7 +998,10 @@ pub async fn leadership_is_exclusive_and_expires(b: Backend) {
     let ttl = Duration::from_millis(600);
     assert!(b.storage.try_lead(&name, "a", ttl).await.unwrap());
     assert!(!b.storage.try_lead(&name, "b", ttl).await.unwrap());
-    assert!(b.storage.try_lead(&name, "a", ttl).await.unwrap(), "the holder renews");
+    assert!(
+        b.storage.try_lead(&name, "a", ttl).await.unwrap(),
+        "the holder renews"
+    );
     // Many contenders at once: exactly one wins a free lock.
     let free = format!("free-{}", uuid::Uuid::now_v7());
     let mut tasks = Vec::new();
@@ -902,7 +1009,9 @@ pub async fn leadership_is_exclusive_and_expires(b: Backend) {
         let s = b.storage.clone();
         let free = free.clone();
         tasks.push(tokio::spawn(async move {
-            s.try_lead(&free, &format!("c{i}"), Duration::from_secs(30)).await.unwrap()
+            s.try_lead(&free, &format!("c{i}"), Duration::from_secs(30))
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -912,10 +1021,16 @@ pub async fn leadership_is_exclusive_and_expires(b: Backend) {
     assert_eq!(winners, 1);
     // The holder dies: the lock is free after its ttl.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(b.storage.try_lead(&name, "b", ttl).await.unwrap(), "an expired lock is free");
+    assert!(
+        b.storage.try_lead(&name, "b", ttl).await.unwrap(),
+        "an expired lock is free"
+    );
     assert!(!b.storage.try_lead(&name, "a", ttl).await.unwrap());
     b.storage.resign(&name, "b").await.unwrap();
-    assert!(b.storage.try_lead(&name, "a", ttl).await.unwrap(), "a resigned lock is free");
+    assert!(
+        b.storage.try_lead(&name, "a", ttl).await.unwrap(),
+        "a resigned lock is free"
+    );
 }
 
 // ---------------------------------------------------------------- 11. bad input
@@ -925,13 +1040,21 @@ pub async fn unknown_kind_fails_clearly(b: Backend) {
     let q = queue_name();
     let probe = Probe::default();
     let id = enqueue1(&b.storage, job("no_such_kind", &q, json!({}))).await;
-    let w = start_worker(&b, ok_registry("known_kind", &probe), TestWorkerConfig::new(&q)).await;
+    let w = start_worker(
+        &b,
+        ok_registry("known_kind", &probe),
+        TestWorkerConfig::new(&q),
+    )
+    .await;
     let failed = wait_state(&b.storage, id, JobState::Failed, LONG).await;
     w.stop().await;
     assert_eq!(failed.attempt, 1, "an unknown kind is not retried");
     assert_eq!(failed.errors[0].kind, "unknown_kind");
     let msg = &failed.errors[0].message;
-    assert!(msg.contains("no_such_kind") && msg.contains("known_kind"), "{msg}");
+    assert!(
+        msg.contains("no_such_kind") && msg.contains("known_kind"),
+        "{msg}"
+    );
     assert_eq!(failed.payload, json!({}), "the payload is kept");
 }
 
@@ -953,15 +1076,27 @@ pub async fn undecodable_payload_fails_clearly(b: Backend) {
     let q = queue_name();
     let bad = enqueue1(&b.storage, job("typed", &q, json!({"n": "not a number"}))).await;
     let good = enqueue1(&b.storage, job("typed", &q, json!({"n": 21}))).await;
-    let w = start_worker(&b, Registry::new().register::<Typed>(), TestWorkerConfig::new(&q)).await;
+    let w = start_worker(
+        &b,
+        Registry::new().register::<Typed>(),
+        TestWorkerConfig::new(&q),
+    )
+    .await;
     let failed = wait_state(&b.storage, bad, JobState::Failed, LONG).await;
     let ok = wait_state(&b.storage, good, JobState::Completed, LONG).await;
     w.stop().await;
     assert_eq!(failed.attempt, 1);
     assert_eq!(failed.errors[0].kind, "decode");
     let msg = &failed.errors[0].message;
-    assert!(msg.contains("does not decode") && msg.contains("typed"), "{msg}");
-    assert_eq!(failed.payload, json!({"n": "not a number"}), "the payload is kept");
+    assert!(
+        msg.contains("does not decode") && msg.contains("typed"),
+        "{msg}"
+    );
+    assert_eq!(
+        failed.payload,
+        json!({"n": "not a number"}),
+        "the payload is kept"
+    );
     assert_eq!(ok.result, Some(json!(42)));
 }
 
@@ -979,7 +1114,10 @@ pub async fn oversized_payload_rejected(b: Backend) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
     assert!(err.to_string().contains(&limit.to_string()), "{err}");
-    assert!(b.storage.get(ok_id).await.unwrap().is_none(), "a partial batch was stored");
+    assert!(
+        b.storage.get(ok_id).await.unwrap().is_none(),
+        "a partial batch was stored"
+    );
 }
 
 // ---------------------------------------------------------------- 12. shutdown
@@ -1007,13 +1145,23 @@ pub async fn graceful_shutdown_drains(b: Backend) {
     let t0 = Instant::now();
     w.stop().await;
     let j = b.storage.get(id).await.unwrap().unwrap();
-    assert_eq!(j.state, JobState::Completed, "graceful shutdown did not let the job finish");
+    assert_eq!(
+        j.state,
+        JobState::Completed,
+        "graceful shutdown did not let the job finish"
+    );
     assert_eq!(j.result, Some(json!("finished")));
-    assert!(t0.elapsed() < Duration::from_secs(9), "shutdown waited for its timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "shutdown waited for its timeout"
+    );
     // Nothing is fetched after shutdown.
     let after = enqueue1(&b.storage, job("drain", &q, json!({}))).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(b.storage.get(after).await.unwrap().unwrap().state, JobState::Available);
+    assert_eq!(
+        b.storage.get(after).await.unwrap().unwrap().state,
+        JobState::Available
+    );
 }
 
 /// Past the shutdown timeout, running jobs are aborted and released: retried later, or
@@ -1036,7 +1184,11 @@ pub async fn hard_shutdown_releases_jobs(b: Backend) {
     wait_state(&b.storage, last, JobState::Running, LONG).await;
     w.stop().await;
     let released = b.storage.get(again).await.unwrap().unwrap();
-    assert_eq!(released.state, JobState::Available, "an aborted job was not released");
+    assert_eq!(
+        released.state,
+        JobState::Available,
+        "an aborted job was not released"
+    );
     assert_eq!(released.errors[0].kind, "aborted");
     let dropped = b.storage.get(last).await.unwrap().unwrap();
     assert_eq!(dropped.state, JobState::Dropped);

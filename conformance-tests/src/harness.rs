@@ -190,7 +190,12 @@ impl Probe {
 
     /// Ids in the order they first ran.
     pub fn order(&self) -> Vec<JobId> {
-        self.inner.lock().unwrap().iter().map(|(id, _, _)| *id).collect()
+        self.inner
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect()
     }
 }
 

@@ -144,6 +144,10 @@ impl Error {
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::new(ErrorKind::InvalidInput, "JSON could not be encoded or decoded").with_source(e)
+        Error::new(
+            ErrorKind::InvalidInput,
+            "JSON could not be encoded or decoded",
+        )
+        .with_source(e)
     }
 }

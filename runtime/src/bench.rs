@@ -89,7 +89,9 @@ fn load_average() -> String {
 /// A fresh, isolated copy of the configured backend for one workload.
 async fn fresh(config: &Config, tag: &str) -> Result<crate::Switchyard> {
     let mut c = config.clone();
-    let suffix: String = (0..6).map(|_| fastrand::alphanumeric().to_ascii_lowercase()).collect();
+    let suffix: String = (0..6)
+        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+        .collect();
     c.prefix = format!("bench_{suffix}_");
     if c.storage == crate::config::DEFAULT_STORAGE || c.storage == "sqlite::bench" {
         let dir = std::env::temp_dir().join("switchyard-bench");
@@ -108,7 +110,11 @@ fn bench_job(i: usize) -> NewJob {
 }
 
 /// Starts a worker (and a dispatcher for an external queue) on queue `bench`.
-fn start(sy: &crate::Switchyard, registry: Registry, concurrency: usize) -> (Shutdown, Vec<tokio::task::JoinHandle<()>>) {
+fn start(
+    sy: &crate::Switchyard,
+    registry: Registry,
+    concurrency: usize,
+) -> (Shutdown, Vec<tokio::task::JoinHandle<()>>) {
     let shutdown = Shutdown::new();
     let mut cfg = sy.config().worker_config("bench");
     cfg.concurrency = concurrency;
@@ -203,7 +209,9 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
         let registry = Registry::new().register_fn("bench", move |payload, _| {
             let started = base.elapsed().as_micros() as u64;
             let sent = payload["t"].as_u64().unwrap_or(started);
-            l.lock().expect("poisoned").push(started.saturating_sub(sent) as f64 / 1000.0);
+            l.lock()
+                .expect("poisoned")
+                .push(started.saturating_sub(sent) as f64 / 1000.0);
             async { Ok(None) }
         });
         let (shutdown, tasks) = start(&sy, registry, args.concurrency);
@@ -215,7 +223,9 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let t0 = Instant::now();
-        while lat.lock().expect("poisoned").len() < args.latency_jobs && t0.elapsed() < Duration::from_secs(60) {
+        while lat.lock().expect("poisoned").len() < args.latency_jobs
+            && t0.elapsed() < Duration::from_secs(60)
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop(shutdown, tasks).await;
@@ -273,12 +283,29 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         let m = &report.median;
         println!(
             "storage {} / queue {} — {} jobs, concurrency {}, load {} (median of {} runs)",
-            report.storage, report.queue, report.jobs, report.concurrency, report.load_average, report.runs.len()
+            report.storage,
+            report.queue,
+            report.jobs,
+            report.concurrency,
+            report.load_average,
+            report.runs.len()
         );
-        println!("W1 enqueue, batch       {:>10.0} jobs/s", m.enqueue_batch_jobs_per_s);
-        println!("W1 enqueue, one by one  {:>10.0} jobs/s", m.enqueue_single_jobs_per_s);
-        println!("W2 drain                {:>10.0} jobs/s", m.drain_jobs_per_s);
-        println!("W3 latency p50 / p99    {:>7.2} / {:.2} ms", m.latency_p50_ms, m.latency_p99_ms);
+        println!(
+            "W1 enqueue, batch       {:>10.0} jobs/s",
+            m.enqueue_batch_jobs_per_s
+        );
+        println!(
+            "W1 enqueue, one by one  {:>10.0} jobs/s",
+            m.enqueue_single_jobs_per_s
+        );
+        println!(
+            "W2 drain                {:>10.0} jobs/s",
+            m.drain_jobs_per_s
+        );
+        println!(
+            "W3 latency p50 / p99    {:>7.2} / {:.2} ms",
+            m.latency_p50_ms, m.latency_p99_ms
+        );
     }
     Ok(())
 }

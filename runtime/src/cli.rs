@@ -184,7 +184,9 @@ fn read_payload(arg: &str) -> switchyard_core::Result<String> {
     } else {
         std::fs::read_to_string(path)
     };
-    read.map_err(|e| switchyard_core::Error::invalid(format!("cannot read the payload from `{path}`: {e}")))
+    read.map_err(|e| {
+        switchyard_core::Error::invalid(format!("cannot read the payload from `{path}`: {e}"))
+    })
 }
 
 /// Runs one parsed command.
@@ -245,7 +247,9 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             match client.get(id).await? {
                 Some(job) => println!("{}", serde_json::to_string_pretty(&job)?),
                 None => {
-                    return Err(switchyard_core::Error::not_found(format!("no job with id {id}")))
+                    return Err(switchyard_core::Error::not_found(format!(
+                        "no job with id {id}"
+                    )))
                 }
             }
         }
@@ -305,13 +309,17 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             match client.cancel(id).await? {
                 crate::CancelOutcome::Cancelled => println!("cancelled {id}"),
                 crate::CancelOutcome::Requested => {
-                    println!("cancel requested for running job {id}; it stops at its next heartbeat")
+                    println!(
+                        "cancel requested for running job {id}; it stops at its next heartbeat"
+                    )
                 }
                 crate::CancelOutcome::AlreadyFinished(s) => {
                     println!("job {id} already finished as `{s}`; nothing changed")
                 }
                 crate::CancelOutcome::NotFound => {
-                    return Err(switchyard_core::Error::not_found(format!("no job with id {id}")))
+                    return Err(switchyard_core::Error::not_found(format!(
+                        "no job with id {id}"
+                    )))
                 }
             }
         }
@@ -323,14 +331,18 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
                     println!("job {id} is `{s}`, not finished; nothing changed")
                 }
                 crate::RetryOutcome::NotFound => {
-                    return Err(switchyard_core::Error::not_found(format!("no job with id {id}")))
+                    return Err(switchyard_core::Error::not_found(format!(
+                        "no job with id {id}"
+                    )))
                 }
             }
         }
         Command::Prune { older_than } => {
             let before = chrono::Utc::now()
-                - chrono::Duration::from_std(std::time::Duration::from_secs_f64(older_than.max(0.0)))
-                    .unwrap_or_default();
+                - chrono::Duration::from_std(std::time::Duration::from_secs_f64(
+                    older_than.max(0.0),
+                ))
+                .unwrap_or_default();
             let n = client.prune(before).await?;
             println!("deleted {n} finished jobs");
         }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use switchyard_core::{
-    CancelOutcome, EnqueueOutcome, Error, JobFilter, JobId, JobRecord, NewJob, QueueCounts,
-    Result, RetryOutcome, Storage,
+    CancelOutcome, EnqueueOutcome, Error, JobFilter, JobId, JobRecord, NewJob, QueueCounts, Result,
+    RetryOutcome, Storage,
 };
 
 use crate::job::{BlockingJob, EnqueueOptions, Job};
@@ -18,7 +18,9 @@ pub struct Client {
 
 fn new_job<T: serde::Serialize>(kind: &str, job: &T, opts: EnqueueOptions) -> Result<NewJob> {
     let payload = serde_json::to_value(job).map_err(|e| {
-        Error::invalid(format!("the arguments of a `{kind}` job do not encode as JSON: {e}"))
+        Error::invalid(format!(
+            "the arguments of a `{kind}` job do not encode as JSON: {e}"
+        ))
     })?;
     Ok(opts.apply(NewJob::new(kind, payload)))
 }
@@ -87,7 +89,12 @@ impl Client {
         out.into_iter()
             .next()
             .map(EnqueueOutcome::id)
-            .ok_or_else(|| Error::new(switchyard_core::ErrorKind::Internal, "enqueue returned nothing"))
+            .ok_or_else(|| {
+                Error::new(
+                    switchyard_core::ErrorKind::Internal,
+                    "enqueue returned nothing",
+                )
+            })
     }
 
     /// The job with this id, or `None`.

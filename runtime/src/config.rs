@@ -302,12 +302,18 @@ impl Config {
                 self.worker.backoff_jitter
             )));
         }
-        secs("worker.shutdown_timeout_secs", self.worker.shutdown_timeout_secs)?;
+        secs(
+            "worker.shutdown_timeout_secs",
+            self.worker.shutdown_timeout_secs,
+        )?;
         secs("worker.backoff_max_secs", self.worker.backoff_max_secs)?;
         secs("rescuer.interval_secs", self.rescuer.interval_secs)?;
         secs("pruner.interval_secs", self.pruner.interval_secs)?;
         secs("pruner.retention_secs", self.pruner.retention_secs)?;
-        secs("dispatcher.redispatch_after_secs", self.dispatcher.redispatch_after_secs)?;
+        secs(
+            "dispatcher.redispatch_after_secs",
+            self.dispatcher.redispatch_after_secs,
+        )?;
         if let Some(d) = self.dispatcher.max_native_delay_secs {
             secs("dispatcher.max_native_delay_secs", d)?;
         }

@@ -40,8 +40,11 @@ fn accepted(schemes: &[(&str, &str, bool)], extra: &str) -> String {
 
 fn scheme_of(url: &str) -> Option<&str> {
     let (scheme, _) = url.split_once(':')?;
-    (!scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
-        .then_some(scheme)
+    (!scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+'))
+    .then_some(scheme)
 }
 
 /// Checks the `storage` URL and returns its scheme.
@@ -83,10 +86,12 @@ pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
-            let mut c = switchyard_sqlite::SqliteConfig::new(&config.storage)
-                .with_prefix(&config.prefix);
+            let mut c =
+                switchyard_sqlite::SqliteConfig::new(&config.storage).with_prefix(&config.prefix);
             c.max_payload_bytes = config.max_payload_bytes;
-            Ok(Arc::new(switchyard_sqlite::SqliteStorage::connect(c).await?))
+            Ok(Arc::new(
+                switchyard_sqlite::SqliteStorage::connect(c).await?,
+            ))
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
@@ -128,7 +133,8 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
         }
         #[cfg(feature = "rabbitmq")]
         "amqp" | "amqps" => {
-            let c = switchyard_rabbitmq::RabbitConfig::new(&config.queue).with_prefix(&config.prefix);
+            let c =
+                switchyard_rabbitmq::RabbitConfig::new(&config.queue).with_prefix(&config.prefix);
             Ok(Some(Arc::new(
                 switchyard_rabbitmq::RabbitQueue::connect(c).await?,
             )))

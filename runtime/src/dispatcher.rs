@@ -89,7 +89,9 @@ async fn dispatch_step(
     let now = Utc::now();
     let horizon = now + chrono::Duration::from_std(native).unwrap_or_default();
     let stale = now - chrono::Duration::from_std(config.redispatch_after).unwrap_or_default();
-    let items = storage.due_for_dispatch(horizon, stale, config.batch).await?;
+    let items = storage
+        .due_for_dispatch(horizon, stale, config.batch)
+        .await?;
     if items.is_empty() {
         return Ok(0);
     }

@@ -52,11 +52,17 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
     if !config.rescuer && !config.pruner {
         return;
     }
-    let tick = config.rescue_interval.min(config.leader_ttl / 3).max(Duration::from_millis(10));
+    let tick = config
+        .rescue_interval
+        .min(config.leader_ttl / 3)
+        .max(Duration::from_millis(10));
     let mut last_prune = tokio::time::Instant::now() - config.prune_interval;
     let mut last_rescue = tokio::time::Instant::now() - config.rescue_interval;
     loop {
-        let leader = match storage.try_lead(LEADER_LOCK, &config.holder, config.leader_ttl).await {
+        let leader = match storage
+            .try_lead(LEADER_LOCK, &config.holder, config.leader_ttl)
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "leadership check failed");
@@ -78,8 +84,8 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
             }
             if config.pruner && last_prune.elapsed() >= config.prune_interval {
                 last_prune = tokio::time::Instant::now();
-                let before = Utc::now()
-                    - chrono::Duration::from_std(config.retention).unwrap_or_default();
+                let before =
+                    Utc::now() - chrono::Duration::from_std(config.retention).unwrap_or_default();
                 match storage.prune(before, 1000).await {
                     Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned finished jobs"),
                     Ok(_) => {}

@@ -29,7 +29,9 @@ impl std::fmt::Debug for Registry {
 fn to_output<T: serde::Serialize>(out: Result<T, JobError>) -> JobOutput {
     let value = out?;
     let json = serde_json::to_value(value).map_err(|e| {
-        JobError::permanent(format!("the job's output could not be encoded as JSON: {e}"))
+        JobError::permanent(format!(
+            "the job's output could not be encoded as JSON: {e}"
+        ))
     })?;
     Ok(if json.is_null() { None } else { Some(json) })
 }
@@ -57,9 +59,9 @@ impl Registry {
     pub fn register<J: Job>(mut self) -> Self {
         let handler = move |payload: Value, ctx: JobContext| -> Result<JobBody, JobError> {
             let job: J = decode(J::KIND, payload)?;
-            Ok(JobBody::Async(Box::pin(
-                async move { to_output(job.run(ctx).await) },
-            )))
+            Ok(JobBody::Async(Box::pin(async move {
+                to_output(job.run(ctx).await)
+            })))
         };
         self.handlers.insert(J::KIND.to_string(), Arc::new(handler));
         self
@@ -101,7 +103,12 @@ impl Registry {
 
     /// Prepares the body of a job: decodes its payload for its kind's handler. An unknown kind
     /// or a payload that does not decode is a non-retryable error that says why.
-    pub fn prepare(&self, kind: &str, payload: Value, ctx: JobContext) -> Result<JobBody, JobError> {
+    pub fn prepare(
+        &self,
+        kind: &str,
+        payload: Value,
+        ctx: JobContext,
+    ) -> Result<JobBody, JobError> {
         match self.handlers.get(kind) {
             Some(h) => h(payload, ctx),
             None => Err(JobError::of_kind(

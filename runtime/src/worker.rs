@@ -297,7 +297,11 @@ impl Inner {
 /// `concurrency` claim slots are free (or the worker is idle), so each claim is a real batch
 /// instead of one job per freed slot. Buffered jobs are in the running map from the moment
 /// they are claimed, so heartbeats keep their leases.
-async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::UnboundedSender<Done>) {
+async fn fetch_loop(
+    inner: &Arc<Inner>,
+    jobs: &mut JoinSet<()>,
+    done: &mpsc::UnboundedSender<Done>,
+) {
     let concurrency = inner.config.concurrency;
     let running = Arc::new(Semaphore::new(concurrency));
     let claimed_slots = Arc::new(Semaphore::new(concurrency * 2));
@@ -350,7 +354,12 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
             }
         };
         let got = claimed.len();
-        tracing::trace!(want, got, us = t_claim.elapsed().as_micros() as u64, "claimed");
+        tracing::trace!(
+            want,
+            got,
+            us = t_claim.elapsed().as_micros() as u64,
+            "claimed"
+        );
         // One claim slot per claimed job travels with it; the rest go back.
         let mut slots = merge(permits);
         for (job, delivery) in claimed {
@@ -364,7 +373,14 @@ async fn fetch_loop(inner: &Arc<Inner>, jobs: &mut JoinSet<()>, done: &mpsc::Unb
                     delivery: delivery.clone(),
                 },
             );
-            jobs.spawn(run_job(inner.clone(), job, delivery, running.clone(), slot, done.clone()));
+            jobs.spawn(run_job(
+                inner.clone(),
+                job,
+                delivery,
+                running.clone(),
+                slot,
+                done.clone(),
+            ));
         }
         drop(slots);
         if got < want && inner.queue.is_none() {
@@ -403,7 +419,11 @@ async fn receive_and_claim(
         return Ok(Vec::new());
     }
     let ids: Vec<JobId> = deliveries.iter().map(|d| d.job_id).collect();
-    let claimed = match inner.storage.claim_ids(&ids, &inner.claim_request(ids.len())).await {
+    let claimed = match inner
+        .storage
+        .claim_ids(&ids, &inner.claim_request(ids.len()))
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             // Give the messages back at once; nothing was claimed.
@@ -517,7 +537,11 @@ async fn run_job(
         };
         let outcome = match permit {
             None => Outcome::Aborted {
-                error: attempt_error(&job, "aborted", "the worker shut down before the job started; released for another attempt"),
+                error: attempt_error(
+                    &job,
+                    "aborted",
+                    "the worker shut down before the job started; released for another attempt",
+                ),
             },
             Some(_) => run_body(&inner, &job, cancel, &user_cancel).await,
         };
@@ -606,7 +630,11 @@ async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
         loop {
             match inner.storage.complete(&completions).await {
                 Ok(statuses) => {
-                    tracing::trace!(n = completions.len(), us = t_complete.elapsed().as_micros() as u64, "recorded completions");
+                    tracing::trace!(
+                        n = completions.len(),
+                        us = t_complete.elapsed().as_micros() as u64,
+                        "recorded completions"
+                    );
                     for (c, s) in completions.iter().zip(&statuses) {
                         if *s == CompletionStatus::Stale {
                             tracing::warn!(id = %c.id, "completion rejected: the job's lease was lost (it was rescued or finished elsewhere)");
@@ -655,9 +683,15 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
             (
                 running
                     .iter()
-                    .map(|(id, r)| LeaseRef { id: *id, token: r.token })
+                    .map(|(id, r)| LeaseRef {
+                        id: *id,
+                        token: r.token,
+                    })
                     .collect(),
-                running.values().filter_map(|r| r.delivery.clone()).collect(),
+                running
+                    .values()
+                    .filter_map(|r| r.delivery.clone())
+                    .collect(),
             )
         };
         if leases.is_empty() {
@@ -667,9 +701,13 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
             Ok(statuses) => {
                 let running = inner.running.lock().expect("poisoned");
                 for (lease, status) in leases.iter().zip(statuses) {
-                    let Some(r) = running.get(&lease.id) else { continue };
+                    let Some(r) = running.get(&lease.id) else {
+                        continue;
+                    };
                     match status {
-                        LeaseStatus::Held { cancel_requested: true } => {
+                        LeaseStatus::Held {
+                            cancel_requested: true,
+                        } => {
                             if !r.user_cancel.swap(true, Ordering::SeqCst) {
                                 tracing::info!(id = %lease.id, "cancel requested: firing the job's cancellation token");
                             }

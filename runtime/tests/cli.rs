@@ -37,12 +37,17 @@ async fn enqueue_work_status_list() {
     assert!(ok && out.contains("\"available\""), "{out}");
 
     // A worker built from the library runs it.
-    let mut config = Config::default();
-    config.storage = db.clone();
+    let mut config = Config {
+        storage: db.clone(),
+        ..Config::default()
+    };
     config.worker.poll_interval_ms = 50;
     let sy = Switchyard::connect(config).await.unwrap();
     let registry = Registry::new().register_fn("greet", |payload, _| async move {
-        Ok(Some(serde_json::json!(format!("hi {}", payload["name"].as_str().unwrap_or("?")))))
+        Ok(Some(serde_json::json!(format!(
+            "hi {}",
+            payload["name"].as_str().unwrap_or("?")
+        ))))
     });
     let running = sy.start(registry);
     let job_id: uuid::Uuid = id.parse().unwrap();
@@ -52,13 +57,20 @@ async fn enqueue_work_status_list() {
         if j.state == JobState::Completed {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "job stuck in {}", j.state);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job stuck in {}",
+            j.state
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.stop().await;
 
     let (ok, out, _) = switchyard(&db, &["status", &id]);
-    assert!(ok && out.contains("\"completed\"") && out.contains("hi cli"), "{out}");
+    assert!(
+        ok && out.contains("\"completed\"") && out.contains("hi cli"),
+        "{out}"
+    );
     let (ok, out, _) = switchyard(&db, &["list", "--state", "completed"]);
     assert!(ok && out.contains(&id), "{out}");
     let (ok, out, _) = switchyard(&db, &["list", "--state", "failed"]);
@@ -82,16 +94,29 @@ fn bad_input_is_refused_clearly() {
     let (ok, _, err) = switchyard(&db, &["status", "01a20222-14d7-769e-9d45-675474079df2"]);
     assert!(!ok && err.contains("no job"), "{err}");
     let (ok, _, err) = switchyard(&db, &["list", "--state", "sleeping"]);
-    assert!(!ok && err.contains("unknown job state") && err.contains("completed"), "{err}");
+    assert!(
+        !ok && err.contains("unknown job state") && err.contains("completed"),
+        "{err}"
+    );
     let (ok, _, err) = switchyard("mysql://x", &["list"]);
-    assert!(!ok && err.contains("key `storage`") && err.contains("sqlite://"), "{err}");
+    assert!(
+        !ok && err.contains("key `storage`") && err.contains("sqlite://"),
+        "{err}"
+    );
     let (ok, _, err) = switchyard(&db, &["worker"]);
     assert!(!ok && err.contains("main_with"), "{err}");
     let big = dir.path().join("big.json");
-    std::fs::write(&big, format!("{{\"blob\":\"{}\"}}", "x".repeat(1024 * 1024 + 10))).unwrap();
+    std::fs::write(
+        &big,
+        format!("{{\"blob\":\"{}\"}}", "x".repeat(1024 * 1024 + 10)),
+    )
+    .unwrap();
     let arg = format!("@{}", big.display());
     let (ok, _, err) = switchyard(&db, &["enqueue", "greet", &arg]);
-    assert!(!ok && err.contains("payload too large") && err.contains("1048576"), "{err}");
+    assert!(
+        !ok && err.contains("payload too large") && err.contains("1048576"),
+        "{err}"
+    );
     let (ok, out, _) = switchyard(&db, &["list"]);
     assert!(ok && out.lines().count() == 1, "nothing was stored: {out}");
 }

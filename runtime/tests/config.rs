@@ -42,14 +42,20 @@ fn unknown_key_is_named_with_the_accepted_ones() {
     assert_eq!(err.kind(), ErrorKind::Config);
     let msg = err.to_string();
     assert!(msg.contains("storag"), "{msg}");
-    assert!(msg.contains("storage") && msg.contains("queue"), "lists accepted keys: {msg}");
+    assert!(
+        msg.contains("storage") && msg.contains("queue"),
+        "lists accepted keys: {msg}"
+    );
 }
 
 #[test]
 fn unknown_nested_key_is_named() {
     let err = from_toml("[worker]\nconcurency = 3").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("concurency") && msg.contains("concurrency"), "{msg}");
+    assert!(
+        msg.contains("concurency") && msg.contains("concurrency"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -64,8 +70,14 @@ fn bad_storage_url_lists_accepted_schemes() {
     let err = from_toml("storage = \"mysql://localhost/db\"").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     let msg = err.to_string();
-    assert!(msg.contains("key `storage`") && msg.contains("mysql://localhost/db"), "{msg}");
-    assert!(msg.contains("sqlite://") && msg.contains("postgres://"), "{msg}");
+    assert!(
+        msg.contains("key `storage`") && msg.contains("mysql://localhost/db"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("sqlite://") && msg.contains("postgres://"),
+        "{msg}"
+    );
     let err = from_toml("storage = \"just words\"").unwrap_err();
     assert!(err.to_string().contains("key `storage`"));
 }
@@ -74,7 +86,10 @@ fn bad_storage_url_lists_accepted_schemes() {
 fn bad_queue_lists_accepted_forms() {
     let err = from_toml("queue = \"kafka://broker\"").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("key `queue`") && msg.contains("storage") && msg.contains("sqs://"), "{msg}");
+    assert!(
+        msg.contains("key `queue`") && msg.contains("storage") && msg.contains("sqs://"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -91,21 +106,30 @@ fn nonsense_values_are_refused() {
 #[tokio::test]
 async fn bad_prefix_is_refused_at_connect() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.storage = format!("sqlite://{}/x.db", dir.path().display());
-    c.prefix = "bad-prefix!".into();
+    let c = Config {
+        storage: format!("sqlite://{}/x.db", dir.path().display()),
+        prefix: "bad-prefix!".into(),
+        ..Config::default()
+    };
     let err = switchyard::Switchyard::connect(c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("prefix"), "{err}");
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type.
 fn env_overrides_file() {
     figment::Jail::expect_with(|jail| {
-        jail.create_file("switchyard.toml", "storage = \"sqlite://file.db\"\n[worker]\nconcurrency = 3")?;
+        jail.create_file(
+            "switchyard.toml",
+            "storage = \"sqlite://file.db\"\n[worker]\nconcurrency = 3",
+        )?;
         jail.set_env("SWITCHYARD_STORAGE", "sqlite://env.db");
         jail.set_env("SWITCHYARD_WORKER__CONCURRENCY", "7");
-        jail.set_env("SWITCHYARD_TEST_POSTGRES_URL", "ignored: test settings are not config");
+        jail.set_env(
+            "SWITCHYARD_TEST_POSTGRES_URL",
+            "ignored: test settings are not config",
+        );
         let c = Config::load().map_err(|e| e.to_string())?;
         assert_eq!(c.storage, "sqlite://env.db");
         assert_eq!(c.worker.concurrency, 7);

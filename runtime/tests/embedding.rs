@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchyard::{BlockingJob, Config, EnqueueOptions, JobContext, JobError, JobState, Registry, Switchyard};
+use switchyard::{
+    BlockingJob, Config, EnqueueOptions, JobContext, JobError, JobState, Registry, Switchyard,
+};
 
 #[derive(Serialize, Deserialize)]
 struct Checksum {
@@ -24,8 +26,10 @@ impl BlockingJob for Checksum {
 }
 
 async fn connect(dir: &tempfile::TempDir) -> Switchyard {
-    let mut c = Config::default();
-    c.storage = format!("sqlite://{}/embed.db", dir.path().display());
+    let mut c = Config {
+        storage: format!("sqlite://{}/embed.db", dir.path().display()),
+        ..Config::default()
+    };
     c.worker.poll_interval_ms = 50;
     Switchyard::connect(c).await.unwrap()
 }
@@ -73,12 +77,18 @@ async fn blocking_jobs_do_not_block_the_event_loop() {
         if done == ids.len() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "blocking jobs did not finish");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blocking jobs did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     running.stop().await;
     ticker.abort();
-    assert!(ticks_while_running >= 2, "the event loop stalled while blocking jobs ran");
+    assert!(
+        ticks_while_running >= 2,
+        "the event loop stalled while blocking jobs ran"
+    );
     let j = client.get(ids[0]).await.unwrap().unwrap();
     assert_eq!(j.result, Some(serde_json::json!(45)));
 }
@@ -118,5 +128,8 @@ async fn run_until_drains_on_the_callers_future() {
         .await
         .expect("run_until returned");
     assert_eq!(finished.load(Ordering::SeqCst), 1);
-    assert_eq!(client.get(id).await.unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(
+        client.get(id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
 }

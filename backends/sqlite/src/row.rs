@@ -7,7 +7,8 @@ use switchyard_core::{Error, JobRecord, JobState, Result};
 use uuid::Uuid;
 
 /// The columns every query that returns jobs selects, in this order.
-pub(crate) const COLUMNS: &str = "id, kind, queue, payload, priority, state, attempt, max_attempts, \
+pub(crate) const COLUMNS: &str =
+    "id, kind, queue, payload, priority, state, attempt, max_attempts, \
      run_at, created_at, started_at, finished_at, lease_expires_at, lease_token, worker_id, \
      errors, result, unique_key, cancel_requested, timeout_ms, tags";
 
@@ -41,27 +42,38 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRecord> {
         kind: row.try_get("kind").map_err(|e| corrupt("kind", e))?,
         queue: row.try_get("queue").map_err(|e| corrupt("queue", e))?,
         payload: get_json("payload")?,
-        priority: row.try_get::<i64, _>("priority").map_err(|e| corrupt("priority", e))? as i16,
+        priority: row
+            .try_get::<i64, _>("priority")
+            .map_err(|e| corrupt("priority", e))? as i16,
         state: state.parse::<JobState>()?,
-        attempt: row.try_get::<i64, _>("attempt").map_err(|e| corrupt("attempt", e))? as u32,
+        attempt: row
+            .try_get::<i64, _>("attempt")
+            .map_err(|e| corrupt("attempt", e))? as u32,
         max_attempts: row
             .try_get::<i64, _>("max_attempts")
             .map_err(|e| corrupt("max_attempts", e))? as u32,
         run_at: from_millis(row.try_get("run_at").map_err(|e| corrupt("run_at", e))?),
-        created_at: from_millis(row.try_get("created_at").map_err(|e| corrupt("created_at", e))?),
+        created_at: from_millis(
+            row.try_get("created_at")
+                .map_err(|e| corrupt("created_at", e))?,
+        ),
         started_at: opt_time("started_at")?,
         finished_at: opt_time("finished_at")?,
         lease_expires_at: opt_time("lease_expires_at")?,
         lease_token: row
             .try_get::<Option<Uuid>, _>("lease_token")
             .map_err(|e| corrupt("lease_token", e))?,
-        worker_id: row.try_get("worker_id").map_err(|e| corrupt("worker_id", e))?,
+        worker_id: row
+            .try_get("worker_id")
+            .map_err(|e| corrupt("worker_id", e))?,
         errors: serde_json::from_str(&errors).map_err(|e| corrupt("errors", e))?,
         result: match result {
             Some(t) => Some(serde_json::from_str(&t).map_err(|e| corrupt("result", e))?),
             None => None,
         },
-        unique_key: row.try_get("unique_key").map_err(|e| corrupt("unique_key", e))?,
+        unique_key: row
+            .try_get("unique_key")
+            .map_err(|e| corrupt("unique_key", e))?,
         cancel_requested: row
             .try_get::<i64, _>("cancel_requested")
             .map_err(|e| corrupt("cancel_requested", e))?

@@ -3,12 +3,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use switchyard_core::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
+use switchyard_core::async_trait;
 use switchyard_core::{
     validate_new_job, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
     DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, JobState,
@@ -59,7 +59,11 @@ impl SqliteConfig {
 
 /// Checks a table prefix: letters, digits and `_`, at most 32 characters.
 pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
-    if prefix.len() > 32 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if prefix.len() > 32
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(Error::config(format!(
             "key `prefix`: `{prefix}` is not a valid table prefix; accepted: up to 32 letters, \
              digits or `_`"
@@ -410,10 +414,8 @@ impl Storage for SqliteStorage {
         }
         let mut found = std::collections::HashMap::new();
         for chunk in leases.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "UPDATE {} SET lease_expires_at = ",
-                self.t("jobs")
-            ));
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("UPDATE {} SET lease_expires_at = ", self.t("jobs")));
             qb.push_bind(millis(Utc::now()) + lease.as_millis() as i64);
             qb.push(" WHERE state = 'running' AND (id, lease_token) IN (VALUES ");
             let mut sep = qb.separated(", ");
@@ -460,10 +462,17 @@ impl Storage for SqliteStorage {
         // The hot path: a batch of successes is one statement with one JSON parameter, so
         // its SQL never changes and stays prepared. Without other outcomes, no transaction.
         if successes.len() == completions.len() && successes.len() <= CHUNK * 2 {
-            applied.extend(self.complete_successes(&successes, now, &self.writer).await?);
+            applied.extend(
+                self.complete_successes(&successes, now, &self.writer)
+                    .await?,
+            );
             return Ok(statuses(completions, &applied));
         }
-        let mut tx = self.writer.begin().await.map_err(db_err("begin complete"))?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db_err("begin complete"))?;
         for chunk in successes.chunks(CHUNK * 2) {
             applied.extend(self.complete_successes(chunk, now, &mut *tx).await?);
         }
@@ -784,10 +793,8 @@ impl Storage for SqliteStorage {
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         let now = millis(Utc::now());
         for chunk in ids.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "UPDATE {} SET dispatched_at = ",
-                self.t("jobs")
-            ));
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("UPDATE {} SET dispatched_at = ", self.t("jobs")));
             qb.push_bind(now).push(" WHERE id IN (");
             let mut sep = qb.separated(", ");
             for id in chunk {

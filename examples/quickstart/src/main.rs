@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use switchyard::{
-    CancelOutcome, EnqueueOptions, Job, JobContext, JobError, JobId, JobState, Registry,
-    Switchyard,
+    CancelOutcome, EnqueueOptions, Job, JobContext, JobError, JobId, JobState, Registry, Switchyard,
 };
 
 /// Sends a greeting; returns what it sent.
@@ -46,7 +45,10 @@ impl Job for Flaky {
         if ctx.attempt == 1 {
             return Err(JobError::retryable("payment API timed out"));
         }
-        Ok(format!("order {} charged on attempt {}", self.order, ctx.attempt))
+        Ok(format!(
+            "order {} charged on attempt {}",
+            self.order, ctx.attempt
+        ))
     }
 }
 
@@ -68,14 +70,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ids.push(("flaky", client.enqueue(Flaky { order: 42 }).await?));
     let delayed = client
         .enqueue_with(
-            Greet { name: "later".into() },
+            Greet {
+                name: "later".into(),
+            },
             EnqueueOptions::new().delay(Duration::from_secs(3)),
         )
         .await?;
     ids.push(("delayed 3 s", delayed));
     let doomed = client
         .enqueue_with(
-            Greet { name: "never".into() },
+            Greet {
+                name: "never".into(),
+            },
             EnqueueOptions::new().delay(Duration::from_secs(1)),
         )
         .await?;
@@ -102,7 +108,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if done != last_done {
-            println!("[{:>4.1}s] {done}/{} jobs finished", started.elapsed().as_secs_f64(), ids.len());
+            println!(
+                "[{:>4.1}s] {done}/{} jobs finished",
+                started.elapsed().as_secs_f64(),
+                ids.len()
+            );
             last_done = done;
         }
         if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
@@ -112,7 +122,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     running.stop().await;
 
-    println!("\n{:<12} {:<36} {:<10} {:>7}  result / errors", "job", "id", "state", "attempts");
+    println!(
+        "\n{:<12} {:<36} {:<10} {:>7}  result / errors",
+        "job", "id", "state", "attempts"
+    );
     let mut all_as_expected = true;
     for (label, id) in &ids {
         let job = client.get(*id).await?.expect("job exists");
@@ -122,8 +135,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (None, Some(e)) => e.message.clone(),
             (None, None) => String::new(),
         };
-        println!("{label:<12} {id} {:<10} {:>7}  {detail}", job.state.as_str(), job.attempt);
-        let expected = if *id == doomed { JobState::Cancelled } else { JobState::Completed };
+        println!(
+            "{label:<12} {id} {:<10} {:>7}  {detail}",
+            job.state.as_str(),
+            job.attempt
+        );
+        let expected = if *id == doomed {
+            JobState::Cancelled
+        } else {
+            JobState::Completed
+        };
         all_as_expected &= job.state == expected;
     }
     if !all_as_expected {
