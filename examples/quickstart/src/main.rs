@@ -5,7 +5,6 @@
 //! before it runs, and a few plain ones; runs a worker; shows progress as jobs finish; prints
 //! every job's final state and exits.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +27,6 @@ impl Job for Greet {
     }
 }
 
-static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
-
 /// Fails on its first attempt (say, a timeout from an API) and succeeds on the retry.
 #[derive(Serialize, Deserialize)]
 struct Flaky {
@@ -41,7 +38,6 @@ impl Job for Flaky {
     type Output = String;
 
     async fn run(self, ctx: JobContext) -> Result<String, JobError> {
-        FLAKY_CALLS.fetch_add(1, Ordering::SeqCst);
         if ctx.attempt == 1 {
             return Err(JobError::retryable("payment API timed out"));
         }
