@@ -1,0 +1,137 @@
+//! Run with: cargo run --release -p switchyard-rabbitmq --example raw_ceiling [-- MESSAGES]
+//!
+//! The raw ceiling of lapin alone on this broker, for `docs/benchmarks.md`: publish MESSAGES
+//! (default 10,000) persistent 36-byte messages with publisher confirms (pipelined, 1,000
+//! confirms outstanding), then consume them with manual acks (prefetch 100, 16 acks in flight).
+//! Three rounds; prints each and the median. URL from `SWITCHYARD_TEST_AMQP_URL`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::sync::Semaphore;
+
+const WINDOW: usize = 1000;
+const PREFETCH: u16 = 100;
+const IN_FLIGHT: usize = 16;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("SWITCHYARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10_000);
+    let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+    let mut publish = Vec::new();
+    let mut consume = Vec::new();
+    for round in 1..=3 {
+        let queue = format!("switchyard_raw_ceiling_{}_{round}", std::process::id());
+        let (p, c) = one_round(&conn, &queue, n).await?;
+        println!("round {round}: publish {p:.0} msg/s, consume+ack {c:.0} msg/s");
+        publish.push(p);
+        consume.push(c);
+    }
+    println!(
+        "median of 3 ({n} messages): publish {:.0} msg/s, consume+ack {:.0} msg/s",
+        median(publish),
+        median(consume)
+    );
+    conn.close(200, "done").await?;
+    Ok(())
+}
+
+async fn one_round(
+    conn: &Connection,
+    queue: &str,
+    n: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let publisher = conn.create_channel().await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    publisher
+        .queue_declare(
+            queue,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let body = uuid::Uuid::now_v7().to_string();
+    let start = Instant::now();
+    let mut pending = Vec::with_capacity(WINDOW);
+    for _ in 0..n {
+        let confirm = publisher
+            .basic_publish(
+                "",
+                queue,
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?;
+        pending.push(confirm);
+        if pending.len() == WINDOW {
+            for c in futures::future::join_all(pending.drain(..)).await {
+                assert!(c?.is_ack(), "broker nacked a message");
+            }
+        }
+    }
+    for c in futures::future::join_all(pending.drain(..)).await {
+        assert!(c?.is_ack(), "broker nacked a message");
+    }
+    let publish_rate = n as f64 / start.elapsed().as_secs_f64();
+
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue,
+            "raw-ceiling",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let acks = Arc::new(Semaphore::new(IN_FLIGHT));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await?
+            .expect("consumer ended")?;
+        let permit = acks.clone().acquire_owned().await?;
+        tasks.push(tokio::spawn(async move {
+            let r = delivery.ack(BasicAckOptions::default()).await;
+            drop(permit);
+            r
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let consume_rate = n as f64 / start.elapsed().as_secs_f64();
+    channel
+        .queue_delete(queue, QueueDeleteOptions::default())
+        .await?;
+    channel.close(200, "done").await?;
+    publisher.close(200, "done").await?;
+    Ok((publish_rate, consume_rate))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
