@@ -126,8 +126,15 @@ impl SqsQueue {
                 tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        // A stalled connection must not hang a worker's fetch loop: every attempt ends after
+        // the longest long poll plus a margin.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(MAX_WAIT + Duration::from_secs(10))
+            .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.resolved_region()))
+            .timeout_config(timeouts)
             .http_client(http);
         if let Some(endpoint) = &config.endpoint_url {
             loader = loader.endpoint_url(endpoint);
