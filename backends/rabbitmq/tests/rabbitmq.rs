@@ -202,23 +202,28 @@ async fn drain_survives_broker_closing_the_connection() {
         let p = p.clone();
         async move {
             p.record(ctx.id, ctx.attempt);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             Ok(None)
         }
     });
     let mut cfg = TestWorkerConfig::new(&q);
-    cfg.concurrency = 16;
+    cfg.concurrency = 8;
     cfg.lease = Duration::from_secs(5);
     cfg.heartbeat = Duration::from_millis(500);
     let worker = start_worker(&backend, registry, cfg).await;
 
     let mut closed = 0;
-    for at in [100, 300] {
+    // 500 jobs of 100 ms on 8 slots take 6 s at least: both closes land mid-drain.
+    for at in [50, 250] {
         wait_for("jobs to run", Duration::from_secs(60), || async {
             (probe.count() >= at).then_some(())
         })
         .await;
         closed += close_connections(&conn_name).await;
+        assert!(
+            probe.count() < n,
+            "the drain ended before the broker closed the connection"
+        );
     }
     assert!(
         closed >= 2,
@@ -238,8 +243,12 @@ async fn drain_survives_broker_closing_the_connection() {
             (done == ids.len()).then_some(())
         }
     });
-    // Report the states seen if it fails.
     all_done.await;
+    // The queue reconnected by itself to finish the drain.
+    assert!(
+        !connections_named(&conn_name).await.is_empty(),
+        "no connection after the drain"
+    );
     worker.stop().await;
 
     let per = probe.per_job();
@@ -254,10 +263,118 @@ async fn drain_survives_broker_closing_the_connection() {
         "drain with 2 broker-side closes: {n} jobs completed, {} runs, {reruns} jobs ran twice",
         probe.count()
     );
-    // The queue reconnected: a connection with our name is open again.
-    assert!(
-        !connections_named(&conn_name).await.is_empty(),
-        "no connection after the drain"
-    );
     queue.delete_queues(&[q]).await.unwrap();
+}
+
+/// A delivery held past `settle_after` (a long job) is acked early by `extend`, so the broker's
+/// `consumer_timeout` never closes its channel; the job's later ack is a no-op, and the message
+/// does not come back when the connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extend_settles_long_held_deliveries_early() {
+    let prefix = random_prefix();
+    let _ = rabbit(&prefix).await;
+    let config = RabbitConfig::new(amqp_url())
+        .with_prefix(&prefix)
+        .with_queue_expires(Duration::from_secs(300))
+        .with_settle_after(Duration::from_millis(500));
+    let queue = RabbitQueue::connect(config).await.unwrap();
+    let q = "long".to_string();
+    queue.setup(std::slice::from_ref(&q)).await.unwrap();
+    let m = QueueMessage {
+        job_id: uuid::Uuid::now_v7(),
+        queue: q.clone(),
+        priority: 0,
+        delay: Duration::ZERO,
+    };
+    queue.publish(std::slice::from_ref(&m)).await.unwrap();
+    let d = queue
+        .receive(&q, 1, Duration::from_secs(5), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1);
+    // Too young: still held.
+    queue.extend(&d, Duration::from_secs(30)).await.unwrap();
+    queue.close().await;
+    let back = queue
+        .receive(&q, 1, Duration::from_secs(5), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        back.len(),
+        1,
+        "an unsettled delivery must come back when its connection closes"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    queue.extend(&back, Duration::from_secs(30)).await.unwrap();
+    queue.close().await;
+    let none = queue
+        .receive(&q, 1, Duration::from_secs(2), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "a delivery settled early came back: {none:?}"
+    );
+    queue
+        .ack(&back)
+        .await
+        .expect("the job's own ack after early settling");
+    queue.delete_queues(&[q]).await.unwrap();
+}
+
+/// Queue arguments cannot change after declaration: a second declaration with another
+/// `x-max-priority` is a `Config` error naming the queue, not a broken connection.
+/// `x-consumer-timeout` is accepted (RabbitMQ 3.12+ honours it, older brokers ignore it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_arguments_are_checked() {
+    let prefix = random_prefix();
+    let first = rabbit(&prefix).await;
+    let q = "args".to_string();
+    first.setup(std::slice::from_ref(&q)).await.unwrap();
+    let other = RabbitQueue::connect(
+        RabbitConfig::new(amqp_url())
+            .with_prefix(&prefix)
+            .with_queue_expires(Duration::from_secs(300))
+            .with_max_priority(5),
+    )
+    .await
+    .unwrap();
+    let e = other.setup(std::slice::from_ref(&q)).await.unwrap_err();
+    assert_eq!(e.kind(), switchyard_core::ErrorKind::Config, "{e}");
+    assert!(e.message().contains(&format!("{prefix}args")), "{e}");
+    // The connection is still usable.
+    other.setup(&["fresh".to_string()]).await.unwrap();
+    let timeout = RabbitQueue::connect(
+        RabbitConfig::new(amqp_url())
+            .with_prefix(format!("{prefix}ct_"))
+            .with_queue_expires(Duration::from_secs(300))
+            .with_consumer_timeout(Duration::from_secs(3 * 3600)),
+    )
+    .await
+    .unwrap();
+    timeout.setup(std::slice::from_ref(&q)).await.unwrap();
+    first.delete_queues(&[q.clone()]).await.unwrap();
+    other.delete_queues(&["fresh".to_string()]).await.unwrap();
+    timeout.delete_queues(&[q]).await.unwrap();
+}
+
+/// A wrong URL or prefix is a `Config` error naming what is accepted; a broker that is not
+/// there is `Unavailable`.
+#[tokio::test]
+async fn bad_config_and_missing_broker() {
+    let e = RabbitQueue::connect(
+        RabbitConfig::new("amqp://guest:secret@127.0.0.1:5672/%2f").with_prefix("amq.x"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), switchyard_core::ErrorKind::Config, "{e}");
+    let e = RabbitQueue::connect(RabbitConfig::new("redis://127.0.0.1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), switchyard_core::ErrorKind::Config, "{e}");
+    assert!(e.message().contains("amqp://"), "{e}");
+    let e = RabbitQueue::connect(RabbitConfig::new("amqp://guest:guest@127.0.0.1:1/%2f"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), switchyard_core::ErrorKind::Unavailable, "{e}");
 }
