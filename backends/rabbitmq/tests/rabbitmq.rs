@@ -353,7 +353,7 @@ async fn queue_arguments_are_checked() {
     .await
     .unwrap();
     timeout.setup(std::slice::from_ref(&q)).await.unwrap();
-    first.delete_queues(&[q.clone()]).await.unwrap();
+    first.delete_queues(std::slice::from_ref(&q)).await.unwrap();
     other.delete_queues(&["fresh".to_string()]).await.unwrap();
     timeout.delete_queues(&[q]).await.unwrap();
 }
