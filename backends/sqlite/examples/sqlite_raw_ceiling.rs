@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-sqlite --example raw_ceiling`
+//! Run with: `cargo run --release -p switchyard-sqlite --example sqlite_raw_ceiling`
 //!
 //! The raw ceiling of sqlx on SQLite for the benchmark's drain (W2): the fastest plain
 //! claim/complete loop on one file, with none of Switchyard's bookkeeping. 10,000 rows are

@@ -1,0 +1,65 @@
+//! Run with: `cargo run --release -p switchyard-sqlite --example storage_loop`
+//!
+//! Diagnostic: the SQLite storage's own claim/complete statements in one tight loop (no
+//! worker), to separate storage cost from worker overhead. The first argument is the claim
+//! batch size (default 16).
+
+use std::time::{Duration, Instant};
+
+use switchyard_core::{ClaimRequest, Completion, NewJob, Outcome, Storage};
+use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+
+#[tokio::main]
+async fn main() {
+    let path = std::env::temp_dir().join(format!("switchyard-loop-{}.db", std::process::id()));
+    let s = SqliteStorage::connect(SqliteConfig::new(format!("sqlite://{}", path.display())))
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    let jobs: Vec<NewJob> = (0..10_000)
+        .map(|i| NewJob::new("bench", serde_json::json!({ "n": i })).with_queue("bench"))
+        .collect();
+    for c in jobs.chunks(1000) {
+        s.enqueue(c.to_vec()).await.unwrap();
+    }
+    let req = ClaimRequest {
+        queues: vec!["bench".into()],
+        limit: std::env::args()
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(16),
+        worker_id: "loop".into(),
+        lease: Duration::from_secs(30),
+    };
+    let t0 = Instant::now();
+    let (mut tc, mut tk) = (Duration::ZERO, Duration::ZERO);
+    let mut n = 0;
+    loop {
+        let t = Instant::now();
+        let claimed = s.claim(&req).await.unwrap();
+        tc += t.elapsed();
+        if claimed.is_empty() {
+            break;
+        }
+        n += claimed.len();
+        let done: Vec<Completion> = claimed
+            .iter()
+            .map(|j| Completion {
+                id: j.id,
+                token: j.lease_token.unwrap(),
+                outcome: Outcome::Succeeded { result: None },
+            })
+            .collect();
+        let t = Instant::now();
+        s.complete(&done).await.unwrap();
+        tk += t.elapsed();
+    }
+    println!(
+        "{n} jobs in {:?} = {:.0} jobs/s (claims {:?}, completes {:?})",
+        t0.elapsed(),
+        n as f64 / t0.elapsed().as_secs_f64(),
+        tc,
+        tk
+    );
+    let _ = std::fs::remove_file(path);
+}
