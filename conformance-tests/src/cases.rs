@@ -140,8 +140,8 @@ pub async fn delay_longer_than_lease(b: Backend) {
     let q = queue_name();
     let probe = Probe::default();
     let mut cfg = TestWorkerConfig::new(&q);
-    cfg.lease = Duration::from_millis(800);
-    cfg.heartbeat = Duration::from_millis(200);
+    cfg.lease = Duration::from_millis(1200);
+    cfg.heartbeat = Duration::from_millis(250);
     let run_at = Utc::now() + chrono::Duration::milliseconds(2500);
     let id = enqueue1(&b.storage, job("later", &q, json!({})).with_run_at(run_at)).await;
     let w = start_worker(&b, ok_registry("later", &probe), cfg).await;
@@ -346,13 +346,13 @@ pub async fn heartbeat_renews_lease(b: Backend) {
         let p = p.clone();
         async move {
             p.record(ctx.id, ctx.attempt);
-            tokio::time::sleep(Duration::from_millis(2500)).await;
+            tokio::time::sleep(Duration::from_millis(3000)).await;
             Ok(Some(json!("done")))
         }
     });
     let mut cfg = TestWorkerConfig::new(&q);
-    cfg.lease = Duration::from_millis(800);
-    cfg.heartbeat = Duration::from_millis(200);
+    cfg.lease = Duration::from_millis(1200);
+    cfg.heartbeat = Duration::from_millis(250);
     let id = enqueue1(&b.storage, job("slow", &q, json!({}))).await;
     let w = start_worker(&b, reg, cfg).await;
     let running = wait_state(&b.storage, id, JobState::Running, LONG).await;
