@@ -22,6 +22,8 @@ use crate::row::{decode, millis, COLUMNS};
 /// Largest number of rows in one multi-row statement (SQLite's bound-parameter limit is 32,766;
 /// enqueue binds 12 per row).
 const CHUNK: usize = 500;
+/// Rows per multi-row INSERT (12 parameters each).
+const ENQUEUE_CHUNK: usize = 2000;
 
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -166,6 +168,56 @@ impl SqliteStorage {
         format!("{}{}", self.prefix, table)
     }
 
+    /// Inserts jobs in one multi-row statement, skipping ids and live unique keys that exist;
+    /// returns the ids inserted.
+    async fn insert_jobs<'e, E>(
+        &self,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+        executor: E,
+    ) -> Result<Vec<Uuid>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "INSERT OR IGNORE INTO {} (id, kind, queue, payload, priority, state, \
+             max_attempts, run_at, created_at, unique_key, timeout_ms, tags) ",
+            self.t("jobs")
+        ));
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            encoded.push((
+                serde_json::to_string(&job.payload)?,
+                serde_json::to_string(&job.tags)?,
+            ));
+        }
+        qb.push_values(jobs.iter().zip(encoded), |mut b, (job, (payload, tags))| {
+            let run_at = job.run_at.unwrap_or(now);
+            let state = if run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            };
+            b.push_bind(job.id)
+                .push_bind(job.kind.clone())
+                .push_bind(job.queue.clone())
+                .push_bind(payload)
+                .push_bind(job.priority as i64)
+                .push_bind(state.as_str())
+                .push_bind(job.max_attempts as i64)
+                .push_bind(millis(run_at))
+                .push_bind(millis(now))
+                .push_bind(job.unique_key.clone())
+                .push_bind(job.timeout_ms.map(|t| t as i64))
+                .push_bind(tags);
+        });
+        qb.push(" RETURNING id");
+        qb.build_query_scalar()
+            .fetch_all(executor)
+            .await
+            .map_err(db_err("enqueue"))
+    }
+
     /// Records successful attempts in one statement: the batch travels as one JSON array of
     /// `{i: id hex, t: token hex, r: result JSON text}`.
     async fn complete_successes<'e, E>(
@@ -307,52 +359,30 @@ impl Storage for SqliteStorage {
         }
         let now = Utc::now();
         let table = self.t("jobs");
+        // Without unique keys, a job that is not inserted can only be a repeat of its own id,
+        // so one statement (no transaction) settles a whole batch.
+        if jobs.len() <= ENQUEUE_CHUNK && jobs.iter().all(|j| j.unique_key.is_none()) {
+            let inserted: std::collections::HashSet<Uuid> = self
+                .insert_jobs(&jobs, now, &self.writer)
+                .await?
+                .into_iter()
+                .collect();
+            self.wake.notify();
+            return Ok(jobs
+                .iter()
+                .map(|j| {
+                    if inserted.contains(&j.id) {
+                        EnqueueOutcome::Inserted(j.id)
+                    } else {
+                        EnqueueOutcome::Duplicate(j.id)
+                    }
+                })
+                .collect());
+        }
         let mut inserted = std::collections::HashSet::with_capacity(jobs.len());
         let mut tx = self.writer.begin().await.map_err(db_err("begin enqueue"))?;
-        for chunk in jobs.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT OR IGNORE INTO {table} (id, kind, queue, payload, priority, state, \
-                 max_attempts, run_at, created_at, unique_key, timeout_ms, tags) "
-            ));
-            let mut err = None;
-            qb.push_values(chunk, |mut b, job| {
-                let run_at = job.run_at.unwrap_or(now);
-                let state = if run_at > now {
-                    JobState::Scheduled
-                } else {
-                    JobState::Available
-                };
-                let tags = serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".into());
-                let payload = match serde_json::to_string(&job.payload) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        err = Some(e);
-                        String::new()
-                    }
-                };
-                b.push_bind(job.id)
-                    .push_bind(job.kind.clone())
-                    .push_bind(job.queue.clone())
-                    .push_bind(payload)
-                    .push_bind(job.priority as i64)
-                    .push_bind(state.as_str())
-                    .push_bind(job.max_attempts as i64)
-                    .push_bind(millis(run_at))
-                    .push_bind(millis(now))
-                    .push_bind(job.unique_key.clone())
-                    .push_bind(job.timeout_ms.map(|t| t as i64))
-                    .push_bind(tags);
-            });
-            if let Some(e) = err {
-                return Err(e.into());
-            }
-            qb.push(" RETURNING id");
-            let ids: Vec<Uuid> = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err("enqueue"))?;
-            inserted.extend(ids);
+        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+            inserted.extend(self.insert_jobs(chunk, now, &mut *tx).await?);
         }
         let mut out = Vec::with_capacity(jobs.len());
         for job in &jobs {
