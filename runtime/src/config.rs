@@ -69,6 +69,8 @@ pub struct WorkerSection {
     pub backoff_max_secs: f64,
     /// Retry delay jitter, 0.0 to 1.0.
     pub backoff_jitter: f64,
+    /// Claims in flight at once per queue (overlaps a claim's round trip with running jobs).
+    pub fetchers: usize,
 }
 
 /// `[queues.<name>]`.
@@ -121,6 +123,9 @@ pub struct PostgresSection {
     pub listen: bool,
     /// Pool size.
     pub max_connections: u32,
+    /// Make the worker's hot path (claim, heartbeat, complete, rescue) wait for the WAL flush.
+    /// Off by default; see docs/postgres.md.
+    pub synchronous_commit: bool,
 }
 
 /// `[sqs]`.
@@ -170,6 +175,7 @@ impl Default for WorkerSection {
             backoff_base_ms: 1000,
             backoff_max_secs: 3600.0,
             backoff_jitter: 0.2,
+            fetchers: 2,
         }
     }
 }
@@ -208,6 +214,7 @@ impl Default for PostgresSection {
         Self {
             listen: true,
             max_connections: 10,
+            synchronous_commit: false,
         }
     }
 }
@@ -340,6 +347,7 @@ impl Config {
                 max: Duration::from_secs_f64(w.backoff_max_secs),
                 jitter: w.backoff_jitter,
             },
+            fetchers: w.fetchers.max(1),
             ..WorkerConfig::default()
         }
     }

@@ -100,6 +100,7 @@ pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
             c.max_payload_bytes = config.max_payload_bytes;
             c.listen = config.postgres.listen;
             c.max_connections = config.postgres.max_connections;
+            c.synchronous_commit = config.postgres.synchronous_commit;
             Ok(Arc::new(
                 switchyard_postgres::PostgresStorage::connect(c).await?,
             ))

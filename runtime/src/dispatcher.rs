@@ -54,18 +54,23 @@ pub async fn dispatch_once(
     dispatch_step(storage, queue, config, &mut Vec::new()).await
 }
 
-/// Publishes `messages` in the queue's batch size; on error, leaves the unpublished ones in
-/// `messages`.
+/// Publishes `messages` in the queue's batch size, up to eight batches in flight; on error,
+/// leaves them all in `messages` to publish again (a duplicate is harmless: claims are fenced).
 async fn publish_all(
     queue: &dyn Queue,
     messages: &mut Vec<QueueMessage>,
 ) -> switchyard_core::Result<()> {
     let max = queue.capabilities().max_batch.max(1);
-    while !messages.is_empty() {
-        let n = messages.len().min(max);
-        queue.publish(&messages[..n]).await?;
-        messages.drain(..n);
+    for group in messages.chunks(max * 8) {
+        let mut calls = Vec::with_capacity(8);
+        for batch in group.chunks(max) {
+            calls.push(queue.publish(batch));
+        }
+        for result in futures::future::join_all(calls).await {
+            result?;
+        }
     }
+    messages.clear();
     Ok(())
 }
 

@@ -68,5 +68,22 @@ pub use worker::{Worker, WorkerConfig, WorkerHandle};
 /// The core crate, for adapter authors.
 pub use switchyard_core as core;
 
+/// The SQLite backend (feature `sqlite`).
 #[cfg(feature = "sqlite")]
 pub use switchyard_sqlite as sqlite;
+
+/// The PostgreSQL backend (feature `postgres`), e.g. for `postgres::PostgresStorage::enqueue_in`.
+#[cfg(feature = "postgres")]
+pub use switchyard_postgres as postgres;
+
+/// The Redis backend (feature `redis`).
+#[cfg(feature = "redis")]
+pub use switchyard_redis as redis;
+
+/// The Amazon SQS queue (feature `sqs`).
+#[cfg(feature = "sqs")]
+pub use switchyard_sqs as sqs;
+
+/// The RabbitMQ queue (feature `rabbitmq`).
+#[cfg(feature = "rabbitmq")]
+pub use switchyard_rabbitmq as rabbitmq;

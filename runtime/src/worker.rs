@@ -48,6 +48,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Most completions recorded in one storage call.
     pub completion_batch: usize,
+    /// Claims in flight at once. Two hide a claim's round trip behind the previous batch.
+    pub fetchers: usize,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +64,7 @@ impl Default for WorkerConfig {
             backoff: Backoff::default(),
             worker_id: default_worker_id(),
             completion_batch: 500,
+            fetchers: 2,
         }
     }
 }
@@ -209,9 +212,15 @@ impl Worker {
             inner.clone(),
             stop_heartbeat.clone(),
         )));
-        let mut jobs = JoinSet::new();
-        fetch_loop(&inner, &mut jobs, &done_tx).await;
-        drain(&inner, &mut jobs).await;
+        // Job tasks live in one set owned here, so a simulated crash (this task aborted) aborts
+        // them too.
+        let jobs = tokio::sync::Mutex::new(JoinSet::new());
+        let slots = Slots::new(&inner.config);
+        let fetchers = (0..inner.config.fetchers.max(1))
+            .map(|_| fetch_loop(&inner, &jobs, &slots, &done_tx))
+            .collect::<Vec<_>>();
+        futures::future::join_all(fetchers).await;
+        drain(&inner, &mut *jobs.lock().await).await;
         drop(done_tx);
         let _ = (&mut completer.0).await;
         stop_heartbeat.cancel();
@@ -289,34 +298,54 @@ impl Inner {
     }
 }
 
-/// Claims while not shutting down. Returns when graceful shutdown is requested.
+/// The two semaphores the fetchers share: `running` bounds the jobs executing at once (the
+/// configured concurrency); `claimed` bounds the jobs claimed and not yet finished to
+/// `(fetchers + 1) × concurrency`, so a buffer of claimed jobs is ready whenever a run slot
+/// frees, and several claims can be in flight while earlier batches run.
+struct Slots {
+    running: Arc<Semaphore>,
+    claimed: Arc<Semaphore>,
+}
+
+impl Slots {
+    fn new(config: &WorkerConfig) -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(config.concurrency)),
+            claimed: Arc::new(Semaphore::new(
+                config.concurrency * (config.fetchers.max(1) + 1),
+            )),
+        }
+    }
+}
+
+/// One fetcher: claims while not shutting down; returns when graceful shutdown is requested.
 ///
-/// Two semaphores: `running` bounds the jobs executing at once (the configured concurrency);
-/// `claimed` bounds the jobs claimed and not yet finished to twice that, so a small buffer of
-/// claimed jobs is ready whenever a slot frees. The fetcher claims only when at least
-/// `concurrency` claim slots are free (or the worker is idle), so each claim is a real batch
-/// instead of one job per freed slot. Buffered jobs are in the running map from the moment
-/// they are claimed, so heartbeats keep their leases.
+/// It claims only when at least `concurrency` claim slots are free (or the worker is idle), so
+/// each claim is a real batch instead of one job per freed slot. Claimed jobs enter the running
+/// map at once, so heartbeats keep the leases of buffered jobs too.
 async fn fetch_loop(
     inner: &Arc<Inner>,
-    jobs: &mut JoinSet<()>,
+    jobs: &tokio::sync::Mutex<JoinSet<()>>,
+    slots: &Slots,
     done: &mpsc::UnboundedSender<Done>,
 ) {
     let concurrency = inner.config.concurrency;
-    let running = Arc::new(Semaphore::new(concurrency));
-    let claimed_slots = Arc::new(Semaphore::new(concurrency * 2));
+    let claimed_slots = &slots.claimed;
     let mut wake = inner.storage.subscribe();
     let mut rr = 0usize;
     let mut failures = 0u32;
     loop {
-        while jobs.try_join_next().is_some() {}
+        {
+            let mut jobs = jobs.lock().await;
+            while jobs.try_join_next().is_some() {}
+        }
         // Wait until a batch worth of claim slots is free, then take every free one.
         let batch = tokio::select! {
             p = claimed_slots.clone().acquire_many_owned(concurrency as u32) => p.expect("semaphore never closes"),
             _ = inner.shutdown.graceful_requested() => return,
         };
         let mut permits = vec![batch];
-        let extra = claimed_slots.available_permits() as u32;
+        let extra = (claimed_slots.available_permits() as u32).min(concurrency as u32);
         if extra > 0 {
             if let Ok(p) = claimed_slots.clone().try_acquire_many_owned(extra) {
                 permits.push(p);
@@ -361,9 +390,10 @@ async fn fetch_loop(
             "claimed"
         );
         // One claim slot per claimed job travels with it; the rest go back.
-        let mut slots = merge(permits);
+        let mut free = merge(permits);
+        let mut jobs = jobs.lock().await;
         for (job, delivery) in claimed {
-            let slot = slots.split(1).expect("never claims more than free slots");
+            let slot = free.split(1).expect("never claims more than free slots");
             inner.running.lock().expect("poisoned").insert(
                 job.id,
                 Running {
@@ -377,12 +407,13 @@ async fn fetch_loop(
                 inner.clone(),
                 job,
                 delivery,
-                running.clone(),
+                slots.running.clone(),
                 slot,
                 done.clone(),
             ));
         }
-        drop(slots);
+        drop(jobs);
+        drop(free);
         if got < want && inner.queue.is_none() {
             // Idle: wait for a wake-up from the backend, the poll interval, or shutdown.
             tokio::select! {
@@ -410,7 +441,12 @@ async fn receive_and_claim(
     want: usize,
 ) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
     let max = want.min(queue.capabilities().max_batch.max(1));
-    let wait = inner.config.poll_interval.min(Duration::from_secs(20));
+    // One queue: a long poll (interrupted by shutdown). Several: take turns at the poll pace.
+    let wait = if inner.config.queues.len() == 1 {
+        Duration::from_secs(20)
+    } else {
+        inner.config.poll_interval.min(Duration::from_secs(20))
+    };
     let deliveries = tokio::select! {
         d = queue.receive(name, max, wait, inner.config.lease) => d?,
         _ = inner.shutdown.graceful_requested() => return Ok(Vec::new()),
