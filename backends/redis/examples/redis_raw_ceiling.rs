@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-redis --example raw_ceiling
+//! Run with: cargo run --release -p switchyard-redis --example redis_raw_ceiling
 //!
 //! The raw ceiling of the `redis` crate on this machine for a reliable queue, to compare the
 //! Redis backend's W2 drain with: pipelined `LPUSH` of 10,000 ids, then 16 concurrent tasks on

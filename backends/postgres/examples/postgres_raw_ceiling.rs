@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-postgres --example raw_ceiling [-- --jobs 10000 --tasks 16 --batch 10 --runs 3]`
+//! Run with: `cargo run --release -p switchyard-postgres --example postgres_raw_ceiling [-- --jobs 10000 --tasks 16 --batch 10 --runs 3]`
 //!
 //! The raw ceiling of a PostgreSQL job queue on this machine: the fastest plain sqlx
 //! `FOR UPDATE SKIP LOCKED` loop, with no scheduler around it, to compare Switchyard's drain

@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-sqs --example raw_ceiling
+//! Run with: cargo run --release -p switchyard-sqs --example sqs_raw_ceiling
 //!
 //! The raw ceiling of `aws-sdk-sqs` against the SQS endpoint on this machine (fauxqs from
 //! `scripts/fauxqs/start.sh`), to compare the SQS queue's W2 drain with: `SendMessageBatch` of
