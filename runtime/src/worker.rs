@@ -212,16 +212,32 @@ impl Worker {
             inner.clone(),
             stop_heartbeat.clone(),
         )));
-        // Job tasks live in one set owned here, so a simulated crash (this task aborted) aborts
-        // them too.
-        let jobs = tokio::sync::Mutex::new(JoinSet::new());
-        let slots = Slots::new(&inner.config);
+        // Fetchers claim into an ordered buffer; the runner starts buffered jobs in that order
+        // as run slots free up. Both stop at graceful shutdown; the runner then drains.
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let mut runner = AbortOnDrop(tokio::spawn(runner(inner.clone(), ready_rx, done_tx)));
+        let claimed = Arc::new(Semaphore::new(
+            inner.config.concurrency * (inner.config.fetchers.max(1) + 1),
+        ));
         let fetchers = (0..inner.config.fetchers.max(1))
-            .map(|_| fetch_loop(&inner, &jobs, &slots, &done_tx))
+            .map(|_| fetch_loop(&inner, &claimed, &ready_tx))
             .collect::<Vec<_>>();
         futures::future::join_all(fetchers).await;
-        drain(&inner, &mut *jobs.lock().await).await;
-        drop(done_tx);
+        // Fetching stopped: jobs in flight (running or buffered) get the shutdown timeout to
+        // finish, then they are aborted and released.
+        let _deadline = AbortOnDrop(tokio::spawn({
+            let shutdown = inner.shutdown.clone();
+            let timeout = inner.config.shutdown_timeout;
+            async move {
+                tokio::time::sleep(timeout).await;
+                if !shutdown.is_hard() {
+                    tracing::warn!("shutdown timeout passed: aborting running jobs");
+                }
+                shutdown.hard();
+            }
+        }));
+        drop(ready_tx);
+        let _ = (&mut runner.0).await;
         let _ = (&mut completer.0).await;
         stop_heartbeat.cancel();
         let _ = (&mut heartbeater.0).await;
@@ -298,47 +314,27 @@ impl Inner {
     }
 }
 
-/// The two semaphores the fetchers share: `running` bounds the jobs executing at once (the
-/// configured concurrency); `claimed` bounds the jobs claimed and not yet finished to
-/// `(fetchers + 1) × concurrency`, so a buffer of claimed jobs is ready whenever a run slot
-/// frees, and several claims can be in flight while earlier batches run.
-struct Slots {
-    running: Arc<Semaphore>,
-    claimed: Arc<Semaphore>,
-}
-
-impl Slots {
-    fn new(config: &WorkerConfig) -> Self {
-        Self {
-            running: Arc::new(Semaphore::new(config.concurrency)),
-            claimed: Arc::new(Semaphore::new(
-                config.concurrency * (config.fetchers.max(1) + 1),
-            )),
-        }
-    }
-}
+/// A claimed job waiting for a run slot, with the claim slot it holds.
+type Ready = (JobRecord, Option<Delivery>, OwnedSemaphorePermit);
 
 /// One fetcher: claims while not shutting down; returns when graceful shutdown is requested.
 ///
-/// It claims only when at least `concurrency` claim slots are free (or the worker is idle), so
-/// each claim is a real batch instead of one job per freed slot. Claimed jobs enter the running
-/// map at once, so heartbeats keep the leases of buffered jobs too.
+/// `claimed` bounds the jobs claimed and not yet finished to `(fetchers + 1) × concurrency`, so
+/// a buffer of claimed jobs is ready whenever a run slot frees and several claims can be in
+/// flight while earlier batches run. A fetcher claims only when at least `concurrency` claim
+/// slots are free (or the worker is idle), so each claim is a real batch instead of one job
+/// per freed slot. Claimed jobs enter the running map at once, so heartbeats keep the leases of
+/// buffered jobs too; they go to the runner in priority order.
 async fn fetch_loop(
     inner: &Arc<Inner>,
-    jobs: &tokio::sync::Mutex<JoinSet<()>>,
-    slots: &Slots,
-    done: &mpsc::UnboundedSender<Done>,
+    claimed_slots: &Arc<Semaphore>,
+    ready: &mpsc::UnboundedSender<Ready>,
 ) {
     let concurrency = inner.config.concurrency;
-    let claimed_slots = &slots.claimed;
     let mut wake = inner.storage.subscribe();
     let mut rr = 0usize;
     let mut failures = 0u32;
     loop {
-        {
-            let mut jobs = jobs.lock().await;
-            while jobs.try_join_next().is_some() {}
-        }
         // Wait until a batch worth of claim slots is free, then take every free one.
         let batch = tokio::select! {
             p = claimed_slots.clone().acquire_many_owned(concurrency as u32) => p.expect("semaphore never closes"),
@@ -390,8 +386,14 @@ async fn fetch_loop(
             "claimed"
         );
         // One claim slot per claimed job travels with it; the rest go back.
+        let mut claimed = claimed;
+        claimed.sort_by(|(a, _), (b, _)| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
         let mut free = merge(permits);
-        let mut jobs = jobs.lock().await;
         for (job, delivery) in claimed {
             let slot = free.split(1).expect("never claims more than free slots");
             inner.running.lock().expect("poisoned").insert(
@@ -403,16 +405,8 @@ async fn fetch_loop(
                     delivery: delivery.clone(),
                 },
             );
-            jobs.spawn(run_job(
-                inner.clone(),
-                job,
-                delivery,
-                slots.running.clone(),
-                slot,
-                done.clone(),
-            ));
+            let _ = ready.send((job, delivery, slot));
         }
-        drop(jobs);
         drop(free);
         if got < want && inner.queue.is_none() {
             // Idle: wait for a wake-up from the backend, the poll interval, or shutdown.
@@ -505,24 +499,40 @@ async fn receive_and_claim(
     Ok(out)
 }
 
-/// After fetching stopped: wait for running jobs up to the shutdown timeout, then abort them.
-async fn drain(inner: &Arc<Inner>, jobs: &mut JoinSet<()>) {
-    let n = jobs.len();
-    if n > 0 {
-        tracing::info!(running = n, timeout = ?inner.config.shutdown_timeout, "draining running jobs");
-    }
-    let all_done = async { while jobs.join_next().await.is_some() {} };
-    tokio::pin!(all_done);
-    tokio::select! {
-        _ = &mut all_done => return,
-        _ = inner.shutdown.hard_requested() => {}
-        _ = tokio::time::sleep(inner.config.shutdown_timeout) => {
-            tracing::warn!("shutdown timeout passed: aborting running jobs");
-            inner.shutdown.hard();
+/// Starts buffered jobs in order as run slots free up, until the fetchers stop; then waits for
+/// every job to finish or be aborted. Job tasks live in a set owned
+/// by this task, so a simulated crash (the worker task aborted) aborts them too.
+async fn runner(
+    inner: Arc<Inner>,
+    mut ready: mpsc::UnboundedReceiver<Ready>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let slots = Arc::new(Semaphore::new(inner.config.concurrency));
+    let mut jobs = JoinSet::new();
+    loop {
+        tokio::select! {
+            item = ready.recv() => {
+                let Some((job, delivery, slot)) = item else { break };
+                // A hard shutdown while waiting for a slot releases the job unstarted.
+                let permit = tokio::select! {
+                    p = slots.clone().acquire_owned() => Some(p.expect("semaphore never closes")),
+                    _ = inner.shutdown.hard_requested() => None,
+                };
+                jobs.spawn(run_job(inner.clone(), job, delivery, permit, slot, done.clone()));
+            }
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
         }
     }
-    // Hard: every job task sees the token, records `Aborted` and returns.
-    all_done.await;
+    drain(&mut jobs).await;
+}
+
+/// After fetching stopped: waits for every job task. At hard shutdown (a second signal or the
+/// shutdown timeout) each task records `Aborted` and returns.
+async fn drain(jobs: &mut JoinSet<()>) {
+    if !jobs.is_empty() {
+        tracing::info!(running = jobs.len(), "draining running jobs");
+    }
+    while jobs.join_next().await.is_some() {}
 }
 
 fn attempt_error(job: &JobRecord, kind: &str, message: impl Into<String>) -> AttemptError {
@@ -551,7 +561,7 @@ async fn run_job(
     inner: Arc<Inner>,
     job: JobRecord,
     delivery: Option<Delivery>,
-    running: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
     slot: OwnedSemaphorePermit,
     done: mpsc::UnboundedSender<Done>,
 ) {
@@ -566,12 +576,7 @@ async fn run_job(
         if job.cancel_requested {
             cancel.cancel();
         }
-        // Wait for a run slot; a hard shutdown meanwhile releases the job unstarted.
-        let permit = tokio::select! {
-            p = running.acquire_owned() => Some(p.expect("semaphore never closes")),
-            _ = inner.shutdown.hard_requested() => None,
-        };
-        let outcome = match permit {
+        let outcome = match &permit {
             None => Outcome::Aborted {
                 error: attempt_error(
                     &job,
@@ -589,6 +594,7 @@ async fn run_job(
             },
             delivery,
         ));
+        drop(permit);
         drop(slot);
     }
     .instrument(span)
