@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-rabbitmq --example raw_ceiling [-- MESSAGES]
+//! Run with: cargo run --release -p switchyard-rabbitmq --example rabbitmq_raw_ceiling [-- MESSAGES]
 //!
 //! The raw ceiling of lapin alone on this broker, for `docs/benchmarks.md`: publish MESSAGES
 //! (default 10,000) persistent 36-byte messages with publisher confirms (pipelined, 1,000
