@@ -48,7 +48,9 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Most completions recorded in one storage call.
     pub completion_batch: usize,
-    /// Claims in flight at once. Two hide a claim's round trip behind the previous batch.
+    /// Claims in flight at once. Two hide a claim's round trip behind the previous batch; jobs
+    /// claimed and not yet started can reach `fetchers × concurrency` (use 1 for long jobs
+    /// shared by many workers). With a concurrency of 1 there is always one.
     pub fetchers: usize,
 }
 
@@ -217,9 +219,9 @@ impl Worker {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let mut runner = AbortOnDrop(tokio::spawn(runner(inner.clone(), ready_rx, done_tx)));
         let claimed = Arc::new(Semaphore::new(
-            inner.config.concurrency * (inner.config.fetchers.max(1) + 1),
+            inner.config.concurrency * (inner.fetchers() + 1),
         ));
-        let fetchers = (0..inner.config.fetchers.max(1))
+        let fetchers = (0..inner.fetchers())
             .map(|_| fetch_loop(&inner, &claimed, &ready_tx))
             .collect::<Vec<_>>();
         futures::future::join_all(fetchers).await;
@@ -304,6 +306,16 @@ struct Inner {
 type Done = (Completion, Option<Delivery>);
 
 impl Inner {
+    /// Claims in flight at once. With a single run slot a second claim gains nothing and
+    /// would let batches overtake each other, so jobs run strictly in claim order.
+    fn fetchers(&self) -> usize {
+        if self.config.concurrency == 1 {
+            1
+        } else {
+            self.config.fetchers.max(1)
+        }
+    }
+
     fn claim_request(&self, limit: usize) -> ClaimRequest {
         ClaimRequest {
             queues: self.config.queues.clone(),
@@ -449,6 +461,7 @@ async fn receive_and_claim(
         return Ok(Vec::new());
     }
     let ids: Vec<JobId> = deliveries.iter().map(|d| d.job_id).collect();
+    let t_claim = std::time::Instant::now();
     let claimed = match inner
         .storage
         .claim_ids(&ids, &inner.claim_request(ids.len()))
@@ -463,6 +476,12 @@ async fn receive_and_claim(
             return Err(e);
         }
     };
+    tracing::trace!(
+        received = ids.len(),
+        claimed = claimed.len(),
+        us = t_claim.elapsed().as_micros() as u64,
+        "claimed deliveries"
+    );
     let mut by_id: HashMap<JobId, Delivery> = HashMap::new();
     for d in deliveries {
         // Two messages for one job: the extra one is a duplicate publish.

@@ -13,10 +13,16 @@ use switchyard_core::{Error, Result};
 use crate::storage::db_err;
 
 /// Every migration, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_jobs.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_jobs.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_outbox.sql"),
+    ),
+];
 
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {

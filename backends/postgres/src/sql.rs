@@ -137,13 +137,15 @@ impl Statements {
                  ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
+            // Driven by the given ids (primary-key lookups), never by a scan of the runnable
+            // index filtered by id, which costs a walk over every pending job.
             claim_ids: format!(
                 "WITH picked AS ( \
-                   SELECT id FROM {jobs} \
-                   WHERE id = ANY($5::uuid[]) AND queue = ANY($1::text[]) \
-                     AND state IN {PENDING} AND run_at <= now() \
-                   ORDER BY priority DESC, run_at, id \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED \
+                   SELECT p.id FROM unnest($5::uuid[]) AS u(id) JOIN {jobs} p ON p.id = u.id \
+                   WHERE p.queue = ANY($1::text[]) \
+                     AND p.state IN {PENDING} AND p.run_at <= now() \
+                   ORDER BY p.priority DESC, p.run_at, p.id \
+                   LIMIT $2 FOR UPDATE OF p SKIP LOCKED \
                  ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
@@ -230,10 +232,17 @@ impl Statements {
                  RETURNING holder"
             ),
             resign: format!("DELETE FROM {leaders} WHERE name = $1 AND holder = $2"),
+            // Two index range scans (`jobs_undispatched`, `jobs_dispatched`): never published,
+            // by due time; published long ago and still pending (a lost message).
             due_for_dispatch: format!(
-                "SELECT id, queue, priority, run_at FROM {jobs} \
-                 WHERE state IN {PENDING} AND run_at <= $1 \
-                   AND (dispatched_at IS NULL OR dispatched_at < $2) \
+                "(SELECT id, queue, priority, run_at FROM {jobs} \
+                  WHERE state IN {PENDING} AND dispatched_at IS NULL AND run_at <= $1 \
+                  ORDER BY run_at LIMIT $3) \
+                 UNION ALL \
+                 (SELECT id, queue, priority, run_at FROM {jobs} \
+                  WHERE state IN {PENDING} AND dispatched_at IS NOT NULL \
+                    AND dispatched_at < $2 AND run_at <= $1 \
+                  ORDER BY dispatched_at LIMIT $3) \
                  ORDER BY run_at LIMIT $3"
             ),
             mark_dispatched: format!(

@@ -393,7 +393,7 @@ async fn migrations_are_safe_to_run_concurrently() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     drop_tables(&admin, &prefix).await;
 }
 

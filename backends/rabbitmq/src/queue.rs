@@ -219,7 +219,10 @@ impl RabbitQueue {
                 .lock()
                 .expect("poisoned")
                 .entry(queue.to_string())
-                .or_insert_with(|| u16::try_from(max.max(1)).unwrap_or(u16::MAX)),
+                // The worker holds deliveries until their jobs' completions are recorded,
+                // and keeps a buffer of claimed jobs beside the running ones: allow a few
+                // receive batches in flight.
+                .or_insert_with(|| u16::try_from(max.max(1) * 4).unwrap_or(u16::MAX)),
         };
         let name = self.inner.config.broker_queue(queue)?;
         let id = self.inner.generations.next();

@@ -16,7 +16,9 @@ const N: i64 = 10_000;
 const BATCH: i64 = 16;
 
 async fn run_once(path: &std::path::Path) -> f64 {
-    let _ = std::fs::remove_file(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
