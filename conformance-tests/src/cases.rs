@@ -13,8 +13,8 @@ use switchyard::{
     Registry, RetryOutcome,
 };
 use switchyard_core::{
-    ClaimRequest, Completion, CompletionStatus, EnqueueOutcome, JobId, LeaseRef, LeaseStatus,
-    Outcome, Storage,
+    ClaimRequest, Completion, CompletionStatus, EnqueueOutcome, JobId, JobRecord, LeaseRef,
+    LeaseStatus, Outcome, Storage,
 };
 
 use crate::harness::{start_worker, wait_state, Probe, TestWorkerConfig};
@@ -32,6 +32,26 @@ fn job(kind: &str, queue: &str, payload: serde_json::Value) -> NewJob {
 
 async fn enqueue1(s: &Arc<dyn Storage>, j: NewJob) -> JobId {
     s.enqueue(vec![j]).await.expect("enqueue")[0].id()
+}
+
+/// Claims up to `limit` jobs of `queue` directly in storage.
+async fn claim(s: &Arc<dyn Storage>, queue: &str, limit: usize, lease: Duration) -> Vec<JobRecord> {
+    s.claim(&claim_req(queue, limit, lease))
+        .await
+        .expect("claim")
+}
+
+/// Records a successful attempt with no result; panics unless it was applied.
+async fn succeed(s: &Arc<dyn Storage>, id: JobId, token: uuid::Uuid) {
+    let done = s
+        .complete(&[Completion {
+            id,
+            token,
+            outcome: Outcome::Succeeded { result: None },
+        }])
+        .await
+        .expect("complete");
+    assert_eq!(done, vec![CompletionStatus::Applied]);
 }
 
 fn claim_req(queue: &str, limit: usize, lease: Duration) -> ClaimRequest {
@@ -197,11 +217,7 @@ pub async fn priority_order(b: Backend) {
     if b.queue.is_none() {
         let mut got = Vec::new();
         for _ in 0..prios.len() {
-            let c = b
-                .storage
-                .claim(&claim_req(&q, 1, Duration::from_secs(30)))
-                .await
-                .unwrap();
+            let c = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
             assert_eq!(c.len(), 1);
             got.push(c[0].id);
         }
@@ -211,11 +227,7 @@ pub async fn priority_order(b: Backend) {
         for p in prios {
             enqueue1(&b.storage, job("p", &q2, json!({})).with_priority(p)).await;
         }
-        let batch = b
-            .storage
-            .claim(&claim_req(&q2, 10, Duration::from_secs(30)))
-            .await
-            .unwrap();
+        let batch = claim(&b.storage, &q2, 10, Duration::from_secs(30)).await;
         let ps: Vec<i16> = batch.iter().map(|j| j.priority).collect();
         assert_eq!(ps, vec![10, 5, 1, 0, -3]);
         return;
@@ -251,11 +263,7 @@ pub async fn queues_are_isolated(b: Backend) {
     let qb = queue_name();
     let a = enqueue1(&b.storage, job("iso", &qa, json!({}))).await;
     let other = enqueue1(&b.storage, job("iso", &qb, json!({}))).await;
-    let claimed = b
-        .storage
-        .claim(&claim_req(&qa, 10, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let claimed = claim(&b.storage, &qa, 10, Duration::from_secs(30)).await;
     assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
     let probe = Probe::default();
     let a2 = enqueue1(&b.storage, job("iso", &qa, json!({}))).await;
@@ -418,11 +426,7 @@ pub async fn rescue_drops_exhausted_jobs(b: Backend) {
     let q = queue_name();
     let last = enqueue1(&b.storage, job("x", &q, json!({})).with_max_attempts(1)).await;
     let more = enqueue1(&b.storage, job("x", &q, json!({})).with_max_attempts(3)).await;
-    let claimed = b
-        .storage
-        .claim(&claim_req(&q, 10, Duration::from_millis(200)))
-        .await
-        .unwrap();
+    let claimed = claim(&b.storage, &q, 10, Duration::from_millis(200)).await;
     assert_eq!(claimed.len(), 2);
     // Not expired yet: nothing to rescue.
     let early = b.storage.rescue_expired(Utc::now(), 100).await.unwrap();
@@ -444,20 +448,12 @@ pub async fn rescue_drops_exhausted_jobs(b: Backend) {
 pub async fn stale_worker_completion_is_rejected(b: Backend) {
     let q = queue_name();
     let id = enqueue1(&b.storage, job("x", &q, json!({}))).await;
-    let first = b
-        .storage
-        .claim(&claim_req(&q, 1, Duration::from_millis(150)))
-        .await
-        .unwrap();
+    let first = claim(&b.storage, &q, 1, Duration::from_millis(150)).await;
     let stale = first[0].lease_token.expect("a claim sets a lease token");
     tokio::time::sleep(Duration::from_millis(250)).await;
     let report = b.storage.rescue_expired(Utc::now(), 100).await.unwrap();
     assert_eq!(report.retried, vec![id]);
-    let second = b
-        .storage
-        .claim(&claim_req(&q, 1, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let second = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
     let fresh = second[0].lease_token.unwrap();
     assert_ne!(stale, fresh);
     assert_eq!(second[0].attempt, 2);
@@ -697,19 +693,8 @@ pub async fn cancel_running_fires_token(b: Backend) {
 pub async fn cancel_finished_says_so(b: Backend) {
     let q = queue_name();
     let id = enqueue1(&b.storage, job("x", &q, json!({}))).await;
-    let c = b
-        .storage
-        .claim(&claim_req(&q, 1, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    b.storage
-        .complete(&[Completion {
-            id,
-            token: c[0].lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+    let c = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
+    succeed(&b.storage, id, c[0].lease_token.unwrap()).await;
     assert_eq!(
         b.storage.cancel(id).await.unwrap(),
         CancelOutcome::AlreadyFinished(JobState::Completed)
@@ -800,11 +785,7 @@ pub async fn unique_key_returns_first(b: Backend) {
         ]
     );
     // While running, still a duplicate; once completed, the key is free.
-    let claimed = b
-        .storage
-        .claim(&claim_req(&q, 10, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let claimed = claim(&b.storage, &q, 10, Duration::from_secs(30)).await;
     let mine = claimed.iter().find(|j| j.id == first).expect("claimed");
     let out = b
         .storage
@@ -812,14 +793,7 @@ pub async fn unique_key_returns_first(b: Backend) {
         .await
         .unwrap();
     assert_eq!(out, vec![EnqueueOutcome::Duplicate(first)]);
-    b.storage
-        .complete(&[Completion {
-            id: first,
-            token: mine.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+    succeed(&b.storage, first, mine.lease_token.unwrap()).await;
     let again = job("r", &q, json!({})).with_unique_key(&key);
     let again_id = again.id;
     let out = b.storage.enqueue(vec![again]).await.unwrap();
@@ -922,10 +896,7 @@ pub async fn counts_by_state_and_queue(b: Backend) {
         job("x", &qb, json!({})).with_run_at(Utc::now() + chrono::Duration::hours(1)),
     )
     .await;
-    b.storage
-        .claim(&claim_req(&qa, 1, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    claim(&b.storage, &qa, 1, Duration::from_secs(30)).await;
     let counts = b.storage.counts().await.unwrap();
     let a = counts.iter().find(|c| c.queue == qa).expect("queue a");
     assert_eq!(a.counts.get(&JobState::Available), Some(&2));
@@ -947,26 +918,12 @@ pub async fn prune_finished(b: Backend) {
         job("x", &q, json!({})).with_run_at(Utc::now() + chrono::Duration::hours(1)),
     )
     .await;
-    let c = b
-        .storage
-        .claim(&claim_req(&q, 1, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    b.storage
-        .complete(&[Completion {
-            id: done,
-            token: c[0].lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+    let c = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
+    succeed(&b.storage, done, c[0].lease_token.unwrap()).await;
     b.storage.cancel(cancelled).await.unwrap();
     let waiting = enqueue1(&b.storage, job("x", &q, json!({}))).await;
     let running = enqueue1(&b.storage, job("x", &q, json!({}))).await;
-    b.storage
-        .claim(&claim_req(&q, 1, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
     // Retention not reached: nothing goes.
     let past = Utc::now() - chrono::Duration::hours(1);
     assert_eq!(b.storage.prune(past, 100).await.unwrap(), 0);
