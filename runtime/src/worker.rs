@@ -205,6 +205,7 @@ impl Worker {
             config: self.config,
             running: Mutex::new(HashMap::new()),
             shutdown,
+            backlog: Backlog::default(),
         });
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let stop_heartbeat = CancellationToken::new();
@@ -301,6 +302,45 @@ struct Inner {
     config: WorkerConfig,
     running: Mutex<HashMap<JobId, Running>>,
     shutdown: Shutdown,
+    backlog: Backlog,
+}
+
+/// Claimed jobs waiting for a run slot. Fetchers claim only while fewer than `concurrency` wait,
+/// so slow jobs are not hoarded by one worker while others idle, yet fast jobs keep several
+/// claims in flight.
+#[derive(Default)]
+struct Backlog {
+    waiting: std::sync::atomic::AtomicUsize,
+    shrunk: tokio::sync::Notify,
+}
+
+impl Backlog {
+    fn added(&self, n: usize) {
+        self.waiting.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn started(&self, limit: usize) {
+        if self.waiting.fetch_sub(1, Ordering::SeqCst) <= limit {
+            self.shrunk.notify_waiters();
+        }
+    }
+
+    /// Waits until fewer than `limit` jobs wait. Returns false if `stop` resolves first.
+    async fn wait_below(&self, limit: usize, stop: impl std::future::Future<Output = ()>) -> bool {
+        tokio::pin!(stop);
+        loop {
+            let shrunk = self.shrunk.notified();
+            tokio::pin!(shrunk);
+            shrunk.as_mut().enable();
+            if self.waiting.load(Ordering::SeqCst) < limit {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut shrunk => {}
+                _ = &mut stop => return false,
+            }
+        }
+    }
 }
 
 type Done = (Completion, Option<Delivery>);
@@ -347,6 +387,14 @@ async fn fetch_loop(
     let mut rr = 0usize;
     let mut failures = 0u32;
     loop {
+        // Claim only while the backlog of claimed jobs waiting to start is short.
+        if !inner
+            .backlog
+            .wait_below(concurrency, inner.shutdown.graceful_requested())
+            .await
+        {
+            return;
+        }
         // Wait until a batch worth of claim slots is free, then take every free one.
         let batch = tokio::select! {
             p = claimed_slots.clone().acquire_many_owned(concurrency as u32) => p.expect("semaphore never closes"),
@@ -406,6 +454,7 @@ async fn fetch_loop(
                 .then(a.id.cmp(&b.id))
         });
         let mut free = merge(permits);
+        inner.backlog.added(claimed.len());
         for (job, delivery) in claimed {
             let slot = free.split(1).expect("never claims more than free slots");
             inner.running.lock().expect("poisoned").insert(
@@ -537,6 +586,7 @@ async fn runner(
                     p = slots.clone().acquire_owned() => Some(p.expect("semaphore never closes")),
                     _ = inner.shutdown.hard_requested() => None,
                 };
+                inner.backlog.started(inner.config.concurrency);
                 jobs.spawn(run_job(inner.clone(), job, delivery, permit, slot, done.clone()));
             }
             Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
