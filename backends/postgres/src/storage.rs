@@ -319,7 +319,9 @@ impl PostgresStorage {
             .application_name(&format!("switchyard {}", config.prefix));
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
-            .min_connections(0)
+            // A worker uses a few connections at once (fetchers, completer, heartbeater): keep
+            // them open so the first claims after start or an idle spell do not pay a connect.
+            .min_connections(config.max_connections.clamp(1, 3))
             .acquire_timeout(config.acquire_timeout)
             // A dead connection fails its next statement, which `retrying` runs again on
             // another; sqlx tests every connection when it comes back to the pool. Testing it
