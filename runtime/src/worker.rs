@@ -348,12 +348,30 @@ type Done = (Completion, Option<Delivery>);
 impl Inner {
     /// Claims in flight at once. With a single run slot a second claim gains nothing and
     /// would let batches overtake each other, so jobs run strictly in claim order.
+    ///
+    /// A broker that hands out few messages per call (SQS: 10) needs more receives in flight
+    /// to keep the worker busy: enough for about four times the concurrency.
     fn fetchers(&self) -> usize {
         if self.config.concurrency == 1 {
-            1
-        } else {
-            self.config.fetchers.max(1)
+            return 1;
         }
+        let configured = self.config.fetchers.max(1);
+        let per_call = self.batch();
+        if per_call < self.config.concurrency {
+            configured.max((4 * self.config.concurrency).div_ceil(per_call).min(16))
+        } else {
+            configured
+        }
+    }
+
+    /// The most jobs one claim can bring: the concurrency, or fewer when an external queue
+    /// delivers fewer messages per receive.
+    fn batch(&self) -> usize {
+        let per_call = match &self.queue {
+            Some(q) => q.capabilities().max_batch.max(1),
+            None => usize::MAX,
+        };
+        self.config.concurrency.min(per_call)
     }
 
     fn claim_request(&self, limit: usize) -> ClaimRequest {
@@ -383,6 +401,7 @@ async fn fetch_loop(
     ready: &mpsc::UnboundedSender<Ready>,
 ) {
     let concurrency = inner.config.concurrency;
+    let batch = inner.batch();
     let mut wake = inner.storage.subscribe();
     let mut rr = 0usize;
     let mut failures = 0u32;
@@ -396,12 +415,12 @@ async fn fetch_loop(
             return;
         }
         // Wait until a batch worth of claim slots is free, then take every free one.
-        let batch = tokio::select! {
-            p = claimed_slots.clone().acquire_many_owned(concurrency as u32) => p.expect("semaphore never closes"),
+        let first = tokio::select! {
+            p = claimed_slots.clone().acquire_many_owned(batch as u32) => p.expect("semaphore never closes"),
             _ = inner.shutdown.graceful_requested() => return,
         };
-        let mut permits = vec![batch];
-        let extra = (claimed_slots.available_permits() as u32).min(concurrency as u32);
+        let mut permits = vec![first];
+        let extra = (claimed_slots.available_permits() as u32).min(batch as u32);
         if extra > 0 {
             if let Ok(p) = claimed_slots.clone().try_acquire_many_owned(extra) {
                 permits.push(p);
