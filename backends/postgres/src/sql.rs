@@ -137,11 +137,14 @@ impl Statements {
                  ){sc} {set} FROM picked{sc_from} WHERE j.id = picked.id RETURNING {jcols}",
                 set = claim_set("$3", "$4"),
             ),
-            // Driven by the given ids (primary-key lookups), never by a scan of the runnable
-            // index filtered by id, which costs a walk over every pending job.
+            // Driven by the given ids: one primary-key lookup each. The `OFFSET 0` fence keeps
+            // the state/queue filters outside the lookup, so the planner can never answer with
+            // a walk over the runnable index filtered by id (a generic plan built on stale
+            // statistics chose exactly that, costing a scan of every pending job per claim).
             claim_ids: format!(
                 "WITH picked AS ( \
-                   SELECT p.id FROM unnest($5::uuid[]) AS u(id) JOIN {jobs} p ON p.id = u.id \
+                   SELECT p.id FROM unnest($5::uuid[]) AS u(id) \
+                   CROSS JOIN LATERAL (SELECT * FROM {jobs} WHERE id = u.id OFFSET 0) p \
                    WHERE p.queue = ANY($1::text[]) \
                      AND p.state IN {PENDING} AND p.run_at <= now() \
                    ORDER BY p.priority DESC, p.run_at, p.id \
