@@ -63,12 +63,21 @@ async fn send_all(client: &Client, url: &str, jobs: usize, concurrency: usize) -
     results.into_iter().collect()
 }
 
-async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> Res<()> {
+/// Drains `jobs` messages; returns the time until the last one was deleted (tasks still in an
+/// empty long poll at that moment do not count).
+async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> Res<Duration> {
+    let start = Instant::now();
+    let finished = Arc::new(std::sync::Mutex::new(None::<Duration>));
     let done = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, url, done) = (client.clone(), url.to_string(), done.clone());
+        let (client, url, done, finished) = (
+            client.clone(),
+            url.to_string(),
+            done.clone(),
+            finished.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while done.load(Ordering::Relaxed) < jobs {
                 if Instant::now() > deadline {
@@ -96,7 +105,10 @@ async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> R
                     );
                 }
                 let out = req.send().await?;
-                done.fetch_add(out.successful().len(), Ordering::Relaxed);
+                let n = out.successful().len();
+                if done.fetch_add(n, Ordering::Relaxed) + n >= jobs {
+                    finished.lock().unwrap().get_or_insert(start.elapsed());
+                }
             }
             Ok(())
         }));
@@ -104,7 +116,8 @@ async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> R
     for t in tasks {
         t.await??;
     }
-    Ok(())
+    let took = finished.lock().unwrap().unwrap_or_else(|| start.elapsed());
+    Ok(took)
 }
 
 #[tokio::main]
@@ -136,9 +149,8 @@ async fn main() -> Res<()> {
         let t = Instant::now();
         send_all(&client, &url, jobs, send_concurrency).await?;
         let send = jobs as f64 / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        drain(&client, &url, jobs, concurrency).await?;
-        let dr = jobs as f64 / t.elapsed().as_secs_f64();
+        let took = drain(&client, &url, jobs, concurrency).await?;
+        let dr = jobs as f64 / took.as_secs_f64();
         client.delete_queue().queue_url(&url).send().await?;
         println!("run {run}: send {send:.0} msg/s, drain {dr:.0} msg/s");
         sends.push(send);
