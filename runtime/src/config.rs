@@ -241,8 +241,12 @@ impl Config {
                 .merge(Toml::file(path))
                 .merge(
                     Env::prefixed("SWITCHYARD_")
-                        // The test suite's own settings are not configuration.
-                        .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_"))
+                        // Not configuration keys: the path of the configuration file itself
+                        // (`SWITCHYARD_CONFIG`, read by the CLI) and the test suite's settings.
+                        .filter(|k| {
+                            let k = k.as_str().to_ascii_lowercase();
+                            k != "config" && !k.starts_with("test_")
+                        })
                         .split("__"),
                 ),
         )
