@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod executor;
 mod job;
+mod migration;
 mod queue;
 mod storage;
 mod wake;
@@ -32,6 +33,7 @@ pub use job::{
     validate_new_job, AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY, DEFAULT_QUEUE,
 };
+pub use migration::migration_statements;
 pub use queue::{Delivery, Queue, QueueMessage};
 pub use storage::{
     CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem, EnqueueOutcome,

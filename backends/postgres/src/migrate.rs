@@ -8,7 +8,7 @@
 //! transaction mode and can never leak with a pooled session.
 
 use sqlx::PgPool;
-use switchyard_core::{Error, Result};
+use switchyard_core::{migration_statements, Error, Result};
 
 use crate::storage::db_err;
 
@@ -47,7 +47,7 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
         if applied.contains(version) {
             continue;
         }
-        for statement in statements(&sql.replace("{prefix}", prefix)) {
+        for statement in migration_statements(sql, prefix) {
             // Unprepared: DDL is run once, and must not fill the statement cache.
             sqlx::query(&statement)
                 .persistent(false)
@@ -67,20 +67,4 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
     }
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
-}
-
-/// Splits a migration file into statements: comment lines dropped, split on `;`. Migration
-/// files must not put `;` inside string literals or function bodies.
-fn statements(sql: &str) -> Vec<String> {
-    let without_comments: String = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }

@@ -3,7 +3,7 @@
 //! them in order inside one write transaction and records each in `{prefix}migrations`.
 
 use sqlx::SqlitePool;
-use switchyard_core::{Error, Result};
+use switchyard_core::{migration_statements, Error, Result};
 
 use crate::storage::db_err;
 
@@ -28,7 +28,7 @@ pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
         if applied.contains(version) {
             continue;
         }
-        for statement in statements(&sql.replace("{prefix}", prefix)) {
+        for statement in migration_statements(sql, prefix) {
             sqlx::query(&statement)
                 .execute(&mut *tx)
                 .await
@@ -47,20 +47,4 @@ pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     }
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
-}
-
-/// Splits a migration file into statements: comment lines dropped, split on `;`. Migration
-/// files must not put `;` inside string literals.
-pub(crate) fn statements(sql: &str) -> Vec<String> {
-    let without_comments: String = sql
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
