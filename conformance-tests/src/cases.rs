@@ -490,18 +490,28 @@ pub async fn stale_worker_completion_is_rejected(b: Backend) {
         JobState::Running,
         "a stale completion changed the job"
     );
+    // The stale and the fresh attempt in one batch: each gets its own status.
     let st = b
         .storage
-        .complete(&[Completion {
-            id,
-            token: fresh,
-            outcome: Outcome::Succeeded {
-                result: Some(json!("fresh")),
+        .complete(&[
+            Completion {
+                id,
+                token: stale,
+                outcome: Outcome::Succeeded {
+                    result: Some(json!("stale")),
+                },
             },
-        }])
+            Completion {
+                id,
+                token: fresh,
+                outcome: Outcome::Succeeded {
+                    result: Some(json!("fresh")),
+                },
+            },
+        ])
         .await
         .unwrap();
-    assert_eq!(st, vec![CompletionStatus::Applied]);
+    assert_eq!(st, vec![CompletionStatus::Stale, CompletionStatus::Applied]);
     let j = b.storage.get(id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Completed);
     assert_eq!(j.result, Some(json!("fresh")));

@@ -219,13 +219,14 @@ impl SqliteStorage {
     }
 
     /// Records successful attempts in one statement: the batch travels as one JSON array of
-    /// `{i: id hex, t: token hex, r: result JSON text}`.
+    /// `{i: id hex, t: token hex, r: result JSON text}`. The ids in `batch` must be distinct;
+    /// returns the (id, token) pairs that applied.
     async fn complete_successes<'e, E>(
         &self,
         batch: &[&Completion],
         now: i64,
         executor: E,
-    ) -> Result<Vec<Uuid>>
+    ) -> Result<Vec<(Uuid, Uuid)>>
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
@@ -242,7 +243,7 @@ impl SqliteStorage {
             }));
         }
         let jobs = self.t("jobs");
-        sqlx::query_scalar(&format!(
+        let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
             "UPDATE {jobs} SET state = 'completed', result = c.r, finished_at = ?1, \
                lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
              FROM (SELECT unhex(value ->> 'i') AS i, unhex(value ->> 't') AS t, value ->> 'r' AS r \
@@ -254,7 +255,11 @@ impl SqliteStorage {
         .bind(serde_json::Value::Array(items).to_string())
         .fetch_all(executor)
         .await
-        .map_err(db_err("complete"))
+        .map_err(db_err("complete"))?;
+        // Ids are distinct within a batch (see `complete`), so each names its token.
+        let tokens: std::collections::HashMap<Uuid, Uuid> =
+            batch.iter().map(|c| (c.id, c.token)).collect();
+        Ok(ids.into_iter().map(|id| (id, tokens[&id])).collect())
     }
 
     async fn claim_where(
@@ -315,15 +320,16 @@ impl SqliteStorage {
     }
 }
 
-/// One status per completion, in input order.
+/// One status per completion, in input order. `applied` holds (id, token) pairs, so a stale
+/// and a fresh completion of one job in the same batch are told apart.
 fn statuses(
     completions: &[Completion],
-    applied: &std::collections::HashSet<Uuid>,
+    applied: &std::collections::HashSet<(Uuid, Uuid)>,
 ) -> Vec<CompletionStatus> {
     completions
         .iter()
         .map(|c| {
-            if applied.contains(&c.id) {
+            if applied.contains(&(c.id, c.token)) {
                 CompletionStatus::Applied
             } else {
                 CompletionStatus::Stale
@@ -485,10 +491,13 @@ impl Storage for SqliteStorage {
         let now = millis(Utc::now());
         let jobs = self.t("jobs");
         let mut applied = std::collections::HashSet::new();
-        let successes: Vec<&Completion> = completions
+        // Successes with distinct ids go in batches; a repeated id (a stale and a fresh attempt
+        // of one job in the same call) is recorded on its own, so its status names its token.
+        let mut seen = std::collections::HashSet::new();
+        let (successes, repeats): (Vec<&Completion>, Vec<&Completion>) = completions
             .iter()
             .filter(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
-            .collect();
+            .partition(|c| seen.insert(c.id));
         // The hot path: a batch of successes is one statement with one JSON parameter, so
         // its SQL never changes and stays prepared. Without other outcomes, no transaction.
         if successes.len() == completions.len() && successes.len() <= CHUNK * 2 {
@@ -505,6 +514,9 @@ impl Storage for SqliteStorage {
             .map_err(db_err("begin complete"))?;
         for chunk in successes.chunks(CHUNK * 2) {
             applied.extend(self.complete_successes(chunk, now, &mut *tx).await?);
+        }
+        for c in repeats {
+            applied.extend(self.complete_successes(&[c], now, &mut *tx).await?);
         }
         // Everything else, one statement each (failures are the rare path).
         for c in completions {
@@ -538,7 +550,7 @@ impl Storage for SqliteStorage {
                 .await
                 .map_err(db_err("complete"))?;
             if let Some(id) = ok {
-                applied.insert(id);
+                applied.insert((id, c.token));
             }
         }
         tx.commit().await.map_err(db_err("commit complete"))?;
