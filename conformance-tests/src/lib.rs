@@ -121,6 +121,7 @@ macro_rules! conformance_suite {
             counts_by_state_and_queue,
             prune_finished,
             leadership_is_exclusive_and_expires,
+            outbox_dispatch_view,
             unknown_kind_fails_clearly,
             undecodable_payload_fails_clearly,
             oversized_payload_rejected,

@@ -331,6 +331,26 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// that makes a job runnable again (retry, rescue, abort, user retry) clears it.
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()>;
 
+    /// [`due_for_dispatch`](Storage::due_for_dispatch) and
+    /// [`mark_dispatched`](Storage::mark_dispatched) of what it found, as one step: returns the
+    /// jobs it marked. The dispatcher calls this; a backend that can find and mark in one
+    /// statement or script overrides it to save a round trip and a second pass over the rows.
+    /// Concurrent callers may both take a job (a duplicate publish is harmless), but a backend
+    /// that can skip rows another caller is taking should.
+    async fn take_for_dispatch(
+        &self,
+        horizon: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DispatchItem>> {
+        let items = self.due_for_dispatch(horizon, stale_before, limit).await?;
+        if !items.is_empty() {
+            let ids: Vec<JobId> = items.iter().map(|i| i.id).collect();
+            self.mark_dispatched(&ids).await?;
+        }
+        Ok(items)
+    }
+
     /// A subscription to this backend's wake-ups for idle workers. Backends without wake-ups
     /// return [`WakeSubscription::polling_only`].
     fn subscribe(&self) -> WakeSubscription;

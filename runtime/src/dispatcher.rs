@@ -95,7 +95,7 @@ async fn dispatch_step(
     let horizon = now + chrono::Duration::from_std(native).unwrap_or_default();
     let stale = now - chrono::Duration::from_std(config.redispatch_after).unwrap_or_default();
     let items = storage
-        .due_for_dispatch(horizon, stale, config.batch)
+        .take_for_dispatch(horizon, stale, config.batch)
         .await?;
     if items.is_empty() {
         return Ok(0);
@@ -109,11 +109,10 @@ async fn dispatch_step(
             delay: (i.run_at - now).to_std().unwrap_or_default().min(native),
         })
         .collect();
-    let ids: Vec<_> = items.iter().map(|i| i.id).collect();
-    storage.mark_dispatched(&ids).await?;
+    let n = messages.len();
     *unpublished = messages;
     publish_all(queue, unpublished).await?;
-    Ok(ids.len())
+    Ok(n)
 }
 
 /// Runs the dispatcher until graceful shutdown.

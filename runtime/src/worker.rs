@@ -349,29 +349,32 @@ impl Inner {
     /// Claims in flight at once. With a single run slot a second claim gains nothing and
     /// would let batches overtake each other, so jobs run strictly in claim order.
     ///
-    /// A broker that hands out few messages per call (SQS: 10) needs more receives in flight
-    /// to keep the worker busy: enough for about four times the concurrency.
+    /// A broker that hands out few messages per call (SQS: 10) needs at least four claims in
+    /// flight to keep the worker busy, as each one waits for several receives.
     fn fetchers(&self) -> usize {
         if self.config.concurrency == 1 {
             return 1;
         }
         let configured = self.config.fetchers.max(1);
-        let per_call = self.batch();
-        if per_call < self.config.concurrency {
-            configured.max((4 * self.config.concurrency).div_ceil(per_call).min(16))
+        if self.receive_batch() < self.config.concurrency {
+            configured.max(4)
         } else {
             configured
         }
     }
 
-    /// The most jobs one claim can bring: the concurrency, or fewer when an external queue
-    /// delivers fewer messages per receive.
-    fn batch(&self) -> usize {
-        let per_call = match &self.queue {
+    /// Most messages one receive from the external queue brings (unbounded without one).
+    fn receive_batch(&self) -> usize {
+        match &self.queue {
             Some(q) => q.capabilities().max_batch.max(1),
             None => usize::MAX,
-        };
-        self.config.concurrency.min(per_call)
+        }
+    }
+
+    /// The fewest jobs a claim waits room for: the concurrency (an external queue that
+    /// delivers fewer messages per receive is asked several times per claim).
+    fn batch(&self) -> usize {
+        self.config.concurrency
     }
 
     fn claim_request(&self, limit: usize) -> ClaimRequest {
@@ -514,17 +517,36 @@ async fn receive_and_claim(
     name: &str,
     want: usize,
 ) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
-    let max = want.min(queue.capabilities().max_batch.max(1));
     // One queue: a long poll (interrupted by shutdown). Several: take turns at the poll pace.
     let wait = if inner.config.queues.len() == 1 {
         Duration::from_secs(20)
     } else {
         inner.config.poll_interval.min(Duration::from_secs(20))
     };
-    let deliveries = tokio::select! {
-        d = queue.receive(name, max, wait, inner.config.lease) => d?,
+    let per_call = inner.receive_batch();
+    let lease = inner.config.lease;
+    let mut deliveries = tokio::select! {
+        d = queue.receive(name, want.min(per_call), wait, lease) => d?,
         _ = inner.shutdown.graceful_requested() => return Ok(Vec::new()),
     };
+    // A broker that hands out fewer than `want` messages per call and just filled one is
+    // asked again at once, several calls side by side and none waiting, so that one claim in
+    // storage covers them all. (Only the first call may wait: a waiting call that found
+    // nothing would hold back what the others received.)
+    if deliveries.len() == per_call && want > per_call {
+        let more = (1..want.div_ceil(per_call)).map(|i| {
+            let max = (want - i * per_call).min(per_call);
+            queue.receive(name, max, Duration::ZERO, lease)
+        });
+        for r in futures::future::join_all(more).await {
+            match r {
+                Ok(d) => deliveries.extend(d),
+                Err(e) => {
+                    tracing::debug!(error = %e, "an extra receive failed; claiming what came")
+                }
+            }
+        }
+    }
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
@@ -744,8 +766,13 @@ async fn run_body(
 /// Records completions in batches; retries on storage errors so nothing is lost. A completion
 /// that can never be recorded (storage gone for good at hard shutdown) leaves its job `running`
 /// until the lease expires and the rescuer takes it back.
+///
+/// Broker acks run in the background (at most [`ACKS_IN_FLIGHT`] calls at once), so the next
+/// batch is recorded while the last one's messages are being acked; they are awaited before
+/// the completer returns. A lost ack only means a redelivery that the worker skips.
 async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let max = inner.config.completion_batch.max(1);
+    let mut acks = JoinSet::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < max {
@@ -793,13 +820,23 @@ async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
         if let Some(queue) = &inner.queue {
             let deliveries: Vec<Delivery> = batch.into_iter().filter_map(|(_, d)| d).collect();
             if !deliveries.is_empty() {
-                if let Err(e) = queue.ack(&deliveries).await {
-                    tracing::warn!(error = %e, "acking deliveries failed; they will be delivered again and skipped");
+                while acks.len() >= ACKS_IN_FLIGHT {
+                    acks.join_next().await;
                 }
+                let queue = queue.clone();
+                acks.spawn(async move {
+                    if let Err(e) = queue.ack(&deliveries).await {
+                        tracing::warn!(error = %e, "acking deliveries failed; they will be delivered again and skipped");
+                    }
+                });
             }
         }
     }
+    while acks.join_next().await.is_some() {}
 }
+
+/// Broker ack calls the completer keeps in flight while it records the next batches.
+const ACKS_IN_FLIGHT: usize = 4;
 
 /// Renews the leases of running jobs and relays cancel requests and lost leases to them.
 async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {

@@ -46,6 +46,7 @@ pub(crate) struct Statements {
     pub resign: String,
     pub due_for_dispatch: String,
     pub mark_dispatched: String,
+    pub take_for_dispatch: String,
     pub notify: String,
 }
 
@@ -250,6 +251,27 @@ impl Statements {
             ),
             mark_dispatched: format!(
                 "UPDATE {jobs} SET dispatched_at = now() WHERE id = ANY($1::uuid[])"
+            ),
+            // `due_for_dispatch` and `mark_dispatched` in one statement: both index range scans
+            // lock what they find (skipping rows a claim or another dispatcher holds), and the
+            // update stamps those rows. A lost mark (asynchronous commit) only means a
+            // duplicate publish, which claims fence.
+            take_for_dispatch: format!(
+                "WITH fresh AS ( \
+                   SELECT id FROM {jobs} \
+                   WHERE state IN {PENDING} AND dispatched_at IS NULL AND run_at <= $1 \
+                   ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED \
+                 ), lost AS ( \
+                   SELECT id FROM {jobs} \
+                   WHERE state IN {PENDING} AND dispatched_at IS NOT NULL \
+                     AND dispatched_at < $2 AND run_at <= $1 \
+                   ORDER BY dispatched_at LIMIT $3 FOR UPDATE SKIP LOCKED \
+                 ), picked AS ( \
+                   SELECT id FROM fresh UNION ALL SELECT id FROM lost LIMIT $3 \
+                 ){sc} \
+                 UPDATE {jobs} j SET dispatched_at = now() FROM picked{sc_from} \
+                 WHERE j.id = picked.id \
+                 RETURNING j.id, j.queue, j.priority, j.run_at"
             ),
             notify: "SELECT pg_notify($1, '')".to_string(),
             jobs,

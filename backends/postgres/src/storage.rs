@@ -572,6 +572,37 @@ impl PostgresStorage {
             tracing::debug!(%error, "postgres pg_notify failed; workers will poll");
         }
     }
+
+    /// Runs a dispatch query (`$1` horizon, `$2` stale-before, `$3` limit) that returns
+    /// `(id, queue, priority, run_at)` rows.
+    async fn dispatch_items(
+        &self,
+        what: &'static str,
+        sql: &str,
+        horizon: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DispatchItem>> {
+        let pool = &self.inner.pool;
+        let limit = limit as i64;
+        let rows: Vec<(Uuid, String, i16, DateTime<Utc>)> = retrying(what, move || {
+            sqlx::query_as(sql)
+                .bind(horizon)
+                .bind(stale_before)
+                .bind(limit)
+                .fetch_all(pool)
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, queue, priority, run_at)| DispatchItem {
+                id,
+                queue,
+                priority,
+                run_at,
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -960,26 +991,20 @@ impl Storage for PostgresStorage {
         stale_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DispatchItem>> {
-        let (sql, pool) = (&self.inner.sql, &self.inner.pool);
-        let limit = limit as i64;
-        let rows: Vec<(Uuid, String, i16, DateTime<Utc>)> =
-            retrying("find jobs to dispatch", move || {
-                sqlx::query_as(&sql.due_for_dispatch)
-                    .bind(horizon)
-                    .bind(stale_before)
-                    .bind(limit)
-                    .fetch_all(pool)
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, queue, priority, run_at)| DispatchItem {
-                id,
-                queue,
-                priority,
-                run_at,
-            })
-            .collect())
+        let sql = &self.inner.sql.due_for_dispatch;
+        self.dispatch_items("find jobs to dispatch", sql, horizon, stale_before, limit)
+            .await
+    }
+
+    async fn take_for_dispatch(
+        &self,
+        horizon: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DispatchItem>> {
+        let sql = &self.inner.sql.take_for_dispatch;
+        self.dispatch_items("take jobs to dispatch", sql, horizon, stale_before, limit)
+            .await
     }
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
