@@ -349,15 +349,16 @@ impl Inner {
     /// Claims in flight at once. With a single run slot a second claim gains nothing and
     /// would let batches overtake each other, so jobs run strictly in claim order.
     ///
-    /// A broker that hands out few messages per call (SQS: 10) needs at least four claims in
-    /// flight to keep the worker busy, as each one waits for several receives.
+    /// A broker that hands out few messages per call (SQS: 10) needs more claims in flight to
+    /// keep the worker busy: one per receive that covers four times the concurrency.
     fn fetchers(&self) -> usize {
         if self.config.concurrency == 1 {
             return 1;
         }
         let configured = self.config.fetchers.max(1);
-        if self.receive_batch() < self.config.concurrency {
-            configured.max(4)
+        let per_call = self.receive_batch();
+        if per_call < self.config.concurrency {
+            configured.max((4 * self.config.concurrency).div_ceil(per_call).min(16))
         } else {
             configured
         }

@@ -5,7 +5,9 @@
 //! 10,000 small messages (10 per call, several calls in flight), then 16 concurrent loops of
 //! `ReceiveMessage` (10) + `DeleteMessageBatch` until every message is deleted. No storage, no
 //! job records: only the SQS calls a queue cannot do without. Each run uses a fresh queue,
-//! deleted afterwards.
+//! deleted afterwards. Then the whole cycle, the legs side by side as in Switchyard's W2 (whose
+//! dispatcher publishes while the worker drains): sending and draining start together on
+//! another fresh queue, timed until the last delete.
 //!
 //! Arguments (all optional): `--jobs N` (10,000), `--send-concurrency S` (8), `--concurrency C`
 //! (16), `--runs R` (3). Reads `SWITCHYARD_TEST_SQS_ENDPOINT` (default `http://127.0.0.1:4577`).
@@ -136,30 +138,49 @@ async fn main() -> Res<()> {
         "aws-sdk-sqs raw ceiling against {endpoint}: {jobs} messages, send concurrency \
          {send_concurrency}, drain concurrency {concurrency}, {runs} runs"
     );
-    let (mut sends, mut drains) = (Vec::new(), Vec::new());
+    let (mut sends, mut drains, mut cycles) = (Vec::new(), Vec::new(), Vec::new());
+    let fresh_queue = |name: String| {
+        let client = client.clone();
+        async move {
+            Res::Ok(
+                client
+                    .create_queue()
+                    .queue_name(name)
+                    .send()
+                    .await?
+                    .queue_url
+                    .unwrap_or_default(),
+            )
+        }
+    };
     for run in 1..=runs {
-        let name = format!("raw-ceiling-{}-{run}", std::process::id());
-        let url = client
-            .create_queue()
-            .queue_name(&name)
-            .send()
-            .await?
-            .queue_url
-            .unwrap_or_default();
+        let url = fresh_queue(format!("raw-ceiling-{}-{run}", std::process::id())).await?;
         let t = Instant::now();
         send_all(&client, &url, jobs, send_concurrency).await?;
         let send = jobs as f64 / t.elapsed().as_secs_f64();
         let took = drain(&client, &url, jobs, concurrency).await?;
         let dr = jobs as f64 / took.as_secs_f64();
         client.delete_queue().queue_url(&url).send().await?;
-        println!("run {run}: send {send:.0} msg/s, drain {dr:.0} msg/s");
+
+        let url = fresh_queue(format!("raw-cycle-{}-{run}", std::process::id())).await?;
+        let (sent, took) = tokio::join!(
+            send_all(&client, &url, jobs, send_concurrency),
+            drain(&client, &url, jobs, concurrency)
+        );
+        sent?;
+        let cycle = jobs as f64 / took?.as_secs_f64();
+        client.delete_queue().queue_url(&url).send().await?;
+        println!("run {run}: send {send:.0} msg/s, drain {dr:.0} msg/s, cycle {cycle:.0} msg/s");
         sends.push(send);
         drains.push(dr);
+        cycles.push(cycle);
     }
     println!(
-        "median: send {:.0} msg/s, drain (receive + delete) {:.0} msg/s",
+        "median: send {:.0} msg/s, drain (receive + delete) {:.0} msg/s, \
+         cycle (send + receive + delete side by side) {:.0} msg/s",
         median(sends),
-        median(drains)
+        median(drains),
+        median(cycles)
     );
     Ok(())
 }
