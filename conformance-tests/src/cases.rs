@@ -1096,6 +1096,42 @@ pub async fn outbox_dispatch_view(b: Backend) {
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a.id]);
 }
 
+/// `destroy` removes everything of the instance: after it, `migrate` gives an empty instance
+/// (no jobs, no counts, no held locks), and a second `destroy` is harmless.
+pub async fn destroy_then_migrate_is_empty(b: Backend) {
+    let s = &b.storage;
+    let q = queue_name();
+    let ids: Vec<JobId> = s
+        .enqueue((0..3).map(|i| job("k", &q, json!({ "i": i }))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id())
+        .collect();
+    let running = claim(s, &q, 1, LONG).await;
+    assert_eq!(running.len(), 1);
+    let lock = format!("lock-{}", uuid::Uuid::now_v7());
+    assert!(s.try_lead(&lock, "a", LONG).await.unwrap());
+
+    s.destroy().await.expect("destroy");
+    s.destroy().await.expect("destroy twice");
+    s.migrate().await.expect("migrate after destroy");
+    for id in &ids {
+        assert!(s.get(*id).await.unwrap().is_none(), "job {id} survived");
+    }
+    assert!(s.counts().await.unwrap().is_empty(), "counts survived");
+    let all = s.list(&JobFilter::default()).await.unwrap();
+    assert!(all.is_empty(), "list still finds {} jobs", all.len());
+    assert!(
+        s.try_lead(&lock, "b", LONG).await.unwrap(),
+        "the leadership lock survived"
+    );
+    // The instance works again.
+    let id = enqueue1(s, job("k", &q, json!({}))).await;
+    let again = claim(s, &q, 10, LONG).await;
+    assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+}
+
 // ---------------------------------------------------------------- 11. bad input
 
 /// An unknown kind fails the job with a reason that names it and what is handled.

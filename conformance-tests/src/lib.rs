@@ -89,7 +89,8 @@ where
 }
 
 /// Instantiates every conformance case as a `#[tokio::test]` for one adapter. `$factory` is an
-/// `async fn() -> Backend` that returns a fresh, migrated, isolated backend on each call.
+/// `async fn() -> Backend` that returns a fresh, migrated, isolated backend on each call; a
+/// case that passes destroys its storage instance afterwards (`Storage::destroy`).
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:path) => {
@@ -122,6 +123,7 @@ macro_rules! conformance_suite {
             prune_finished,
             leadership_is_exclusive_and_expires,
             outbox_dispatch_view,
+            destroy_then_migrate_is_empty,
             unknown_kind_fails_clearly,
             undecodable_payload_fails_clearly,
             oversized_payload_rejected,
@@ -134,7 +136,10 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let backend = $factory().await;
-                $crate::cases::$case(backend).await;
+                $crate::cases::$case(backend.clone()).await;
+                // A passed case leaves nothing behind on the shared server (a failed one
+                // keeps its data to look at).
+                backend.storage.destroy().await.expect("destroy the case's instance");
             }
         )*
     };

@@ -351,6 +351,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         Ok(items)
     }
 
+    /// Deletes everything this instance keeps under its prefix — jobs, indexes, leadership
+    /// locks and its record of applied migrations — so the prefix is as if never used:
+    /// [`migrate`](Storage::migrate) starts it afresh. Irreversible; workers and clients of the
+    /// instance get errors (or nothing) from then on. Other prefixes are not touched. For test
+    /// suites and benchmarks that make throwaway instances, and for retiring one. The default
+    /// says the backend cannot.
+    async fn destroy(&self) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage cannot destroy an instance", self.name()),
+        ))
+    }
+
     /// A subscription to this backend's wake-ups for idle workers. Backends without wake-ups
     /// return [`WakeSubscription::polling_only`].
     fn subscribe(&self) -> WakeSubscription;

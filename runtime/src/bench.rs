@@ -2,7 +2,8 @@
 //! backend. W1 enqueues N jobs (batch API and one at a time), W2 drains N queued no-op jobs
 //! with one worker at concurrency C, W3 measures enqueue-to-start latency of jobs enqueued
 //! one at a time, 10 ms apart, to an idle worker. Each run uses fresh tables/keys (a random
-//! prefix; for the default SQLite, a fresh file), and the median of the runs is reported.
+//! prefix; for the default SQLite, a fresh file), destroyed after it, and the median of the
+//! runs is reported.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,22 +88,48 @@ fn load_average() -> String {
 }
 
 /// A fresh, isolated copy of the configured backend for one workload.
-async fn fresh(config: &Config, tag: &str) -> Result<crate::Switchyard> {
-    let mut c = config.clone();
-    let suffix: String = (0..6)
-        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
-        .collect();
-    c.prefix = format!("bench_{suffix}_");
-    if c.storage == crate::config::DEFAULT_STORAGE || c.storage == "sqlite::bench" {
-        let dir = std::env::temp_dir().join("switchyard-bench");
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            switchyard_core::Error::config(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        c.storage = format!("sqlite://{}/{tag}-{suffix}.db", dir.display());
+struct Fresh {
+    sy: crate::Switchyard,
+    /// The SQLite file made for it, if any.
+    file: Option<std::path::PathBuf>,
+}
+
+impl Fresh {
+    async fn new(config: &Config, tag: &str) -> Result<Self> {
+        let mut c = config.clone();
+        let suffix: String = (0..6)
+            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+            .collect();
+        c.prefix = format!("bench_{suffix}_");
+        let mut file = None;
+        if c.storage == crate::config::DEFAULT_STORAGE || c.storage == "sqlite::bench" {
+            let dir = std::env::temp_dir().join("switchyard-bench");
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                switchyard_core::Error::config(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let path = dir.join(format!("{tag}-{suffix}.db"));
+            c.storage = format!("sqlite://{}", path.display());
+            file = Some(path);
+        }
+        c.queues = [("bench".to_string(), crate::config::QueueSection::default())].into();
+        c.auto_migrate = true;
+        let sy = crate::Switchyard::connect(c).await?;
+        Ok(Self { sy, file })
     }
-    c.queues = [("bench".to_string(), crate::config::QueueSection::default())].into();
-    c.auto_migrate = true;
-    crate::Switchyard::connect(c).await
+
+    /// Removes what the workload stored, so runs do not pile up data on the servers (which
+    /// would slow later runs down).
+    async fn dispose(self) -> Result<()> {
+        self.sy.storage().destroy().await?;
+        if let Some(path) = self.file {
+            for ext in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(ext);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn bench_job(i: usize) -> NewJob {
@@ -148,16 +175,18 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
     let mut fig = RunFigures::default();
 
     // W1, one at a time.
-    let sy = fresh(config, "w1single").await?;
-    let client = sy.client();
+    let w1 = Fresh::new(config, "w1single").await?;
+    let client = w1.sy.client();
     let t0 = Instant::now();
     for i in 0..n {
         client.enqueue_raw(vec![bench_job(i)]).await?;
     }
     fig.enqueue_single_jobs_per_s = n as f64 / t0.elapsed().as_secs_f64();
+    w1.dispose().await?;
 
     // W1, batch API; these jobs are W2's queue.
-    let sy = fresh(config, "w2").await?;
+    let w2 = Fresh::new(config, "w2").await?;
+    let sy = &w2.sy;
     let client = sy.client();
     let jobs: Vec<NewJob> = (0..n).map(bench_job).collect();
     let t0 = Instant::now();
@@ -174,7 +203,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
         async { Ok(None) }
     });
     let t0 = Instant::now();
-    let (shutdown, tasks) = start(&sy, registry, args.concurrency);
+    let (shutdown, tasks) = start(sy, registry, args.concurrency);
     let deadline = Duration::from_secs(600);
     loop {
         if ran.load(Ordering::Relaxed) >= n {
@@ -198,11 +227,12 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
     }
     fig.drain_jobs_per_s = n as f64 / t0.elapsed().as_secs_f64();
     stop(shutdown, tasks).await;
+    w2.dispose().await?;
 
     // W3: latency to an idle worker.
     if args.latency_jobs > 0 {
-        let sy = fresh(config, "w3").await?;
-        let client = sy.client();
+        let w3 = Fresh::new(config, "w3").await?;
+        let client = w3.sy.client();
         let lat = Arc::new(Mutex::new(Vec::with_capacity(args.latency_jobs)));
         let l = lat.clone();
         let base = Instant::now();
@@ -214,7 +244,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
                 .push(started.saturating_sub(sent) as f64 / 1000.0);
             async { Ok(None) }
         });
-        let (shutdown, tasks) = start(&sy, registry, args.concurrency);
+        let (shutdown, tasks) = start(&w3.sy, registry, args.concurrency);
         tokio::time::sleep(Duration::from_millis(300)).await;
         for _ in 0..args.latency_jobs {
             let t = base.elapsed().as_micros() as u64;
@@ -229,6 +259,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop(shutdown, tasks).await;
+        w3.dispose().await?;
         let mut v = lat.lock().expect("poisoned").clone();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         if !v.is_empty() {
@@ -255,11 +286,12 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         }
         runs.push(fig);
     }
-    if let Ok(sy) = fresh(config, "probe").await {
-        storage_name = sy.storage().name().to_string();
-        if let Some(q) = sy.queue() {
+    if let Ok(probe) = Fresh::new(config, "probe").await {
+        storage_name = probe.sy.storage().name().to_string();
+        if let Some(q) = probe.sy.queue() {
             queue_name = q.name().to_string();
         }
+        probe.dispose().await?;
     }
     let pick = |f: fn(&RunFigures) -> f64| median(runs.iter().map(f).collect());
     let report = BenchReport {

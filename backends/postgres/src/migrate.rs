@@ -68,3 +68,22 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
+
+/// Drops every table of the prefix (`Storage::destroy`). A lock held elsewhere (a transaction
+/// still open on the jobs table) makes it fail after a few seconds instead of waiting forever.
+pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
+    sqlx::query("SET LOCAL lock_timeout = '10s'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("set lock timeout"))?;
+    sqlx::query(&format!(
+        "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}migrations"
+    ))
+    .persistent(false)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("drop tables"))?;
+    tx.commit().await.map_err(db_err("commit drop"))?;
+    Ok(())
+}

@@ -619,6 +619,10 @@ impl Storage for PostgresStorage {
         crate::migrate::run(&self.inner.pool, &self.inner.prefix).await
     }
 
+    async fn destroy(&self) -> Result<()> {
+        crate::migrate::drop_all(&self.inner.pool, &self.inner.prefix).await
+    }
+
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>> {
         for job in &jobs {
             validate_new_job(job, &self.inner.caps)?;

@@ -311,6 +311,36 @@ impl Storage for RedisStorage {
         Ok(())
     }
 
+    async fn destroy(&self) -> Result<()> {
+        // Every key of the instance starts with `{prefix}:` (prefixes are letters, digits,
+        // `_`, `-` and `.`, so the pattern matches nothing else).
+        let pattern = format!("{}*", self.inner.p);
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err("scan keys to destroy"))?;
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err("unlink keys"))?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>> {
         for job in &jobs {
             validate_new_job(job, &self.inner.caps)?;

@@ -48,3 +48,16 @@ pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
+
+/// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
+pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
+    for table in ["jobs", "leaders", "migrations"] {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("drop tables"))?;
+    }
+    tx.commit().await.map_err(db_err("commit drop"))?;
+    Ok(())
+}

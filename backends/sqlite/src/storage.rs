@@ -356,6 +356,10 @@ impl Storage for SqliteStorage {
         crate::migrate::run(&self.writer, &self.prefix).await
     }
 
+    async fn destroy(&self) -> Result<()> {
+        crate::migrate::drop_all(&self.writer, &self.prefix).await
+    }
+
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>> {
         for job in &jobs {
             validate_new_job(job, &self.caps)?;
