@@ -90,7 +90,8 @@ where
 
 /// Instantiates every conformance case as a `#[tokio::test]` for one adapter. `$factory` is an
 /// `async fn() -> Backend` that returns a fresh, migrated, isolated backend on each call; a
-/// case that passes destroys its storage instance afterwards (`Storage::destroy`).
+/// case that passes destroys its storage instance and broker queues afterwards
+/// (`Storage::destroy`, `Queue::destroy`).
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:path) => {
@@ -140,6 +141,9 @@ macro_rules! conformance_suite {
                 // A passed case leaves nothing behind on the shared server (a failed one
                 // keeps its data to look at).
                 backend.storage.destroy().await.expect("destroy the case's instance");
+                if let Some(queue) = &backend.queue {
+                    queue.destroy().await.expect("destroy the case's broker queues");
+                }
             }
         )*
     };

@@ -166,6 +166,24 @@ pub async fn publish_receive_ack(q: Arc<dyn Queue>) {
     .await;
 }
 
+/// `destroy` deletes the broker queues the handle used, messages and all: a queue used again
+/// afterwards starts empty.
+pub async fn destroy_deletes_broker_queues(q: Arc<dyn Queue>) {
+    let name = queue_name();
+    setup(&q, &[&name]).await;
+    let messages: Vec<QueueMessage> = (0..3).map(|_| message(&name, Duration::ZERO)).collect();
+    q.publish(&messages).await.expect("publish");
+    q.destroy().await.expect("destroy");
+    setup(&q, &[&name]).await;
+    assert_nothing_for(
+        &q,
+        &name,
+        Duration::from_secs(2),
+        "a message outlived its destroyed queue",
+    )
+    .await;
+}
+
 /// A received message that is neither acked nor nacked stays invisible for its lease, then comes
 /// back with the same job id.
 pub async fn unacked_comes_back_after_lease(q: Arc<dyn Queue>) {
@@ -397,12 +415,15 @@ macro_rules! queue_conformance_suite {
             native_delay_honoured,
             batch_publish_beyond_batch_size,
             messages_carry_ids_only,
+            destroy_deletes_broker_queues,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn broker_queues_are_isolated() {
             let queue = $factory().await;
             let other = $factory().await;
-            $crate::queue_cases::broker_queues_are_isolated(queue, other).await;
+            $crate::queue_cases::broker_queues_are_isolated(queue.clone(), other.clone()).await;
+            queue.destroy().await.expect("destroy the case's broker queues");
+            other.destroy().await.expect("destroy the case's broker queues");
         }
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -410,7 +431,8 @@ macro_rules! queue_conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let queue = $factory().await;
-                $crate::queue_cases::$case(queue).await;
+                $crate::queue_cases::$case(queue.clone()).await;
+                queue.destroy().await.expect("destroy the case's broker queues");
             }
         )*
     };

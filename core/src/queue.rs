@@ -84,4 +84,15 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps a received message invisible for another `lease` (SQS `ChangeMessageVisibility`).
     /// Brokers without visibility timeouts do nothing.
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()>;
+
+    /// Deletes, with any messages in them, the broker queues this handle has set up, published
+    /// to or received from (all under the instance's prefix). For test suites and benchmarks
+    /// that make throwaway instances, and for retiring one. The default says the broker
+    /// cannot.
+    async fn destroy(&self) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} queue cannot destroy its broker queues", self.name()),
+        ))
+    }
 }

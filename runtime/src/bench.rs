@@ -121,6 +121,9 @@ impl Fresh {
     /// would slow later runs down).
     async fn dispose(self) -> Result<()> {
         self.sy.storage().destroy().await?;
+        if let Some(queue) = self.sy.queue() {
+            queue.destroy().await?;
+        }
         if let Some(path) = self.file {
             for ext in ["", "-wal", "-shm"] {
                 let mut p = path.clone().into_os_string();

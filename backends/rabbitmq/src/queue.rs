@@ -35,6 +35,8 @@ struct Inner {
     generations: Generations,
     /// Prefetch per Switchyard queue once derived (the first `receive`'s `max`).
     prefetch: Mutex<HashMap<String, u16>>,
+    /// Switchyard queues whose broker queue this handle declared (for `destroy`).
+    used: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The current connection, or when the next attempt to open one may start.
@@ -91,6 +93,7 @@ impl RabbitQueue {
                 slot: tokio::sync::Mutex::new(Slot::default()),
                 generations: Generations::default(),
                 prefetch: Mutex::new(HashMap::new()),
+                used: Mutex::new(Default::default()),
             }),
         };
         queue.link().await?;
@@ -109,6 +112,17 @@ impl RabbitQueue {
         if let Some(link) = link {
             link.close().await;
         }
+    }
+
+    /// The broker queue of a Switchyard queue, remembered for [`Queue::destroy`].
+    fn broker_queue(&self, queue: &str) -> Result<String> {
+        let name = self.inner.config.broker_queue(queue)?;
+        self.inner
+            .used
+            .lock()
+            .expect("poisoned")
+            .insert(queue.to_string());
+        Ok(name)
     }
 
     /// Deletes the broker queues of these Switchyard queues, with their messages. For tests
@@ -224,7 +238,7 @@ impl RabbitQueue {
                 // receive batches in flight.
                 .or_insert_with(|| u16::try_from(max.max(1) * 4).unwrap_or(u16::MAX)),
         };
-        let name = self.inner.config.broker_queue(queue)?;
+        let name = self.broker_queue(queue)?;
         let id = self.inner.generations.next();
         let consumer = Arc::new(
             link.consume(&self.inner.config, &name, prefetch, id)
@@ -278,7 +292,7 @@ impl Queue for RabbitQueue {
     async fn setup(&self, queues: &[String]) -> Result<()> {
         let link = self.link().await?;
         for q in queues {
-            let name = self.inner.config.broker_queue(q)?;
+            let name = self.broker_queue(q)?;
             link.declare(&self.inner.config, &name).await?;
         }
         Ok(())
@@ -293,7 +307,7 @@ impl Queue for RabbitQueue {
         let mut names = HashMap::new();
         for m in messages {
             if !names.contains_key(&m.queue) {
-                let name = config.broker_queue(&m.queue)?;
+                let name = self.broker_queue(&m.queue)?;
                 link.declare(config, &name).await?;
                 names.insert(m.queue.clone(), name);
             }
@@ -444,6 +458,20 @@ impl Queue for RabbitQueue {
                 tracing::debug!(error = %e, "ack on a closing channel skipped");
             }
         }
+        Ok(())
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        let used: Vec<String> = self
+            .inner
+            .used
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        self.delete_queues(&used).await?;
+        self.inner.used.lock().expect("poisoned").clear();
         Ok(())
     }
 

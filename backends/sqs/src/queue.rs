@@ -470,6 +470,26 @@ impl Queue for SqsQueue {
             .await
     }
 
+    async fn destroy(&self) -> Result<()> {
+        let urls: Vec<String> = self
+            .urls
+            .write()
+            .expect("poisoned")
+            .drain()
+            .map(|(_, url)| url)
+            .collect();
+        for url in urls {
+            match self.client.delete_queue().queue_url(&url).send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_queue_does_not_exist()) => {}
+                Err(e) => return Err(sdk_error("DeleteQueue", e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
         let url = self.queue_url(&delivery.queue).await?;
         let res = self
