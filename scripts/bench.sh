@@ -31,6 +31,7 @@ run postgres --storage "$pg"
 target/release/examples/postgres_raw_ceiling | grep median | tee "$out/postgres_raw.txt"
 run redis --storage redis://127.0.0.1:6379
 target/release/examples/redis_raw_ceiling | tail -1 | tee "$out/redis_raw.txt"
+target/release/examples/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1: /' | tee -a "$out/redis_raw.txt"
 run postgres_sqs --storage "$pg" --queue sqs://127.0.0.1:4577
 target/release/examples/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"
 run postgres_rabbitmq --storage "$pg" --queue "amqp://guest:guest@127.0.0.1:5672/%2f"
