@@ -407,6 +407,8 @@ async fn list_paginates_across_states_and_queues() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(odd_q1, expected);
+    s.destroy().await.expect("destroy");
+    assert!(keys_of(&s).await.is_empty(), "destroy left keys behind");
 }
 
 #[tokio::test]
@@ -698,6 +700,8 @@ async fn killed_connection_mid_job_loses_nothing() {
         .unwrap();
     assert_eq!(jobs.len(), n);
     assert!(jobs.iter().all(|j| j.state == JobState::Completed));
+    admin.destroy().await.expect("destroy");
+    assert!(keys_of(&admin).await.is_empty(), "destroy left keys behind");
 }
 
 /// Enqueueing in one process wakes an idle worker in another (Pub/Sub), well before its
