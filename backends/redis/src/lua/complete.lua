@@ -10,18 +10,24 @@ local wake = false
 for i = 3, #ARGV, 5 do
   local id, tok, code, a1, a2 = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = jkey(id)
-  local f = redis.call('HMGET', key, 'state', 'lease_token', 'queue', 'priority', 'run_at',
-    'attempt', 'max_attempts', 'unique_key')
+  -- What every outcome needs; a retry or an abort reads the rest (a success, the hot path,
+  -- reads no more fields of the hash than it must).
+  local f = redis.call('HMGET', key, 'state', 'lease_token', 'queue', 'unique_key')
   if f[1] ~= 'running' or f[2] ~= tok then
     out[#out + 1] = 0
   else
-    local q, uk = f[3], f[8]
+    local q, uk = f[3], f[4]
+    local prio, run_at, attempt, max_attempts
+    if code == 'R' or code == 'A' then
+      local more = redis.call('HMGET', key, 'priority', 'run_at', 'attempt', 'max_attempts')
+      prio, run_at, attempt, max_attempts = more[1], more[2], more[3], more[4]
+    end
     if code == 'S' then
       local extra = nil
       if string.sub(a1, 1, 1) == '+' then extra = {'result', string.sub(a1, 2)} end
       finish(key, id, q, 'running', 'completed', now, ttl, uk, extra)
     elseif code == 'R' then
-      requeue(key, id, q, 'running', f[4], a2, now,
+      requeue(key, id, q, 'running', prio, a2, now,
         {'state', 'retrying', 'run_at', a2, 'errors', with_error(key, a1)})
       if tonumber(a2) <= now then wake = true end
     elseif code == 'F' then
@@ -34,8 +40,8 @@ for i = 3, #ARGV, 5 do
       finish(key, id, q, 'running', 'cancelled', now, ttl, uk, extra)
     else
       local errors = with_error(key, a1)
-      if tonumber(f[6]) < tonumber(f[7]) then
-        requeue(key, id, q, 'running', f[4], f[5], now,
+      if tonumber(attempt) < tonumber(max_attempts) then
+        requeue(key, id, q, 'running', prio, run_at, now,
           {'state', 'available', 'errors', errors})
         wake = true
       else

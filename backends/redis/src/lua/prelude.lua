@@ -8,8 +8,22 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Numbers go to Redis as strings. Formatting a number (here, or Lua's own conversion of a
+-- number argument to redis.call) goes through printf and is a visible share of a claim's or a
+-- completion's cost, so each distinct value is formatted once per script call: n2s remembers
+-- the first 64 values it formats (a claim or completion batch has a handful: now, the lease
+-- expiry, the attempt, the ttl), and every score and count is passed through it.
+local N2S = {}
+local N2S_SIZE = 0
 local function n2s(n)
-  return string.format('%.0f', n)
+  local s = N2S[n]
+  if s then return s end
+  s = string.format('%.0f', n)
+  if N2S_SIZE < 64 then
+    N2S[n] = s
+    N2S_SIZE = N2S_SIZE + 1
+  end
+  return s
 end
 
 local function jkey(id) return P .. 'job:' .. id end
@@ -62,7 +76,7 @@ end
 -- Moves a job between state indexes of its queue.
 local function reindex(q, id, from, to)
   if from then zrem(skey(q, from), id) end
-  zadd(skey(q, to), 0, id)
+  zadd(skey(q, to), '0', id)
 end
 
 -- Puts a pending job where claims find it: the ready set when due, else the schedule.
@@ -112,11 +126,11 @@ local function finish(key, id, q, from, state, now, ttl, uk, extra)
   redis.call('HDEL', key, unpack(LEASE_FIELDS))
   if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, state)
-  zadd(FINISHED, now, state .. '|' .. id .. '|' .. q)
+  zadd(FINISHED, n2s(now), state .. '|' .. id .. '|' .. q)
   if uk and redis.call('HGET', UNIQUE, uk) == id then
     redis.call('HDEL', UNIQUE, uk)
   end
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  if ttl > 0 then redis.call('EXPIRE', key, n2s(ttl)) end
 end
 
 -- Fields a claim returns, in this order (record.rs decodes them by position). Reading named
@@ -134,9 +148,9 @@ local function claim_one(out, key, id, q, now, exp, worker, tok)
   local st = f[1]
   if not st or not PENDING[st] then return false end
   local attempt = tonumber(f[2]) + 1
-  redis.call('HSET', key, 'state', 'running', 'attempt', attempt, 'lease_token', tok,
+  redis.call('HSET', key, 'state', 'running', 'attempt', n2s(attempt), 'lease_token', tok,
     'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)
-  zadd(LEASES, exp, id)
+  zadd(LEASES, n2s(exp), id)
   reindex(q, id, st, 'running')
   out[#out + 1] = id
   out[#out + 1] = tok
