@@ -1023,16 +1023,15 @@ pub async fn outbox_dispatch_view(b: Backend) {
         "due within the horizon, earliest first; the far one waits in storage"
     );
     assert_eq!((due[1].queue.as_str(), due[1].priority), (qy.as_str(), 3));
-    // Looking does not mark; taking does, once.
-    let mut taken: Vec<JobId> = s
+    // Looking does not mark; taking does, once, in the same order.
+    let taken: Vec<JobId> = s
         .take_for_dispatch(horizon, stale, 10)
         .await
         .unwrap()
         .iter()
         .map(|d| d.id)
         .collect();
-    taken.sort();
-    assert_eq!(taken, vec![a.id, later.id]);
+    assert_eq!(taken, vec![a.id, later.id], "taken earliest first");
     assert!(s
         .take_for_dispatch(horizon, stale, 10)
         .await
@@ -1043,15 +1042,28 @@ pub async fn outbox_dispatch_view(b: Backend) {
         .await
         .unwrap()
         .is_empty());
-    // Published long enough ago and still pending: its message may be lost, publish again.
+    // Published long enough ago and still pending: its message may be lost, publish again,
+    // ordered with never-published jobs by due time (neither kind starves the other).
     let lost = Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(
         s.due_for_dispatch(horizon, lost, 10).await.unwrap().len(),
         2
     );
+    let newer = job("k", &qx, json!({})).with_run_at(now + chrono::Duration::seconds(10));
+    enqueue1(s, newer.clone()).await;
+    let retaken: Vec<JobId> = s
+        .take_for_dispatch(horizon, lost, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(retaken, vec![a.id, later.id, newer.id]);
+    let lost = Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(
         s.take_for_dispatch(horizon, lost, 1).await.unwrap().len(),
-        1
+        1,
+        "the limit holds"
     );
     // `mark_dispatched` ignores unknown ids.
     s.mark_dispatched(&[far.id, uuid::Uuid::now_v7()])
@@ -1113,7 +1125,15 @@ pub async fn destroy_then_migrate_is_empty(b: Backend) {
     let lock = format!("lock-{}", uuid::Uuid::now_v7());
     assert!(s.try_lead(&lock, "a", LONG).await.unwrap());
 
-    s.destroy().await.expect("destroy");
+    match s.destroy().await {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            return skip(
+                "destroy_then_migrate_is_empty",
+                "the storage cannot destroy",
+            );
+        }
+        r => r.expect("destroy"),
+    }
     s.destroy().await.expect("destroy twice");
     s.migrate().await.expect("migrate after destroy");
     for id in &ids {

@@ -70,6 +70,26 @@ pub fn random_prefix() -> String {
     s
 }
 
+/// Destroys a case's storage instance and broker queues (what the suites do after each passing
+/// case). A backend that cannot destroy (`ErrorKind::Unsupported`) is left as it is.
+pub async fn cleanup(backend: &Backend) {
+    destroyed("storage", backend.storage.destroy().await);
+    if let Some(queue) = &backend.queue {
+        destroyed("queue", queue.destroy().await);
+    }
+}
+
+/// Panics on a failed `destroy`, except one the backend does not support.
+pub fn destroyed(what: &str, result: switchyard_core::Result<()>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == switchyard_core::ErrorKind::Unsupported => {
+            eprintln!("{what} left in place: {e}");
+        }
+        Err(e) => panic!("destroying the case's {what} failed: {e}"),
+    }
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `deadline`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
@@ -140,10 +160,7 @@ macro_rules! conformance_suite {
                 $crate::cases::$case(backend.clone()).await;
                 // A passed case leaves nothing behind on the shared server (a failed one
                 // keeps its data to look at).
-                backend.storage.destroy().await.expect("destroy the case's instance");
-                if let Some(queue) = &backend.queue {
-                    queue.destroy().await.expect("destroy the case's broker queues");
-                }
+                $crate::cleanup(&backend).await;
             }
         )*
     };

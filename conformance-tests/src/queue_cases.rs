@@ -167,13 +167,19 @@ pub async fn publish_receive_ack(q: Arc<dyn Queue>) {
 }
 
 /// `destroy` deletes the broker queues the handle used, messages and all: a queue used again
-/// afterwards starts empty.
+/// afterwards starts empty. (Real SQS refuses to re-create a queue name for 60 s after it was
+/// deleted; the suite runs against the emulator.)
 pub async fn destroy_deletes_broker_queues(q: Arc<dyn Queue>) {
     let name = queue_name();
     setup(&q, &[&name]).await;
     let messages: Vec<QueueMessage> = (0..3).map(|_| message(&name, Duration::ZERO)).collect();
     q.publish(&messages).await.expect("publish");
-    q.destroy().await.expect("destroy");
+    match q.destroy().await {
+        Err(e) if e.kind() == switchyard_core::ErrorKind::Unsupported => {
+            return skip("destroy_deletes_broker_queues", "the queue cannot destroy");
+        }
+        r => r.expect("destroy"),
+    }
     setup(&q, &[&name]).await;
     assert_nothing_for(
         &q,
@@ -422,8 +428,8 @@ macro_rules! queue_conformance_suite {
             let queue = $factory().await;
             let other = $factory().await;
             $crate::queue_cases::broker_queues_are_isolated(queue.clone(), other.clone()).await;
-            queue.destroy().await.expect("destroy the case's broker queues");
-            other.destroy().await.expect("destroy the case's broker queues");
+            $crate::destroyed("queue", queue.destroy().await);
+            $crate::destroyed("queue", other.destroy().await);
         }
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -432,7 +438,7 @@ macro_rules! queue_conformance_suite {
             async fn $case() {
                 let queue = $factory().await;
                 $crate::queue_cases::$case(queue.clone()).await;
-                queue.destroy().await.expect("destroy the case's broker queues");
+                $crate::destroyed("queue", queue.destroy().await);
             }
         )*
     };

@@ -333,10 +333,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// [`due_for_dispatch`](Storage::due_for_dispatch) and
     /// [`mark_dispatched`](Storage::mark_dispatched) of what it found, as one step: returns the
-    /// jobs it marked. The dispatcher calls this; a backend that can find and mark in one
-    /// statement or script overrides it to save a round trip and a second pass over the rows.
-    /// Concurrent callers may both take a job (a duplicate publish is harmless), but a backend
-    /// that can skip rows another caller is taking should.
+    /// jobs it marked, chosen and ordered as `due_for_dispatch` chooses and orders them
+    /// (earliest `run_at` first, never-dispatched and lost ones alike). The dispatcher calls
+    /// this; a backend that can find and mark in one statement or script overrides it to save
+    /// a round trip and a second pass over the rows. Concurrent callers may both take a job (a
+    /// duplicate publish is harmless), but a backend that can skip rows another caller is
+    /// taking should. Not to be retried blindly: a call whose reply was lost has marked jobs
+    /// nobody publishes until `stale_before` passes them.
     async fn take_for_dispatch(
         &self,
         horizon: DateTime<Utc>,
@@ -353,10 +356,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes everything this instance keeps under its prefix — jobs, indexes, leadership
     /// locks and its record of applied migrations — so the prefix is as if never used:
-    /// [`migrate`](Storage::migrate) starts it afresh. Irreversible; workers and clients of the
-    /// instance get errors (or nothing) from then on. Other prefixes are not touched. For test
-    /// suites and benchmarks that make throwaway instances, and for retiring one. The default
-    /// says the backend cannot.
+    /// [`migrate`](Storage::migrate) starts it afresh. Irreversible. Stop the instance's
+    /// workers first: afterwards their calls fail (SQL backends: no table) or, on Redis,
+    /// quietly write parts of an instance nobody migrated. Other prefixes are not touched. For
+    /// test suites and benchmarks that make throwaway instances, and for retiring one. The
+    /// default says the backend cannot (`ErrorKind::Unsupported`); the conformance suite then
+    /// skips its cleanup and the case that checks it.
     async fn destroy(&self) -> Result<()> {
         Err(crate::Error::new(
             crate::ErrorKind::Unsupported,

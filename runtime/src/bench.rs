@@ -118,11 +118,16 @@ impl Fresh {
     }
 
     /// Removes what the workload stored, so runs do not pile up data on the servers (which
-    /// would slow later runs down).
-    async fn dispose(self) -> Result<()> {
-        self.sy.storage().destroy().await?;
+    /// would slow later runs down). A failure leaves the data behind with a warning; the
+    /// figures stand.
+    async fn dispose(self) {
+        if let Err(e) = self.sy.storage().destroy().await {
+            tracing::warn!(error = %e, prefix = %self.sy.config().prefix, "bench data left in storage");
+        }
         if let Some(queue) = self.sy.queue() {
-            queue.destroy().await?;
+            if let Err(e) = queue.destroy().await {
+                tracing::warn!(error = %e, prefix = %self.sy.config().prefix, "bench broker queues left");
+            }
         }
         if let Some(path) = self.file {
             for ext in ["", "-wal", "-shm"] {
@@ -131,7 +136,6 @@ impl Fresh {
                 let _ = std::fs::remove_file(p);
             }
         }
-        Ok(())
     }
 }
 
@@ -185,7 +189,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
         client.enqueue_raw(vec![bench_job(i)]).await?;
     }
     fig.enqueue_single_jobs_per_s = n as f64 / t0.elapsed().as_secs_f64();
-    w1.dispose().await?;
+    w1.dispose().await;
 
     // W1, batch API; these jobs are W2's queue.
     let w2 = Fresh::new(config, "w2").await?;
@@ -230,7 +234,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
     }
     fig.drain_jobs_per_s = n as f64 / t0.elapsed().as_secs_f64();
     stop(shutdown, tasks).await;
-    w2.dispose().await?;
+    w2.dispose().await;
 
     // W3: latency to an idle worker.
     if args.latency_jobs > 0 {
@@ -262,7 +266,7 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop(shutdown, tasks).await;
-        w3.dispose().await?;
+        w3.dispose().await;
         let mut v = lat.lock().expect("poisoned").clone();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         if !v.is_empty() {
@@ -294,7 +298,7 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         if let Some(q) = probe.sy.queue() {
             queue_name = q.name().to_string();
         }
-        probe.dispose().await?;
+        probe.dispose().await;
     }
     let pick = |f: fn(&RunFigures) -> f64| median(runs.iter().map(f).collect());
     let report = BenchReport {

@@ -94,12 +94,14 @@ async fn dispatch_step(
     let now = Utc::now();
     let horizon = now + chrono::Duration::from_std(native).unwrap_or_default();
     let stale = now - chrono::Duration::from_std(config.redispatch_after).unwrap_or_default();
-    let items = storage
+    let mut items = storage
         .take_for_dispatch(horizon, stale, config.batch)
         .await?;
     if items.is_empty() {
         return Ok(0);
     }
+    // Published earliest first (a FIFO queue keeps this order within a group).
+    items.sort_by(|a, b| a.run_at.cmp(&b.run_at).then(a.id.cmp(&b.id)));
     let messages: Vec<QueueMessage> = items
         .iter()
         .map(|i| QueueMessage {

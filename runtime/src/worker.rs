@@ -350,15 +350,16 @@ impl Inner {
     /// would let batches overtake each other, so jobs run strictly in claim order.
     ///
     /// A broker that hands out few messages per call (SQS: 10) needs more claims in flight to
-    /// keep the worker busy: one per receive that covers four times the concurrency.
+    /// keep the worker busy: four, each of which receives up to twice the concurrency in
+    /// several calls. (More would let a burst claim up to `(fetchers + 1) × concurrency` jobs
+    /// that other workers could have run.)
     fn fetchers(&self) -> usize {
         if self.config.concurrency == 1 {
             return 1;
         }
         let configured = self.config.fetchers.max(1);
-        let per_call = self.receive_batch();
-        if per_call < self.config.concurrency {
-            configured.max((4 * self.config.concurrency).div_ceil(per_call).min(16))
+        if self.receive_batch() < self.config.concurrency {
+            configured.max(4)
         } else {
             configured
         }

@@ -252,22 +252,26 @@ impl Statements {
             mark_dispatched: format!(
                 "UPDATE {jobs} SET dispatched_at = now() WHERE id = ANY($1::uuid[])"
             ),
-            // `due_for_dispatch` and `mark_dispatched` in one statement: both index range scans
-            // lock what they find (skipping rows a claim or another dispatcher holds), and the
-            // update stamps those rows. A lost mark (asynchronous commit) only means a
-            // duplicate publish, which claims fence.
+            // `due_for_dispatch` and `mark_dispatched` in one statement, choosing as
+            // `due_for_dispatch` does: both index range scans lock what they find (skipping
+            // rows a claim or another dispatcher holds), the earliest `$3` of the two by
+            // `run_at` are taken (so lost messages are not starved by a stream of new jobs),
+            // and the update stamps those rows. Rows locked and not taken are released at
+            // commit. A lost mark (asynchronous commit) only means a duplicate publish, which
+            // claims fence. RETURNING has no order: the caller sorts.
             take_for_dispatch: format!(
                 "WITH fresh AS ( \
-                   SELECT id FROM {jobs} \
+                   SELECT id, run_at FROM {jobs} \
                    WHERE state IN {PENDING} AND dispatched_at IS NULL AND run_at <= $1 \
                    ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED \
                  ), lost AS ( \
-                   SELECT id FROM {jobs} \
+                   SELECT id, run_at FROM {jobs} \
                    WHERE state IN {PENDING} AND dispatched_at IS NOT NULL \
                      AND dispatched_at < $2 AND run_at <= $1 \
                    ORDER BY dispatched_at LIMIT $3 FOR UPDATE SKIP LOCKED \
                  ), picked AS ( \
-                   SELECT id FROM fresh UNION ALL SELECT id FROM lost LIMIT $3 \
+                   SELECT id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM lost) c \
+                   ORDER BY run_at, id LIMIT $3 \
                  ){sc} \
                  UPDATE {jobs} j SET dispatched_at = now() FROM picked{sc_from} \
                  WHERE j.id = picked.id \

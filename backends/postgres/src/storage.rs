@@ -574,26 +574,30 @@ impl PostgresStorage {
     }
 
     /// Runs a dispatch query (`$1` horizon, `$2` stale-before, `$3` limit) that returns
-    /// `(id, queue, priority, run_at)` rows.
+    /// `(id, queue, priority, run_at)` rows; earliest `run_at` first. A query that changes
+    /// rows is not retried on a lost connection: its first run may have committed.
     async fn dispatch_items(
         &self,
         what: &'static str,
         sql: &str,
-        horizon: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-        limit: usize,
+        (horizon, stale_before, limit): (DateTime<Utc>, DateTime<Utc>, usize),
+        retry: bool,
     ) -> Result<Vec<DispatchItem>> {
         let pool = &self.inner.pool;
         let limit = limit as i64;
-        let rows: Vec<(Uuid, String, i16, DateTime<Utc>)> = retrying(what, move || {
-            sqlx::query_as(sql)
+        let run = move || {
+            sqlx::query_as::<_, (Uuid, String, i16, DateTime<Utc>)>(sql)
                 .bind(horizon)
                 .bind(stale_before)
                 .bind(limit)
                 .fetch_all(pool)
-        })
-        .await?;
-        Ok(rows
+        };
+        let rows = if retry {
+            retrying(what, run).await?
+        } else {
+            run().await.map_err(db_err(what))?
+        };
+        let mut items: Vec<DispatchItem> = rows
             .into_iter()
             .map(|(id, queue, priority, run_at)| DispatchItem {
                 id,
@@ -601,7 +605,9 @@ impl PostgresStorage {
                 priority,
                 run_at,
             })
-            .collect())
+            .collect();
+        items.sort_by(|a, b| a.run_at.cmp(&b.run_at).then(a.id.cmp(&b.id)));
+        Ok(items)
     }
 }
 
@@ -996,7 +1002,8 @@ impl Storage for PostgresStorage {
         limit: usize,
     ) -> Result<Vec<DispatchItem>> {
         let sql = &self.inner.sql.due_for_dispatch;
-        self.dispatch_items("find jobs to dispatch", sql, horizon, stale_before, limit)
+        let args = (horizon, stale_before, limit);
+        self.dispatch_items("find jobs to dispatch", sql, args, true)
             .await
     }
 
@@ -1007,7 +1014,8 @@ impl Storage for PostgresStorage {
         limit: usize,
     ) -> Result<Vec<DispatchItem>> {
         let sql = &self.inner.sql.take_for_dispatch;
-        self.dispatch_items("take jobs to dispatch", sql, horizon, stale_before, limit)
+        let args = (horizon, stale_before, limit);
+        self.dispatch_items("take jobs to dispatch", sql, args, false)
             .await
     }
 

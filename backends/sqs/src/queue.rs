@@ -471,14 +471,14 @@ impl Queue for SqsQueue {
     }
 
     async fn destroy(&self) -> Result<()> {
-        let urls: Vec<String> = self
+        let urls: Vec<(String, String)> = self
             .urls
-            .write()
+            .read()
             .expect("poisoned")
-            .drain()
-            .map(|(_, url)| url)
+            .iter()
+            .map(|(q, url)| (q.clone(), url.clone()))
             .collect();
-        for url in urls {
+        for (queue, url) in urls {
             match self.client.delete_queue().queue_url(&url).send().await {
                 Ok(_) => {}
                 Err(e)
@@ -486,6 +486,8 @@ impl Queue for SqsQueue {
                         .is_some_and(|s| s.is_queue_does_not_exist()) => {}
                 Err(e) => return Err(sdk_error("DeleteQueue", e)),
             }
+            // Forgotten only once deleted, so a failed call can be repeated.
+            self.urls.write().expect("poisoned").remove(&queue);
         }
         Ok(())
     }

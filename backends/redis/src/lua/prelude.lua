@@ -12,7 +12,7 @@ end
 -- number argument to redis.call) goes through printf and is a visible share of a claim's or a
 -- completion's cost, so each distinct value is formatted once per script call: n2s remembers
 -- the first 64 values it formats (a claim or completion batch has a handful: now, the lease
--- expiry, the attempt, the ttl), and every score and count is passed through it.
+-- expiry, the attempt, the ttl). The claim and completion paths pass their numbers through it.
 local N2S = {}
 local N2S_SIZE = 0
 local function n2s(n)
