@@ -1,5 +1,6 @@
-//! RabbitMQ-specific tests: the broker closes the connection (`rabbitmqctl close_connection`)
-//! while messages are held or while a worker drains 500 jobs; nothing is lost, nothing stuck.
+//! RabbitMQ-specific tests: every delivery is acked after a drain; the broker closes the
+//! connection (`rabbitmqctl close_connection`) while messages are held or while a worker
+//! drains 500 jobs, and nothing is lost, nothing stuck.
 //! Needs the broker at `SWITCHYARD_TEST_AMQP_URL` and `rabbitmqctl` on the PATH (tests skip
 //! with a message when it is missing).
 
@@ -265,6 +266,61 @@ async fn drain_survives_broker_closing_the_connection() {
         probe.count()
     );
     queue.delete_queues(&[q]).await.unwrap();
+}
+
+/// After a drain without failures every delivery has been acked (the worker acks in the
+/// background while it records the next completions, and waits for those acks when it
+/// stops): once the connection is closed, which returns whatever was left unacked, the queue
+/// is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_delivery_is_acked_after_a_drain() {
+    let prefix = random_prefix();
+    let storage = sqlite(&prefix).await;
+    let queue: Arc<RabbitQueue> = Arc::new(rabbit(&prefix).await);
+    let backend = Backend::with_queue(storage.clone(), queue.clone());
+    let q = "acked".to_string();
+    let n = 300;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("acked", json!({ "i": i })).with_queue(&q))
+        .collect();
+    storage.enqueue(jobs).await.unwrap();
+    let probe = Probe::default();
+    let p = probe.clone();
+    let registry = Registry::new().register_fn("acked", move |_, ctx: JobContext| {
+        p.record(ctx.id, ctx.attempt);
+        async { Ok(None) }
+    });
+    let mut cfg = TestWorkerConfig::new(&q);
+    cfg.concurrency = 8;
+    let worker = start_worker(&backend, registry, cfg).await;
+    wait_for("every job to complete", Duration::from_secs(60), || {
+        let storage = storage.clone();
+        async move {
+            let counts = storage.counts().await.unwrap();
+            let done = counts
+                .iter()
+                .filter_map(|c| c.counts.get(&JobState::Completed))
+                .sum::<u64>();
+            (done == n as u64).then_some(())
+        }
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(probe.count(), n, "a job ran twice or never");
+
+    queue.close().await;
+    let fresh = rabbit(&prefix).await;
+    let left = fresh
+        .receive(&q, 100, Duration::from_secs(1), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{} deliveries were never acked",
+        left.len()
+    );
+    fresh.delete_queues(&[q]).await.unwrap();
+    storage.destroy().await.unwrap();
 }
 
 /// A delivery held past `settle_after` (a long job) is acked early by `extend`, so the broker's
