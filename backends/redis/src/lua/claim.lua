@@ -21,7 +21,22 @@ for i = 1, nq do
   end
 end
 flush()
--- The best `limit` of each queue, merged.
+local out = {n2s(now), n2s(exp)}
+local k = 0
+if nq == 1 then
+  -- One queue (the common case): pop its best `limit` at once. An entry whose job is no
+  -- longer pending is dropped all the same; the next claim takes more.
+  local q = ARGV[7]
+  local r = redis.call('ZPOPMIN', rkey(q), limit)
+  for j = 1, #r, 2 do
+    local id = string.sub(r[j], 15)
+    local tok = base .. string.format('%04x', k + 1)
+    if claim_one(out, jkey(id), id, q, now, exp, worker, tok) then k = k + 1 end
+  end
+  flush()
+  return out
+end
+-- Several queues: the best `limit` of each, merged.
 local cands = {}
 for i = 1, nq do
   local q = ARGV[6 + i]
@@ -30,14 +45,10 @@ for i = 1, nq do
     cands[#cands + 1] = {tonumber(r[j + 1]), r[j], q}
   end
 end
-if nq > 1 then
-  table.sort(cands, function(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
-  end)
-end
-local out = {n2s(now), n2s(exp)}
-local k = 0
+table.sort(cands, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
 for _, c in ipairs(cands) do
   if k >= limit then break end
   local m, q = c[2], c[3]
