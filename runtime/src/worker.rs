@@ -373,12 +373,6 @@ impl Inner {
         }
     }
 
-    /// The fewest jobs a claim waits room for: the concurrency (an external queue that
-    /// delivers fewer messages per receive is asked several times per claim).
-    fn batch(&self) -> usize {
-        self.config.concurrency
-    }
-
     fn claim_request(&self, limit: usize) -> ClaimRequest {
         ClaimRequest {
             queues: self.config.queues.clone(),
@@ -406,7 +400,9 @@ async fn fetch_loop(
     ready: &mpsc::UnboundedSender<Ready>,
 ) {
     let concurrency = inner.config.concurrency;
-    let batch = inner.batch();
+    // A claim waits for room for `concurrency` jobs (an external queue that delivers fewer
+    // messages per receive is asked several times per claim).
+    let batch = concurrency as u32;
     let mut wake = inner.storage.subscribe();
     let mut rr = 0usize;
     let mut failures = 0u32;
@@ -421,11 +417,11 @@ async fn fetch_loop(
         }
         // Wait until a batch worth of claim slots is free, then take every free one.
         let first = tokio::select! {
-            p = claimed_slots.clone().acquire_many_owned(batch as u32) => p.expect("semaphore never closes"),
+            p = claimed_slots.clone().acquire_many_owned(batch) => p.expect("semaphore never closes"),
             _ = inner.shutdown.graceful_requested() => return,
         };
         let mut permits = vec![first];
-        let extra = (claimed_slots.available_permits() as u32).min(batch as u32);
+        let extra = (claimed_slots.available_permits() as u32).min(batch);
         if extra > 0 {
             if let Ok(p) = claimed_slots.clone().try_acquire_many_owned(extra) {
                 permits.push(p);
