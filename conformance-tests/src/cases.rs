@@ -1000,6 +1000,11 @@ pub async fn leadership_is_exclusive_and_expires(b: Backend) {
     );
 }
 
+/// The job ids of dispatch items, in their order.
+fn ids_of(items: &[switchyard_core::DispatchItem]) -> Vec<JobId> {
+    items.iter().map(|d| d.id).collect()
+}
+
 /// Storage as the outbox of an external queue (seed 004): the dispatcher's view of due jobs,
 /// its mark, the lost-message backstop, and the claim of delivered ids.
 pub async fn outbox_dispatch_view(b: Backend) {
@@ -1018,19 +1023,13 @@ pub async fn outbox_dispatch_view(b: Backend) {
     let stale = now - chrono::Duration::minutes(5);
     let due = s.due_for_dispatch(horizon, stale, 10).await.unwrap();
     assert_eq!(
-        due.iter().map(|d| d.id).collect::<Vec<_>>(),
+        ids_of(&due),
         vec![a.id, later.id],
         "due within the horizon, earliest first; the far one waits in storage"
     );
     assert_eq!((due[1].queue.as_str(), due[1].priority), (qy.as_str(), 3));
     // Looking does not mark; taking does, once, in the same order.
-    let taken: Vec<JobId> = s
-        .take_for_dispatch(horizon, stale, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.id)
-        .collect();
+    let taken = ids_of(&s.take_for_dispatch(horizon, stale, 10).await.unwrap());
     assert_eq!(taken, vec![a.id, later.id], "taken earliest first");
     assert!(s
         .take_for_dispatch(horizon, stale, 10)
@@ -1051,13 +1050,7 @@ pub async fn outbox_dispatch_view(b: Backend) {
     );
     let newer = job("k", &qx, json!({})).with_run_at(now + chrono::Duration::seconds(10));
     enqueue1(s, newer.clone()).await;
-    let retaken: Vec<JobId> = s
-        .take_for_dispatch(horizon, lost, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|d| d.id)
-        .collect();
+    let retaken = ids_of(&s.take_for_dispatch(horizon, lost, 10).await.unwrap());
     assert_eq!(retaken, vec![a.id, later.id, newer.id]);
     let lost = Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(
@@ -1105,7 +1098,7 @@ pub async fn outbox_dispatch_view(b: Backend) {
         .unwrap();
     assert_eq!(done, vec![CompletionStatus::Applied]);
     let due = s.due_for_dispatch(horizon, stale, 10).await.unwrap();
-    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(ids_of(&due), vec![a.id]);
 }
 
 /// `destroy` removes everything of the instance: after it, `migrate` gives an empty instance
