@@ -34,10 +34,21 @@ pub(crate) fn decode_flat(flat: Vec<String>) -> Result<Option<JobRecord>> {
 }
 
 /// A job hash as a map. A hash without `id` and `state` (a partial leftover) is corrupt.
+///
+/// An empty value means "none" (scripts create the fields a claim or a completion touches up
+/// front, see `JOB_LAYOUT` in `lua/prelude.lua`), except for `unique_key`, which exists only
+/// when set. The lease fields count only while the job is running: a finished job keeps its
+/// last lease's.
 pub(crate) fn decode(mut m: HashMap<String, String>) -> Result<JobRecord> {
     let id_text = m.get("id").cloned().unwrap_or_default();
     let idr = id_text.as_str();
-    let mut take = |f: &str| m.remove(f);
+    let unique_key = m.remove("unique_key");
+    if m.get("state").map(String::as_str) != Some(JobState::Running.as_str()) {
+        for f in ["lease_token", "lease_expires_at", "worker_id"] {
+            m.remove(f);
+        }
+    }
+    let mut take = |f: &str| m.remove(f).filter(|v| !v.is_empty());
     let req = |v: Option<String>, f: &str| v.ok_or_else(|| corrupt(idr, f, "missing"));
     let int = |v: Option<String>, f: &str| -> Result<Option<i64>> {
         v.map(|s| s.parse::<i64>().map_err(|e| corrupt(idr, f, e)))
@@ -77,7 +88,7 @@ pub(crate) fn decode(mut m: HashMap<String, String>) -> Result<JobRecord> {
         worker_id: take("worker_id"),
         errors,
         result,
-        unique_key: take("unique_key"),
+        unique_key,
         cancel_requested: take("cancel_requested").as_deref() == Some("1"),
         timeout_ms: int(take("timeout_ms"), "timeout_ms")?.map(|v| v as u64),
         tags,

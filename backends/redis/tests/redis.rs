@@ -158,6 +158,19 @@ async fn full_life_cycle_on_the_storage() {
         JobState::Scheduled
     );
     assert!(s.get(uuid::Uuid::now_v7()).await.unwrap().is_none());
+    // Fields created empty at enqueue read as "none".
+    let ra = s.get(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            ra.timeout_ms,
+            ra.result,
+            ra.unique_key,
+            ra.started_at,
+            ra.finished_at
+        ),
+        (None, None, None, None, None)
+    );
+    assert!(ra.lease_token.is_none() && ra.lease_expires_at.is_none() && ra.worker_id.is_none());
 
     // Priority first; the delayed job is not claimable.
     let claimed = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
@@ -239,6 +252,19 @@ async fn full_life_cycle_on_the_storage() {
     assert_eq!(rb.state, JobState::Completed);
     assert_eq!(rb.result, Some(serde_json::json!({"ok": true})));
     assert!(rb.finished_at.is_some() && rb.lease_token.is_none() && rb.worker_id.is_none());
+    assert!(rb.lease_expires_at.is_none() && rb.started_at.is_some());
+    // Its unique key's entry is gone (a completion reads `unique_key` only for jobs claimed
+    // with one, which their lease token says).
+    let held: bool = redis::cmd("HEXISTS")
+        .arg(format!("{}unique", s.key_prefix()))
+        .arg("k1")
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
+    assert!(
+        !held,
+        "the unique key k1 is still held after its job completed"
+    );
     let ra = s.get(a.id).await.unwrap().unwrap();
     assert_eq!(ra.state, JobState::Cancelled);
     assert_eq!(ra.errors.len(), 1);

@@ -30,8 +30,7 @@ if nq == 1 then
   local r = redis.call('ZPOPMIN', rkey(q), limit)
   for j = 1, #r, 2 do
     local id = string.sub(r[j], 15)
-    local tok = base .. string.format('%04x', k + 1)
-    if claim_one(out, jkey(id), id, q, now, exp, worker, tok) then k = k + 1 end
+    if claim_one(out, jkey(id), id, q, now, exp, worker, base, k + 1) then k = k + 1 end
   end
   flush()
   return out
@@ -54,8 +53,7 @@ for _, c in ipairs(cands) do
   local m, q = c[2], c[3]
   local id = string.sub(m, 15)
   zrem(rkey(q), m)
-  local tok = base .. string.format('%04x', k + 1)
-  if claim_one(out, jkey(id), id, q, now, exp, worker, tok) then k = k + 1 end
+  if claim_one(out, jkey(id), id, q, now, exp, worker, base, k + 1) then k = k + 1 end
 end
 flush()
 return out

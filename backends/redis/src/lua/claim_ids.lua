@@ -19,8 +19,7 @@ for i = 7 + nq, #ARGV do
   local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'cancel_requested')
   if f[1] and PENDING[f[1]] and queues[f[2]] and tonumber(f[3]) <= now and f[4] ~= '1' then
     unpend(id, f[2], f[3])
-    local tok = base .. string.format('%04x', k + 1)
-    if claim_one(out, key, id, f[2], now, exp, worker, tok) then k = k + 1 end
+    if claim_one(out, key, id, f[2], now, exp, worker, base, k + 1) then k = k + 1 end
   end
 end
 flush()

@@ -11,12 +11,13 @@ for i = 3, #ARGV, 5 do
   local id, tok, code, a1, a2 = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local key = jkey(id)
   -- What every outcome needs; a retry or an abort reads the rest (a success, the hot path,
-  -- reads no more fields of the hash than it must).
-  local f = redis.call('HMGET', key, 'state', 'lease_token', 'queue', 'unique_key')
+  -- reads no more fields of the hash than it must, see JOB_LAYOUT).
+  local f = redis.call('HMGET', key, 'state', 'lease_token', 'queue')
   if f[1] ~= 'running' or f[2] ~= tok then
     out[#out + 1] = 0
   else
-    local q, uk = f[3], f[4]
+    local q, uk = f[3], nil
+    if has_unique(tok) then uk = redis.call('HGET', key, 'unique_key') end
     local prio, run_at, attempt, max_attempts
     if code == 'R' or code == 'A' then
       local more = redis.call('HMGET', key, 'priority', 'run_at', 'attempt', 'max_attempts')

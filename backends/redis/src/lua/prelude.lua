@@ -103,27 +103,37 @@ local function with_error(key, err)
   return string.sub(errs, 1, -2) .. ',' .. err .. ']'
 end
 
-local LEASE_FIELDS = {'lease_token', 'lease_expires_at', 'worker_id', 'dispatched_at'}
+-- JOB_LAYOUT. A job hash is a listpack while it is small, so every field read or write is a
+-- scan from its first field, and a missing field costs a scan of all of them (plus an append
+-- when written). enqueue.lua therefore creates every field the claim and completion paths
+-- touch, in the order a claim reads them, then the lease fields, with '' for "none"; the
+-- lease fields are set to '' rather than deleted; and a finished job keeps its last lease's
+-- fields, which mean nothing unless the state is running (record.rs ignores them then, and
+-- every fence tests the state before the token). `unique_key` exists only when the job has
+-- one; the claim marks such a job's lease token (see `token`) so that a completion reads the
+-- field only when it exists.
+local LEASE_CLEARED = {'lease_token', '', 'lease_expires_at', '', 'worker_id', '',
+  'dispatched_at', ''}
 
 -- A job that was running (or pending) is pending again: clears its lease, `fields` are set
 -- (state, run_at, errors ...).
 local function requeue(key, id, q, from, prio, run_at, now, fields)
   redis.call('HSET', key, unpack(fields))
-  redis.call('HDEL', key, unpack(LEASE_FIELDS))
+  redis.call('HSET', key, unpack(LEASE_CLEARED))
   if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, fields[2])
   make_pending(id, q, prio, run_at, now)
 end
 
--- A job reached a finished state: stamp it (plus `extra` field, value pairs), clear its lease,
--- index it for the pruner, release its unique key and let its hash expire as a safety net.
+-- A job reached a finished state: stamp it (plus `extra` field, value pairs), drop its lease
+-- (its lease fields stay, meaningless, see JOB_LAYOUT), index it for the pruner, release its
+-- unique key and let its hash expire as a safety net.
 local function finish(key, id, q, from, state, now, ttl, uk, extra)
   local f = {'state', state, 'finished_at', n2s(now)}
   if extra then
     for _, v in ipairs(extra) do f[#f + 1] = v end
   end
   redis.call('HSET', key, unpack(f))
-  redis.call('HDEL', key, unpack(LEASE_FIELDS))
   if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, state)
   zadd(FINISHED, n2s(now), state .. '|' .. id .. '|' .. q)
@@ -140,13 +150,27 @@ local CLAIM_FIELDS = {'state', 'attempt', 'kind', 'queue', 'payload', 'priority'
   'max_attempts', 'run_at', 'created_at', 'errors', 'result', 'unique_key', 'cancel_requested',
   'timeout_ms', 'tags'}
 
--- Claims one job (already out of the ready set) if it is pending: running under `tok` until
--- `exp`. Appends id, token, then CLAIM_FIELDS as they were before the claim to `out` and
--- returns true; returns false when the job is not pending.
-local function claim_one(out, key, id, q, now, exp, worker, tok)
+-- The lease token of the `k`th job of a claim: the claim's UUID with its last four hex digits
+-- replaced by k (a claim takes at most 1,000 jobs), plus 0x8000 when the job has a unique key
+-- (see JOB_LAYOUT and `has_unique`).
+local function token(base, k, unique)
+  if unique then k = k + 0x8000 end
+  return base .. string.format('%04x', k)
+end
+
+-- Whether a lease token was made for a job with a unique key.
+local function has_unique(tok)
+  return string.byte(tok, 33) >= 56 -- '8' .. '9', 'a' .. 'f'
+end
+
+-- Claims one job (already out of the ready set) if it is pending: running until `exp` under
+-- the token for the `k`th job of a claim. Appends id, token, then CLAIM_FIELDS as they were
+-- before the claim to `out` and returns true; returns false when the job is not pending.
+local function claim_one(out, key, id, q, now, exp, worker, base, k)
   local f = redis.call('HMGET', key, unpack(CLAIM_FIELDS))
   local st = f[1]
   if not st or not PENDING[st] then return false end
+  local tok = token(base, k, f[12])
   local attempt = tonumber(f[2]) + 1
   redis.call('HSET', key, 'state', 'running', 'attempt', n2s(attempt), 'lease_token', tok,
     'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)

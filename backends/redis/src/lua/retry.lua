@@ -19,7 +19,7 @@ end
 local now = now_ms()
 redis.call('PERSIST', key)
 zrem(FINISHED, st .. '|' .. id .. '|' .. q)
-redis.call('HDEL', key, 'finished_at')
+redis.call('HSET', key, 'finished_at', '')
 local max_attempts = math.max(tonumber(f[5]), tonumber(f[4]) + 1)
 requeue(key, id, q, st, f[3], now, now, {'state', 'available', 'run_at', n2s(now),
   'cancel_requested', 0, 'max_attempts', max_attempts})
