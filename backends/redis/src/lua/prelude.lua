@@ -116,10 +116,11 @@ local LEASE_CLEARED = {'lease_token', '', 'lease_expires_at', '', 'worker_id', '
   'dispatched_at', ''}
 
 -- A job that was running (or pending) is pending again: clears its lease, `fields` are set
--- (state, run_at, errors ...).
+-- (state, run_at, errors ...), in one write.
 local function requeue(key, id, q, from, prio, run_at, now, fields)
-  redis.call('HSET', key, unpack(fields))
-  redis.call('HSET', key, unpack(LEASE_CLEARED))
+  local all = {unpack(fields)}
+  for _, v in ipairs(LEASE_CLEARED) do all[#all + 1] = v end
+  redis.call('HSET', key, unpack(all))
   if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, fields[2])
   make_pending(id, q, prio, run_at, now)
