@@ -66,7 +66,8 @@ pub struct QueueCapabilities {
     pub max_lease: Option<Duration>,
     /// Deliveries honour priority.
     pub priorities: bool,
-    /// Most messages one publish, receive or ack call handles.
+    /// Most messages one broker call publishes, receives or acks (SQS: 10). A message may name
+    /// several jobs (see [`crate::bundle`]).
     pub max_batch: usize,
 }
 

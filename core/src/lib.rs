@@ -15,6 +15,7 @@
 //! Backends declare what they can do through [`StorageCapabilities`] and [`QueueCapabilities`];
 //! the runtime and the conformance suite read them instead of guessing.
 
+pub mod bundle;
 mod capability;
 mod context;
 mod error;

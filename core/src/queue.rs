@@ -57,14 +57,18 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// Creates the broker queues for these Switchyard queues if they do not exist. Idempotent.
     async fn setup(&self, queues: &[String]) -> Result<()>;
 
-    /// Publishes messages. Returns only when the broker has accepted every one of them
-    /// (publisher confirms, SQS batch success); on error, none, some or all may have been
-    /// accepted, and the caller publishes them again (duplicates are harmless).
+    /// Publishes messages, any number per call: the adapter cuts them into broker batches and
+    /// may pack several job ids into one broker message (see [`crate::bundle`]). Returns only
+    /// when the broker has accepted every one of them (publisher confirms, SQS batch success);
+    /// on error, none, some or all may have been accepted, and the caller publishes them again
+    /// (duplicates are harmless).
     async fn publish(&self, messages: &[QueueMessage]) -> Result<()>;
 
-    /// Receives up to `max` messages from `queue`, waiting up to `wait` for the first one.
+    /// Receives up to `max` deliveries from `queue`, waiting up to `wait` for the first one.
     /// Returns an empty vector when none arrived in time. Received messages are invisible to
-    /// other receivers for at least `lease`.
+    /// other receivers for at least `lease`. A message that names several jobs (a bundle, see
+    /// [`crate::bundle`]) gives one delivery per job, each with its own receipt; ids beyond
+    /// `max` wait in the adapter for the next receive (or [`Queue::release`]).
     async fn receive(
         &self,
         queue: &str,
@@ -73,17 +77,27 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
         lease: Duration,
     ) -> Result<Vec<Delivery>>;
 
-    /// Acknowledges messages: they are never delivered again. Acking a receipt from a dead
+    /// Acknowledges deliveries: they are never delivered again (a bundle's message is deleted
+    /// once every job it names is acked or given back). Acking a receipt from a dead
     /// connection is not an error: that message has already come back and will be delivered
     /// again, and the job's claim in Storage fences any second run.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()>;
 
-    /// Gives a message back to be delivered again after `delay` (zero: at once).
+    /// Gives a delivery back to be delivered again after `delay` (zero: at once). A member of
+    /// a bundle is given back as a message of its own.
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()>;
 
     /// Keeps a received message invisible for another `lease` (SQS `ChangeMessageVisibility`).
     /// Brokers without visibility timeouts do nothing.
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()>;
+
+    /// Gives back deliveries received from the broker but not yet returned by `receive` (a
+    /// message can name several jobs — see [`crate::bundle`] — so a receive may leave some of
+    /// its ids waiting in the adapter). The worker calls it when it stops fetching, so no job
+    /// waits in a stopped worker. The default has nothing to give back.
+    async fn release(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Deletes, with any messages in them, the broker queues this handle has set up, published
     /// to or received from (all under the instance's prefix). For test suites and benchmarks

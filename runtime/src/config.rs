@@ -113,6 +113,9 @@ pub struct DispatcherSection {
     pub max_native_delay_secs: Option<f64>,
     /// Republish a dispatched job not claimed after this many seconds.
     pub redispatch_after_secs: f64,
+    /// Most job ids one broker message carries when a publish holds more messages than one
+    /// broker batch (1 to 100; 1 turns bundles off). See docs/external-queues.md.
+    pub ids_per_message: usize,
 }
 
 /// `[postgres]`.
@@ -205,6 +208,7 @@ impl Default for DispatcherSection {
             poll_interval_ms: 500,
             max_native_delay_secs: None,
             redispatch_after_secs: 1800.0,
+            ids_per_message: switchyard_core::bundle::DEFAULT_IDS_PER_MESSAGE,
         }
     }
 }
@@ -325,6 +329,14 @@ impl Config {
             "dispatcher.redispatch_after_secs",
             self.dispatcher.redispatch_after_secs,
         )?;
+        let most = switchyard_core::bundle::MAX_IDS_PER_MESSAGE;
+        if !(1..=most).contains(&self.dispatcher.ids_per_message) {
+            return Err(Error::config(format!(
+                "key `dispatcher.ids_per_message`: {} is out of range; accepted: 1 to {most} \
+                 (1 sends one message per job)",
+                self.dispatcher.ids_per_message
+            )));
+        }
         if let Some(d) = self.dispatcher.max_native_delay_secs {
             secs("dispatcher.max_native_delay_secs", d)?;
         }

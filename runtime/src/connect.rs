@@ -129,13 +129,15 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
                 .with_prefix(&config.prefix)
                 .with_region(config.sqs.region.clone())
                 .with_endpoint_url(config.sqs.endpoint_url.clone())
-                .with_fifo(config.sqs.fifo);
+                .with_fifo(config.sqs.fifo)
+                .with_ids_per_message(config.dispatcher.ids_per_message);
             Ok(Some(Arc::new(switchyard_sqs::SqsQueue::connect(c).await?)))
         }
         #[cfg(feature = "rabbitmq")]
         "amqp" | "amqps" => {
-            let c =
-                switchyard_rabbitmq::RabbitConfig::new(&config.queue).with_prefix(&config.prefix);
+            let c = switchyard_rabbitmq::RabbitConfig::new(&config.queue)
+                .with_prefix(&config.prefix)
+                .with_ids_per_message(config.dispatcher.ids_per_message);
             Ok(Some(Arc::new(
                 switchyard_rabbitmq::RabbitQueue::connect(c).await?,
             )))

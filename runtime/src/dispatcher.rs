@@ -54,22 +54,14 @@ pub async fn dispatch_once(
     dispatch_step(storage, queue, config, &mut Vec::new()).await
 }
 
-/// Publishes `messages` in the queue's batch size, up to eight batches in flight; on error,
-/// leaves them all in `messages` to publish again (a duplicate is harmless: claims are fenced).
+/// Publishes `messages` in one call (the adapter cuts them into broker batches, calls several
+/// at once and packs ids into bundles); on error, leaves them all in `messages` to publish
+/// again (a duplicate is harmless: claims are fenced).
 async fn publish_all(
     queue: &dyn Queue,
     messages: &mut Vec<QueueMessage>,
 ) -> switchyard_core::Result<()> {
-    let max = queue.capabilities().max_batch.max(1);
-    for group in messages.chunks(max * 8) {
-        let mut calls = Vec::with_capacity(8);
-        for batch in group.chunks(max) {
-            calls.push(queue.publish(batch));
-        }
-        for result in futures::future::join_all(calls).await {
-            result?;
-        }
-    }
+    queue.publish(messages).await?;
     messages.clear();
     Ok(())
 }

@@ -226,6 +226,12 @@ impl Worker {
             .map(|_| fetch_loop(&inner, &claimed, &ready_tx))
             .collect::<Vec<_>>();
         futures::future::join_all(fetchers).await;
+        // Ids received in bundles and not yet handed out go back to the broker for others.
+        if let Some(queue) = &inner.queue {
+            if let Err(e) = queue.release().await {
+                tracing::warn!(error = %e, "giving back undelivered bundle members failed; their messages come back after their lease or when the connection closes");
+            }
+        }
         // Fetching stopped: jobs in flight (running or buffered) get the shutdown timeout to
         // finish, then they are aborted and released.
         let _deadline = AbortOnDrop(tokio::spawn({
@@ -524,16 +530,18 @@ async fn receive_and_claim(
     let per_call = inner.receive_batch();
     let lease = inner.config.lease;
     let mut deliveries = tokio::select! {
-        d = queue.receive(name, want.min(per_call), wait, lease) => d?,
+        d = queue.receive(name, want, wait, lease) => d?,
         _ = inner.shutdown.graceful_requested() => return Ok(Vec::new()),
     };
-    // A broker that hands out fewer than `want` messages per call and just filled one is
-    // asked again at once, several calls side by side and none waiting, so that one claim in
-    // storage covers them all. (Only the first call may wait: a waiting call that found
-    // nothing would hold back what the others received.)
-    if deliveries.len() == per_call && want > per_call {
-        let more = (1..want.div_ceil(per_call)).map(|i| {
-            let max = (want - i * per_call).min(per_call);
+    // A broker that hands out fewer than `want` messages per call (SQS: 10) and just filled
+    // one is asked again at once, several calls side by side and none waiting, so that one
+    // claim in storage covers them all. (Only the first call may wait: a waiting call that
+    // found nothing would hold back what the others received.) Bundles may fill `want` in one
+    // call.
+    if deliveries.len() >= per_call && deliveries.len() < want {
+        let left = want - deliveries.len();
+        let more = (0..left.div_ceil(per_call)).map(|i| {
+            let max = (left - i * per_call).min(per_call);
             queue.receive(name, max, Duration::ZERO, lease)
         });
         for r in futures::future::join_all(more).await {

@@ -48,6 +48,9 @@ pub struct RabbitConfig {
     /// `x-consumer-timeout` of the broker queues, honoured by RabbitMQ 3.12 and later (earlier
     /// versions ignore it and apply the broker-wide `consumer_timeout`). `None`: not set.
     pub consumer_timeout: Option<Duration>,
+    /// Most job ids one message carries when a publish holds more than ten messages for one
+    /// queue and priority (see `switchyard_core::bundle`); 1 sends one message per job.
+    pub ids_per_message: usize,
     /// Client-provided connection name, shown by `rabbitmqctl list_connections
     /// client_properties` and the management UI. Default: `switchyard {prefix}`.
     pub connection_name: Option<String>,
@@ -56,7 +59,7 @@ pub struct RabbitConfig {
 impl RabbitConfig {
     /// Defaults for `url`: prefix `switchyard_`, prefetch from the worker's concurrency,
     /// `x-max-priority` 10, 5 s connect timeout, reconnection backoff up to 5 s, early settling
-    /// after 10 min, nack holds of at most 5 s.
+    /// after 10 min, nack holds of at most 5 s, up to ten job ids per message.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -70,12 +73,19 @@ impl RabbitConfig {
             queue_expires: None,
             consumer_timeout: None,
             connection_name: None,
+            ids_per_message: switchyard_core::bundle::DEFAULT_IDS_PER_MESSAGE,
         }
     }
 
     /// Sets the queue name prefix.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the most job ids one message carries (clamped to 1..=100; 1: one message per job).
+    pub fn with_ids_per_message(mut self, n: usize) -> Self {
+        self.ids_per_message = n.clamp(1, switchyard_core::bundle::MAX_IDS_PER_MESSAGE);
         self
     }
 

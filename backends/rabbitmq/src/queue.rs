@@ -10,7 +10,9 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::BasicProperties;
 use switchyard_core::{
-    async_trait, Delivery, Error, ErrorKind, JobId, Queue, QueueCapabilities, QueueMessage, Result,
+    async_trait,
+    bundle::{self, Bundle, Bundles, GiveBack},
+    Delivery, Error, ErrorKind, Queue, QueueCapabilities, QueueMessage, Result,
 };
 
 use crate::config::RabbitConfig;
@@ -37,6 +39,8 @@ struct Inner {
     prefetch: Mutex<HashMap<String, u16>>,
     /// Switchyard queues whose broker queue this handle declared (for `destroy`).
     used: Mutex<std::collections::BTreeSet<String>>,
+    /// Received bundles not yet fully settled, and ids waiting for the next receive.
+    bundles: Bundles,
 }
 
 /// The current connection, or when the next attempt to open one may start.
@@ -72,6 +76,12 @@ fn parse_receipt(receipt: &str) -> Result<(u64, u64)> {
         })
 }
 
+/// AMQP priority back to a job priority (what [`amqp_priority`] maps onto it; negative
+/// priorities come back as -1).
+fn job_priority(amqp: u8) -> i16 {
+    i16::from(amqp) - 1
+}
+
 /// Job priority to AMQP priority: negative → 0, `p >= 0` → `p + 1`, capped at `max`.
 fn amqp_priority(priority: i16, max: u8) -> u8 {
     if priority < 0 {
@@ -94,6 +104,7 @@ impl RabbitQueue {
                 generations: Generations::default(),
                 prefetch: Mutex::new(HashMap::new()),
                 used: Mutex::new(Default::default()),
+                bundles: Bundles::default(),
             }),
         };
         queue.link().await?;
@@ -250,16 +261,66 @@ impl RabbitQueue {
 
     /// The consumer that delivered `d`, if it is still the live one; `None` otherwise (its
     /// channel is gone, so the broker has put the message back already).
-    async fn owner(&self, d: &Delivery) -> Result<Option<(Arc<QueueConsumer>, u64)>> {
-        let (id, tag) = parse_receipt(&d.receipt)?;
+    /// `receipt` is a broker receipt (a bundle member's without its member number).
+    async fn owner(&self, queue: &str, receipt: &str) -> Result<Option<(Arc<QueueConsumer>, u64)>> {
+        let (id, tag) = parse_receipt(receipt)?;
         let Some(link) = self.current().await else {
             return Ok(None);
         };
         let consumers = link.consumers.lock().await;
         Ok(consumers
-            .get(&d.queue)
+            .get(queue)
             .filter(|c| c.id == id && c.alive())
             .map(|c| (c.clone(), tag)))
+    }
+}
+
+impl RabbitQueue {
+    /// Acks the broker messages whose every member these deliveries settle. A receipt from a
+    /// closed channel is skipped: the broker has put that message back already.
+    async fn settle_and_ack(
+        &self,
+        deliveries: impl Iterator<Item = (String, String)>,
+    ) -> Result<()> {
+        let mut acks = Vec::new();
+        for (queue, receipt) in deliveries {
+            let Some(broker) = self.inner.bundles.settle(&receipt) else {
+                continue;
+            };
+            let Some((consumer, tag)) = self.owner(&queue, &broker).await? else {
+                continue;
+            };
+            if !consumer.take(tag) {
+                continue;
+            }
+            acks.push(async move {
+                consumer
+                    .channel
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await
+            });
+        }
+        for r in join_all(acks).await {
+            if let Err(e) = r {
+                // The channel closed under us: the message comes back and is skipped then.
+                tracing::debug!(error = %e, "ack on a closing channel skipped");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the given-back ids again, then settles their deliveries.
+    async fn give_back(&self, back: GiveBack) -> Result<()> {
+        if back.is_empty() {
+            return Ok(());
+        }
+        self.publish(&back.messages).await?;
+        let settled = back
+            .messages
+            .into_iter()
+            .zip(back.receipts)
+            .map(|(m, r)| (m.queue, r));
+        self.settle_and_ack(settled).await
     }
 }
 
@@ -312,19 +373,24 @@ impl Queue for RabbitQueue {
                 names.insert(m.queue.clone(), name);
             }
         }
+        // Several ids per message for a large publish (per queue and broker priority).
+        let max = config.max_priority;
+        let bundles = bundle::pack(messages, config.ids_per_message, |m| {
+            (m.queue.clone(), amqp_priority(m.priority, max))
+        });
         // Highest priority first: a consumer already waiting takes the first message that
         // arrives, and the broker orders only the ones that queue up behind it.
-        let mut ordered: Vec<&QueueMessage> = messages.iter().collect();
+        let mut ordered: Vec<&Bundle> = bundles.iter().collect();
         ordered.sort_by_key(|m| std::cmp::Reverse(m.priority));
         // Pipelined: send every message, then wait for every confirm.
-        let mut confirms = Vec::with_capacity(messages.len());
+        let mut confirms = Vec::with_capacity(ordered.len());
         for m in ordered {
             let name = &names[&m.queue];
-            let id = m.job_id.to_string();
+            let body = bundle::encode_ids(&m.job_ids);
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_priority(amqp_priority(m.priority, config.max_priority))
-                .with_message_id(id.clone().into())
+                .with_message_id(m.job_ids[0].to_string().into())
                 .with_content_type("text/plain".into());
             let confirm = link
                 .publisher
@@ -335,14 +401,14 @@ impl Queue for RabbitQueue {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
-                    id.as_bytes(),
+                    body.as_bytes(),
                     props,
                 )
                 .await
                 .map_err(|e| unavailable("publish failed", e))?;
             confirms.push((m, confirm));
         }
-        let (sent, pending): (Vec<&QueueMessage>, Vec<_>) = confirms.into_iter().unzip();
+        let (sent, pending): (Vec<&Bundle>, Vec<_>) = confirms.into_iter().unzip();
         let mut first_error = None;
         for (m, confirmed) in sent.into_iter().zip(join_all(pending).await) {
             let err = match confirmed {
@@ -355,13 +421,16 @@ impl Queue for RabbitQueue {
                         format!(
                             "RabbitMQ returned the message for job {} as unroutable: queue `{}` \
                              does not exist; it is declared again on the next publish",
-                            m.job_id, names[&m.queue]
+                            m.job_ids[0], names[&m.queue]
                         ),
                     )
                 }
                 Ok(Confirmation::Nack(_)) => Error::new(
                     ErrorKind::Unavailable,
-                    format!("RabbitMQ refused the message for job {} (nack)", m.job_id),
+                    format!(
+                        "RabbitMQ refused the message for job {} (nack)",
+                        m.job_ids[0]
+                    ),
                 ),
                 Err(e) => unavailable("publisher confirm failed", e),
             };
@@ -373,6 +442,9 @@ impl Queue for RabbitQueue {
         }
     }
 
+    /// Hands out ids left over from earlier bundles first, then takes messages from the
+    /// consumer until `max` ids are reached; the ids of the last message that do not fit wait
+    /// for the next receive.
     async fn receive(
         &self,
         queue: &str,
@@ -381,84 +453,102 @@ impl Queue for RabbitQueue {
         _lease: Duration,
     ) -> Result<Vec<Delivery>> {
         let max = max.clamp(1, MAX_BATCH);
-        let link = self.link().await?;
-        let consumer = self.consumer(&link, queue, max).await?;
-        let mut stream = consumer.stream.lock().await;
-        let first = match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) => return Ok(Vec::new()),
-            Ok(Some(Ok(d))) => d,
-            Ok(Some(Err(e))) => return Err(unavailable("consumer failed", e)),
-            Ok(None) => {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("RabbitMQ cancelled the consumer of queue `{queue}`"),
-                ))
-            }
+        let bundles = &self.inner.bundles;
+        let (mut out, _) = bundles.take_held(queue, max, None);
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let (link, consumer) = match self.link().await {
+            Ok(link) => match self.consumer(&link, queue, max).await {
+                Ok(consumer) => (link, consumer),
+                Err(_) if !out.is_empty() => return Ok(out),
+                Err(e) => return Err(e),
+            },
+            Err(_) if !out.is_empty() => return Ok(out),
+            Err(e) => return Err(e),
         };
-        let mut raw = vec![first];
-        while raw.len() < max {
+        drop(link);
+        let mut stream = consumer.stream.lock().await;
+        let mut raw = Vec::new();
+        if out.is_empty() {
+            match tokio::time::timeout(wait, stream.next()).await {
+                Err(_) => return Ok(Vec::new()),
+                Ok(Some(Ok(d))) => raw.push(d),
+                Ok(Some(Err(e))) => return Err(unavailable("consumer failed", e)),
+                Ok(None) => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("RabbitMQ cancelled the consumer of queue `{queue}`"),
+                    ))
+                }
+            }
+        }
+        // Ids the messages taken so far name, roughly (a bundle counts as its comma count).
+        let ids_in =
+            |d: &lapin::message::Delivery| d.data.iter().filter(|b| **b == b',').count() + 1;
+        let mut ids = out.len() + raw.iter().map(ids_in).sum::<usize>();
+        while ids < max {
             match stream.next().now_or_never() {
-                Some(Some(Ok(d))) => raw.push(d),
+                Some(Some(Ok(d))) => {
+                    ids += ids_in(&d);
+                    raw.push(d);
+                }
                 _ => break,
             }
         }
         drop(stream);
         let now = Instant::now();
-        let mut out = Vec::with_capacity(raw.len());
+        let mut fresh = Vec::with_capacity(ids);
         let mut poison = Vec::new();
-        {
-            let mut unsettled = consumer.unsettled.lock().expect("poisoned");
-            for d in raw {
-                let id = std::str::from_utf8(&d.data)
-                    .ok()
-                    .and_then(|s| s.parse::<JobId>().ok());
-                match id {
-                    Some(job_id) => {
-                        unsettled.insert(d.delivery_tag, now);
-                        out.push(Delivery {
-                            job_id,
-                            queue: queue.to_string(),
-                            receipt: receipt(consumer.id, d.delivery_tag),
-                        });
-                    }
-                    None => poison.push(d.delivery_tag),
+        for d in raw {
+            let parsed = std::str::from_utf8(&d.data)
+                .ok()
+                .and_then(bundle::decode_ids);
+            match parsed {
+                Some(job_ids) => {
+                    consumer
+                        .unsettled
+                        .lock()
+                        .expect("poisoned")
+                        .insert(d.delivery_tag, now);
+                    let priority = job_priority(d.properties.priority().unwrap_or(1));
+                    fresh.extend(bundles.open(
+                        queue,
+                        receipt(consumer.id, d.delivery_tag),
+                        job_ids,
+                        priority,
+                    ));
                 }
+                None => poison.push(d.delivery_tag),
             }
         }
         for tag in poison {
-            tracing::warn!(queue, tag, "dropping a message that does not hold a job id");
+            tracing::warn!(queue, tag, "dropping a message that does not hold job ids");
             let _ = consumer
                 .channel
                 .basic_ack(tag, BasicAckOptions::default())
                 .await;
         }
+        let room = max - out.len();
+        if fresh.len() > room {
+            bundles.hold(queue, fresh.split_off(room));
+        }
+        out.extend(fresh);
         Ok(out)
     }
 
+    /// Acks each message once every job it names is acked.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        let mut acks = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            // A receipt from a closed channel: the broker has put the message back already.
-            let Some((consumer, tag)) = self.owner(d).await? else {
-                continue;
-            };
-            if !consumer.take(tag) {
-                continue;
-            }
-            acks.push(async move {
-                consumer
-                    .channel
-                    .basic_ack(tag, BasicAckOptions::default())
-                    .await
-            });
-        }
-        for r in join_all(acks).await {
-            if let Err(e) = r {
-                // The channel closed under us: the message comes back and is skipped then.
-                tracing::debug!(error = %e, "ack on a closing channel skipped");
-            }
-        }
-        Ok(())
+        self.settle_and_ack(
+            deliveries
+                .iter()
+                .map(|d| (d.queue.clone(), d.receipt.clone())),
+        )
+        .await
+    }
+
+    async fn release(&self) -> Result<()> {
+        self.give_back(self.inner.bundles.take_all_held()).await
     }
 
     async fn destroy(&self) -> Result<()> {
@@ -475,16 +565,39 @@ impl Queue for RabbitQueue {
         Ok(())
     }
 
+    /// A message naming one job is given back after `delay` (held unacked for at most
+    /// `nack_hold_max` meanwhile). A bundle member is published again as a message of its own
+    /// after the same hold, and then settled.
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
-        let Some((consumer, tag)) = self.owner(delivery).await? else {
+        let hold = delay.min(self.inner.config.nack_hold_max);
+        if bundle::split_receipt(&delivery.receipt).1.is_some() {
+            if !self.inner.bundles.is_member(&delivery.receipt) {
+                return Ok(()); // its bundle was settled already
+            }
+            let back = GiveBack {
+                messages: vec![self.inner.bundles.give_back_one(delivery, Duration::ZERO)],
+                receipts: vec![delivery.receipt.clone()],
+            };
+            if hold.is_zero() {
+                return self.give_back(back).await;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                if let Err(e) = this.give_back(back).await {
+                    tracing::warn!(error = %e, "giving a bundle member back failed; its message comes back when its channel closes");
+                }
+            });
+            return Ok(());
+        }
+        let Some((consumer, tag)) = self.owner(&delivery.queue, &delivery.receipt).await? else {
             return Ok(());
         };
-        if delay.is_zero() {
+        if hold.is_zero() {
             requeue(consumer, tag).await;
         } else {
             // RabbitMQ has no per-message delay: hold the message (unacked, so it is never
             // lost) for a while, then give it back; the worker nacks it again until it is due.
-            let hold = delay.min(self.inner.config.nack_hold_max);
             tokio::spawn(async move {
                 tokio::time::sleep(hold).await;
                 requeue(consumer, tag).await;
@@ -496,11 +609,13 @@ impl Queue for RabbitQueue {
     async fn extend(&self, deliveries: &[Delivery], _lease: Duration) -> Result<()> {
         // No visibility timeout: a delivery is held until acked or its channel closes. But the
         // broker closes a channel holding a delivery past its `consumer_timeout`, so a long job's
-        // delivery is acked early; its lease in Storage protects the job from then on.
+        // delivery is acked early; its lease in Storage protects the job from then on. The
+        // other jobs of a bundle acked early are published again first.
         let settle_after = self.inner.config.settle_after;
         let mut acks = Vec::new();
         for d in deliveries {
-            let Some((consumer, tag)) = self.owner(d).await? else {
+            let (broker, member) = bundle::split_receipt(&d.receipt);
+            let Some((consumer, tag)) = self.owner(&d.queue, broker).await? else {
                 continue;
             };
             let old = consumer
@@ -509,7 +624,19 @@ impl Queue for RabbitQueue {
                 .expect("poisoned")
                 .get(&tag)
                 .is_some_and(|t| t.elapsed() >= settle_after);
-            if old && consumer.take(tag) {
+            if !old {
+                continue;
+            }
+            if member.is_some() {
+                let Some((_, again)) = self.inner.bundles.close(&d.receipt, &d.queue) else {
+                    continue;
+                };
+                if let Err(e) = self.publish(&again).await {
+                    tracing::warn!(error = %e, "cannot publish a long job's bundle mates again; its message stays unacked");
+                    continue;
+                }
+            }
+            if consumer.take(tag) {
                 tracing::info!(job = %d.job_id, "long job: acking its delivery early to stay within the broker's consumer_timeout; its Storage lease keeps it");
                 acks.push(async move {
                     consumer

@@ -379,6 +379,140 @@ async fn extend_settles_long_held_deliveries_early() {
     queue.delete_queues(&[q]).await.unwrap();
 }
 
+fn message(q: &str) -> QueueMessage {
+    QueueMessage {
+        job_id: uuid::Uuid::now_v7(),
+        queue: q.to_string(),
+        priority: 0,
+        delay: Duration::ZERO,
+    }
+}
+
+/// Receives until `n` deliveries arrived (panics after 20 s).
+async fn receive_all(queue: &RabbitQueue, q: &str, n: usize) -> Vec<switchyard_core::Delivery> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "only {} of {n} arrived",
+            got.len()
+        );
+        got.extend(
+            queue
+                .receive(q, n, Duration::from_secs(1), Duration::from_secs(30))
+                .await
+                .unwrap(),
+        );
+    }
+    got
+}
+
+/// A bundle's message is acked only once every job it names is acked: jobs left unacked come
+/// back when the connection closes, with their bundle mates and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unacked_bundle_members_come_back_when_the_connection_closes() {
+    use switchyard_core::bundle::split_receipt;
+    let prefix = random_prefix();
+    let queue = rabbit(&prefix).await;
+    let q = "bundles".to_string();
+    queue.setup(std::slice::from_ref(&q)).await.unwrap();
+    let messages: Vec<QueueMessage> = (0..30).map(|_| message(&q)).collect();
+    queue.publish(&messages).await.unwrap();
+    let got = receive_all(&queue, &q, 30).await;
+    assert!(
+        got.iter().all(|d| split_receipt(&d.receipt).1.is_some()),
+        "30 jobs in one publish travel in bundles"
+    );
+    let (lost, acked): (Vec<_>, Vec<_>) =
+        got.into_iter().partition(|d| d.job_id.as_u128() % 5 == 0);
+    queue.ack(&acked).await.unwrap();
+    let open: std::collections::HashSet<String> = lost
+        .iter()
+        .map(|d| split_receipt(&d.receipt).0.to_string())
+        .collect();
+    let mates: std::collections::HashSet<uuid::Uuid> = acked
+        .iter()
+        .chain(&lost)
+        .filter(|d| open.contains(split_receipt(&d.receipt).0))
+        .map(|d| d.job_id)
+        .collect();
+    queue.close().await;
+    let back = if lost.is_empty() {
+        Vec::new()
+    } else {
+        receive_all(&queue, &q, mates.len()).await
+    };
+    let back_ids: std::collections::HashSet<uuid::Uuid> = back.iter().map(|d| d.job_id).collect();
+    assert_eq!(back_ids, mates, "exactly the unfinished bundles come back");
+    assert!(lost.iter().all(|d| back_ids.contains(&d.job_id)));
+    queue.ack(&back).await.unwrap();
+    queue.close().await;
+    let none = queue
+        .receive(&q, 100, Duration::from_secs(2), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "acked bundles came back: {}", none.len());
+    queue.delete_queues(&[q]).await.unwrap();
+}
+
+/// A long job's bundle is acked early by `extend`; its mates not yet acked are published
+/// again first, so none is lost when the bundle's message is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_settling_a_bundle_publishes_its_open_mates_again() {
+    use switchyard_core::bundle::split_receipt;
+    let prefix = random_prefix();
+    let _ = rabbit(&prefix).await;
+    let config = RabbitConfig::new(amqp_url())
+        .with_prefix(&prefix)
+        .with_queue_expires(Duration::from_secs(300))
+        .with_settle_after(Duration::from_millis(500));
+    let queue = RabbitQueue::connect(config).await.unwrap();
+    let q = "long-bundle".to_string();
+    queue.setup(std::slice::from_ref(&q)).await.unwrap();
+    let messages: Vec<QueueMessage> = (0..30).map(|_| message(&q)).collect();
+    queue.publish(&messages).await.unwrap();
+    let got = receive_all(&queue, &q, 30).await;
+    // One bundle: its first member is acked, its second is the long job, the rest wait.
+    let broker = split_receipt(&got[0].receipt).0.to_string();
+    let bundle: Vec<_> = got
+        .iter()
+        .filter(|d| split_receipt(&d.receipt).0 == broker)
+        .cloned()
+        .collect();
+    assert!(bundle.len() >= 3, "bundles of 3 ids for a publish of 30");
+    let others: Vec<_> = got
+        .iter()
+        .filter(|d| split_receipt(&d.receipt).0 != broker)
+        .cloned()
+        .collect();
+    queue.ack(&others).await.unwrap();
+    queue.ack(&bundle[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    queue
+        .extend(&bundle[1..2], Duration::from_secs(30))
+        .await
+        .unwrap();
+    // The bundle's message is acked now; its open members arrive as new messages.
+    let again = receive_all(&queue, &q, bundle.len() - 1).await;
+    let want: std::collections::HashSet<_> = bundle[1..].iter().map(|d| d.job_id).collect();
+    let again_ids: std::collections::HashSet<_> = again.iter().map(|d| d.job_id).collect();
+    assert_eq!(again_ids, want);
+    queue.ack(&again).await.unwrap();
+    queue.ack(&bundle[1..]).await.expect("late acks are no-ops");
+    queue.close().await;
+    let none = queue
+        .receive(&q, 100, Duration::from_secs(2), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "a settled message came back: {}",
+        none.len()
+    );
+    queue.delete_queues(&[q]).await.unwrap();
+}
+
 /// Queue arguments cannot change after declaration: a second declaration with another
 /// `x-max-priority` is a `Config` error naming the queue, not a broken connection.
 /// `x-consumer-timeout` is accepted (RabbitMQ 3.12+ honours it, older brokers ignore it).

@@ -15,6 +15,7 @@ use aws_sdk_sqs::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use switchyard_core::{
+    bundle::{self, Bundle, Bundles, GiveBack},
     Delivery, Error, ErrorKind, JobId, Queue, QueueCapabilities, QueueMessage, Result,
 };
 
@@ -39,11 +40,37 @@ const STALE_RECEIPT_CODES: &[&str] = &[
     "InvalidParameterValue",
 ];
 
-/// The message body: a job id and its Switchyard queue, never a payload.
+/// The message body: job ids and their Switchyard queue, never a payload. One job is written
+/// `job_id`, a bundle `job_ids` (see `switchyard_core::bundle`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Body {
-    job_id: JobId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job_id: Option<JobId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    job_ids: Vec<JobId>,
     queue: String,
+}
+
+impl Body {
+    fn new(ids: &[JobId], queue: &str) -> Self {
+        match ids {
+            [one] => Body {
+                job_id: Some(*one),
+                job_ids: Vec::new(),
+                queue: queue.to_string(),
+            },
+            many => Body {
+                job_id: None,
+                job_ids: many.to_vec(),
+                queue: queue.to_string(),
+            },
+        }
+    }
+
+    /// Every id the body names; empty for a body that names none.
+    fn ids(self) -> Vec<JobId> {
+        self.job_id.into_iter().chain(self.job_ids).collect()
+    }
 }
 
 /// A Switchyard [`Queue`] on Amazon SQS (or an SQS-compatible emulator).
@@ -54,6 +81,7 @@ pub struct SqsQueue {
     client: Client,
     config: Arc<SqsConfig>,
     urls: Arc<RwLock<HashMap<String, String>>>,
+    bundles: Arc<Bundles>,
 }
 
 impl std::fmt::Debug for SqsQueue {
@@ -155,6 +183,7 @@ impl SqsQueue {
             client,
             config: Arc::new(config),
             urls: Arc::new(RwLock::new(HashMap::new())),
+            bundles: Arc::new(Bundles::default()),
         })
     }
 
@@ -250,13 +279,10 @@ impl SqsQueue {
         Ok(())
     }
 
-    async fn send_batch(&self, url: String, chunk: Vec<QueueMessage>) -> Result<()> {
+    async fn send_batch(&self, url: String, chunk: Vec<Bundle>) -> Result<()> {
         let mut req = self.client.send_message_batch().queue_url(&url);
         for (i, m) in chunk.iter().enumerate() {
-            let body = serde_json::to_string(&Body {
-                job_id: m.job_id,
-                queue: m.queue.clone(),
-            })?;
+            let body = serde_json::to_string(&Body::new(&m.job_ids, &m.queue))?;
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(body);
@@ -266,7 +292,8 @@ impl SqsQueue {
                 // within five minutes must not be swallowed.
                 let group = match self.config.fifo_group {
                     FifoGroup::Queue => m.queue.clone(),
-                    FifoGroup::Job => m.job_id.to_string(),
+                    // One id per message in this mode (`publish` packs by job).
+                    FifoGroup::Job => m.job_ids[0].to_string(),
                 };
                 entry = entry
                     .message_group_id(group)
@@ -354,6 +381,37 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Deletes the broker messages whose every member these deliveries settle.
+    async fn settle_and_delete(
+        &self,
+        deliveries: impl Iterator<Item = (String, String)>,
+    ) -> Result<()> {
+        let items: Vec<(String, String)> = deliveries
+            .filter_map(|(queue, receipt)| Some((queue, self.bundles.settle(&receipt)?)))
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.batched(items, |url, chunk| self.delete_batch(url, chunk))
+            .await
+    }
+
+    /// Publishes the given-back ids again, then settles their deliveries.
+    async fn give_back(&self, back: GiveBack) -> Result<()> {
+        if back.is_empty() {
+            return Ok(());
+        }
+        self.publish(&back.messages).await?;
+        let settled = back
+            .messages
+            .into_iter()
+            .zip(back.receipts)
+            .map(|(m, r)| (m.queue, r));
+        self.settle_and_delete(settled).await
+    }
+}
+
 /// Failed entries of a delete or visibility batch: stale receipts are fine (that message is
 /// already back in the queue, or gone), anything else is an error.
 fn batch_failures(what: &str, failed: &[aws_sdk_sqs::types::BatchResultErrorEntry]) -> Result<()> {
@@ -401,15 +459,30 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    /// Packs ids into bundles (per queue and delay second; per job for FIFO grouped by job)
+    /// and sends them in batches of ten.
     async fn publish(&self, messages: &[QueueMessage]) -> Result<()> {
-        let items = messages
-            .iter()
-            .map(|m| (m.queue.clone(), m.clone()))
-            .collect();
+        let fifo = self.config.fifo;
+        let by_job = fifo && self.config.fifo_group == FifoGroup::Job;
+        let bundles = bundle::pack(messages, self.config.ids_per_message, |m| {
+            (
+                m.queue.clone(),
+                by_job.then_some(m.job_id),
+                if fifo {
+                    0
+                } else {
+                    ceil_secs(m.delay, MAX_DELAY)
+                },
+            )
+        });
+        let items = bundles.into_iter().map(|b| (b.queue.clone(), b)).collect();
         self.batched(items, |url, chunk| self.send_batch(url, chunk))
             .await
     }
 
+    /// Hands out ids left over from earlier bundles first (those held longer than half the
+    /// lease are published again instead: their message may be visible again by now), then
+    /// receives messages for the rest and keeps what does not fit in `max`.
     async fn receive(
         &self,
         queue: &str,
@@ -420,37 +493,58 @@ impl Queue for SqsQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let (mut out, aged) = self.bundles.take_held(queue, max, Some(lease / 2));
+        if let Err(e) = self.give_back(aged).await {
+            tracing::warn!(error = %e, "publishing aged bundle members again failed; their message comes back after its visibility timeout");
+        }
+        if out.len() >= max {
+            return Ok(out);
+        }
         let url = self.queue_url(queue).await?;
-        let out = self
+        let want = (max - out.len()).min(MAX_BATCH);
+        let received = self
             .client
             .receive_message()
             .queue_url(&url)
-            .max_number_of_messages(max.min(MAX_BATCH) as i32)
-            .wait_time_seconds(ceil_secs(wait, MAX_WAIT))
+            .max_number_of_messages(want as i32)
+            .wait_time_seconds(if out.is_empty() {
+                ceil_secs(wait, MAX_WAIT)
+            } else {
+                0
+            })
             .visibility_timeout(ceil_secs(lease, MAX_VISIBILITY))
             .send()
-            .await
-            .map_err(|e| sdk_error("ReceiveMessage", e))?;
-        let mut deliveries = Vec::new();
+            .await;
+        let received = match received {
+            Ok(r) => r,
+            // Held deliveries taken above are handed out rather than dropped.
+            Err(e) if !out.is_empty() => {
+                tracing::debug!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; handing out held deliveries");
+                return Ok(out);
+            }
+            Err(e) => return Err(sdk_error("ReceiveMessage", e)),
+        };
+        let mut fresh = Vec::new();
         let mut foreign = Vec::new();
-        for m in out.messages.unwrap_or_default() {
+        for m in received.messages.unwrap_or_default() {
             let Some(receipt) = m.receipt_handle else {
                 continue;
             };
-            match m.body.as_deref().map(serde_json::from_str::<Body>) {
-                Some(Ok(body)) => deliveries.push(Delivery {
-                    job_id: body.job_id,
-                    queue: queue.to_string(),
-                    receipt,
-                }),
-                _ => {
-                    tracing::warn!(
-                        queue,
-                        message_id = m.message_id.as_deref().unwrap_or_default(),
-                        "deleting a message that is not a Switchyard job id"
-                    );
-                    foreign.push(receipt);
-                }
+            let ids = m
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Body>(b).ok())
+                .map(Body::ids)
+                .unwrap_or_default();
+            if ids.is_empty() {
+                tracing::warn!(
+                    queue,
+                    message_id = m.message_id.as_deref().unwrap_or_default(),
+                    "deleting a message that is not a Switchyard job id"
+                );
+                foreign.push(receipt);
+            } else {
+                fresh.extend(self.bundles.open(queue, receipt, ids, 0));
             }
         }
         if !foreign.is_empty() {
@@ -458,16 +552,26 @@ impl Queue for SqsQueue {
                 tracing::warn!(error = %e, "deleting foreign messages failed");
             }
         }
-        Ok(deliveries)
+        let room = max - out.len();
+        if fresh.len() > room {
+            self.bundles.hold(queue, fresh.split_off(room));
+        }
+        out.extend(fresh);
+        Ok(out)
     }
 
+    /// Deletes each message once every job it names is acked.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        let items = deliveries
-            .iter()
-            .map(|d| (d.queue.clone(), d.receipt.clone()))
-            .collect();
-        self.batched(items, |url, chunk| self.delete_batch(url, chunk))
-            .await
+        self.settle_and_delete(
+            deliveries
+                .iter()
+                .map(|d| (d.queue.clone(), d.receipt.clone())),
+        )
+        .await
+    }
+
+    async fn release(&self) -> Result<()> {
+        self.give_back(self.bundles.take_all_held()).await
     }
 
     async fn destroy(&self) -> Result<()> {
@@ -492,7 +596,33 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    /// A message naming one job becomes visible again after `delay`. A bundle member is
+    /// published again as a message of its own (with `DelaySeconds`; on a FIFO queue, which
+    /// has none, after waiting up to a minute in this process) and then settled.
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
+        if bundle::split_receipt(&delivery.receipt).1.is_some() {
+            if !self.bundles.is_member(&delivery.receipt) {
+                return Ok(()); // its bundle was settled already
+            }
+            let mut message = self.bundles.give_back_one(delivery, delay);
+            let back = |m: QueueMessage| GiveBack {
+                messages: vec![m],
+                receipts: vec![delivery.receipt.clone()],
+            };
+            if !self.config.fifo || delay.is_zero() {
+                return self.give_back(back(message)).await;
+            }
+            message.delay = Duration::ZERO;
+            let back = back(message);
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
+                if let Err(e) = this.give_back(back).await {
+                    tracing::warn!(error = %e, "giving a bundle member back failed; its message comes back after its visibility timeout");
+                }
+            });
+            return Ok(());
+        }
         let url = self.queue_url(&delivery.queue).await?;
         let res = self
             .client
@@ -511,9 +641,17 @@ impl Queue for SqsQueue {
 
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()> {
         let secs = ceil_secs(lease, MAX_VISIBILITY);
+        // One entry per broker message, however many of its jobs run.
+        let mut seen = std::collections::HashSet::new();
         let items = deliveries
             .iter()
-            .map(|d| (d.queue.clone(), d.receipt.clone()))
+            .map(|d| {
+                (
+                    d.queue.clone(),
+                    bundle::split_receipt(&d.receipt).0.to_string(),
+                )
+            })
+            .filter(|item| seen.insert(item.clone()))
             .collect();
         self.batched(items, |url, chunk| self.visibility_batch(url, chunk, secs))
             .await
