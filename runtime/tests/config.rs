@@ -98,6 +98,15 @@ fn nonsense_values_are_refused() {
     assert!(err.to_string().contains("worker.concurrency"));
     let err = from_toml("[worker]\nlease_secs = 5.0\nheartbeat_secs = 10.0").unwrap_err();
     assert!(err.to_string().contains("worker.heartbeat_secs"));
+    for n in [0, 101] {
+        let err = from_toml(&format!("[dispatcher]\nids_per_message = {n}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("dispatcher.ids_per_message") && msg.contains("1 to 100"),
+            "{msg}"
+        );
+    }
+    assert!(from_toml("[dispatcher]\nids_per_message = 1").is_ok());
     let err = from_toml("prefix = \"bad-prefix!\"");
     // The prefix is checked by the backend when connecting.
     assert!(err.is_ok());

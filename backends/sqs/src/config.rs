@@ -10,7 +10,7 @@ pub(crate) const ACCEPTED: &str = "sqs://<region> (e.g. sqs://eu-west-1), \
      sqs://<host>:<port> for an emulator on plain HTTP (e.g. sqs://127.0.0.1:4577), \
      or sqs:// (region and endpoint from [sqs] / the environment); \
      optional /<queue-name-prefix> path and query keys region, endpoint (or endpoint_url), fifo, \
-     fifo_group, ids_per_message";
+     fifo_group";
 
 /// Region used when neither the URL, the `[sqs]` section nor the environment names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -63,8 +63,8 @@ pub struct SqsConfig {
     /// or ack.
     pub concurrency: usize,
     /// Most job ids one message carries when a publish holds more than ten messages for one
-    /// queue (see `switchyard_core::bundle`); 1 sends one message per job. Query key
-    /// `ids_per_message`, or the runtime's `dispatcher.ids_per_message`.
+    /// queue (see `switchyard_core::bundle`); 1 sends one message per job. The runtime sets
+    /// it from `dispatcher.ids_per_message`.
     pub ids_per_message: usize,
 }
 
@@ -123,7 +123,7 @@ impl SqsConfig {
     ///
     /// An optional path is a queue-name prefix (`sqs://eu-west-1/prod-`). Query keys:
     /// `region`, `endpoint` (alias `endpoint_url`, e.g. `https://sqs.example:443`), `fifo`
-    /// (`true`/`false`), `fifo_group` (`queue`/`job`), `ids_per_message` (1–100). Anything else is an
+    /// (`true`/`false`), `fifo_group` (`queue`/`job`). Anything else is an
     /// [`ErrorKind::Config`](switchyard_core::ErrorKind::Config) naming the key `queue` and the
     /// accepted forms.
     pub fn from_url(url: &str) -> Result<Self> {
@@ -165,19 +165,6 @@ impl SqsConfig {
                     c.endpoint_url = Some(v.trim_end_matches('/').to_string());
                 }
                 "fifo" => c.fifo = parse_bool(url, "fifo", &v)?,
-                "ids_per_message" => {
-                    let most = switchyard_core::bundle::MAX_IDS_PER_MESSAGE;
-                    c.ids_per_message = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=most).contains(n))
-                        .ok_or_else(|| {
-                            bad(
-                                url,
-                                &format!("`ids_per_message` must be 1 to {most}, got `{v}`"),
-                            )
-                        })?;
-                }
                 "fifo_group" => {
                     c.fifo_group = match v.as_ref() {
                         "queue" => FifoGroup::Queue,
