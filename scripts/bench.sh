@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh >/dev/null
-cargo build --release --features switchyard/full -p switchyard \
+cargo build --release --features switchyard/full -p switchyard --bin switchyard \
   --example sqlite_raw_ceiling --example postgres_raw_ceiling --example redis_raw_ceiling \
   --example sqs_raw_ceiling --example rabbitmq_raw_ceiling \
   -p switchyard-sqlite -p switchyard-postgres -p switchyard-redis -p switchyard-sqs -p switchyard-rabbitmq
