@@ -1,5 +1,6 @@
 //! SQS-specific behaviour beyond the shared suites: stale receipts, foreign messages, FIFO
-//! queues, naming, errors, and the runtime's `queue = "sqs://…"` wiring. Needs fauxqs at
+//! queues, naming, errors, the runtime's `queue = "sqs://…"` wiring, and a stopped worker
+//! giving back the bundle ids it held. Needs fauxqs at
 //! `SWITCHYARD_TEST_SQS_ENDPOINT` (default `http://127.0.0.1:4577`).
 
 use std::time::Duration;
@@ -203,4 +204,99 @@ async fn runtime_connects_from_configuration() {
         e.message().contains("key `queue`") && e.message().contains("colour"),
         "{e}"
     );
+}
+
+/// A worker that stops gives back the ids it received in bundles but had not started
+/// (`Queue::release`): another process, on its own connection, runs them at once, instead of
+/// waiting out the stopped worker's long visibility timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_worker_gives_back_the_bundle_ids_it_held() {
+    use std::sync::Arc;
+    use switchyard::{JobState, NewJob, Registry};
+    use switchyard_conformance::harness::{start_worker, Probe, TestWorkerConfig};
+    use switchyard_conformance::{wait_for, Backend};
+    use switchyard_core::{JobContext, Storage};
+    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+
+    let prefix = random_prefix();
+    let dir = std::env::temp_dir().join("switchyard-conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{prefix}sqs-release.db"));
+    let storage = SqliteStorage::connect(
+        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(&prefix),
+    )
+    .await
+    .unwrap();
+    storage.migrate().await.unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(storage);
+    let sqs_config = config().with_prefix(&prefix);
+    let first: Arc<dyn Queue> = Arc::new(SqsQueue::connect(sqs_config.clone()).await.unwrap());
+    let second: Arc<dyn Queue> = Arc::new(SqsQueue::connect(sqs_config).await.unwrap());
+    let q = "release".to_string();
+    let n = 100;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("slow", serde_json::json!({ "i": i })).with_queue(&q))
+        .collect();
+    storage.enqueue(jobs).await.unwrap();
+    let probe = Probe::default();
+    let registry = |probe: Probe| {
+        Registry::new().register_fn("slow", move |_, ctx: JobContext| {
+            probe.record(ctx.id, ctx.attempt);
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(None)
+            }
+        })
+    };
+    let completed = |storage: Arc<dyn Storage>| async move {
+        let counts = storage.counts().await.unwrap();
+        counts
+            .iter()
+            .filter_map(|c| c.counts.get(&JobState::Completed))
+            .sum::<u64>()
+    };
+    // The first worker holds its deliveries for a minute (its lease), so without a release
+    // its surplus would only come back after that.
+    let mut cfg = TestWorkerConfig::new(&q);
+    cfg.concurrency = 2;
+    cfg.lease = Duration::from_secs(60);
+    cfg.heartbeat = Duration::from_secs(10);
+    cfg.rescuer = false;
+    let worker = start_worker(
+        &Backend::with_queue(storage.clone(), first.clone()),
+        registry(probe.clone()),
+        cfg.clone(),
+    )
+    .await;
+    wait_for("a few jobs to complete", Duration::from_secs(20), || {
+        let storage = storage.clone();
+        async move { (completed(storage).await >= 4).then_some(()) }
+    })
+    .await;
+    worker.stop().await;
+    assert!(
+        completed(storage.clone()).await < n as u64,
+        "the first worker must stop with jobs left"
+    );
+    cfg.concurrency = 16;
+    let worker = start_worker(
+        &Backend::with_queue(storage.clone(), second.clone()),
+        registry(probe.clone()),
+        cfg,
+    )
+    .await;
+    wait_for(
+        "every job to complete on the second worker",
+        Duration::from_secs(30),
+        || {
+            let storage = storage.clone();
+            async move { (completed(storage).await == n as u64).then_some(()) }
+        },
+    )
+    .await;
+    worker.stop().await;
+    assert_eq!(probe.count(), n, "a job ran twice or never");
+    let _ = first.destroy().await;
+    let _ = second.destroy().await;
+    storage.destroy().await.unwrap();
 }
