@@ -128,17 +128,19 @@ struct Open {
 /// A delivery received and not yet handed out by `receive`.
 struct Held {
     delivery: Delivery,
+    priority: i16,
     since: Instant,
 }
 
-/// Ids given back to the broker: publish `messages`, then settle `receipts` (acking the broker
-/// messages this returns).
+/// Deliveries to give back: publish `messages` (one per delivery, same order), then settle
+/// `deliveries` (acking the broker messages this completes). If the publish fails, put the
+/// deliveries back with [`Bundles::hold`] so that they are neither lost nor left unsettled.
 #[derive(Debug, Default)]
 pub struct GiveBack {
-    /// One message per id to publish again.
+    /// One message per delivery, to publish again.
     pub messages: Vec<QueueMessage>,
     /// The deliveries to settle once `messages` are published.
-    pub receipts: Vec<String>,
+    pub deliveries: Vec<Delivery>,
 }
 
 impl GiveBack {
@@ -146,10 +148,19 @@ impl GiveBack {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+
+    fn push(&mut self, delivery: Delivery, priority: i16, delay: Duration) {
+        self.messages
+            .push(message(delivery.job_id, &delivery.queue, priority, delay));
+        self.deliveries.push(delivery);
+    }
 }
 
 /// The receiving side of bundles, one per adapter instance: which members of each received
 /// message are still unsettled, and the surplus deliveries waiting for the next receive.
+///
+/// Nothing here awaits: an adapter takes from the surplus only after its last `.await` of a
+/// receive, so a receive cancelled by the caller (a worker stopping) never drops held ids.
 #[derive(Default)]
 pub struct Bundles {
     state: Mutex<State>,
@@ -171,6 +182,14 @@ impl std::fmt::Debug for Bundles {
                 &state.surplus.values().map(VecDeque::len).sum::<usize>(),
             )
             .finish()
+    }
+}
+
+impl State {
+    fn priority_of(&self, receipt: &str) -> i16 {
+        self.open
+            .get(split_receipt(receipt).0)
+            .map_or(0, |o| o.priority)
     }
 }
 
@@ -247,101 +266,115 @@ impl Bundles {
                 .contains_key(broker)
     }
 
-    /// Closes the bundle `receipt` belongs to before all its members are settled (a broker
-    /// that must ack early): returns its broker receipt and one message per unsettled member,
-    /// to publish again before the ack. `None` for a message naming one job or a closed bundle.
-    pub fn close(&self, receipt: &str, queue: &str) -> Option<(String, Vec<QueueMessage>)> {
+    /// The unsettled members of the bundle `receipt` belongs to, but `except`, as messages to
+    /// publish again before the bundle is [closed](Self::close) early (a broker that must ack
+    /// a long-held message). `None` for a message naming one job or a closed bundle.
+    pub fn unsettled(
+        &self,
+        receipt: &str,
+        queue: &str,
+        except: JobId,
+    ) -> Option<Vec<QueueMessage>> {
         let (broker, member) = split_receipt(receipt);
         member?;
-        let open = self.state.lock().expect("poisoned").open.remove(broker)?;
-        let messages = open
-            .ids
-            .into_iter()
-            .flatten()
-            .map(|id| message(id, queue, open.priority, Duration::ZERO))
-            .collect();
-        Some((broker.to_string(), messages))
+        let state = self.state.lock().expect("poisoned");
+        let open = state.open.get(broker)?;
+        Some(
+            open.ids
+                .iter()
+                .flatten()
+                .filter(|id| **id != except)
+                .map(|id| message(*id, queue, open.priority, Duration::ZERO))
+                .collect(),
+        )
     }
 
-    /// The message that gives back one delivery after `delay`.
-    pub fn give_back_one(&self, delivery: &Delivery, delay: Duration) -> QueueMessage {
-        let priority = self.priority_of(&delivery.receipt);
-        message(delivery.job_id, &delivery.queue, priority, delay)
+    /// Forgets the bundle `receipt` belongs to: its broker message is acked now (its unsettled
+    /// members were published again), so later settles of its members ack nothing. Returns the
+    /// broker receipt, or `None` if the bundle was closed already.
+    pub fn close(&self, receipt: &str) -> Option<String> {
+        let (broker, member) = split_receipt(receipt);
+        member?;
+        let mut state = self.state.lock().expect("poisoned");
+        state.open.remove(broker).map(|_| broker.to_string())
     }
 
-    fn priority_of(&self, receipt: &str) -> i16 {
-        let (broker, _) = split_receipt(receipt);
-        self.state
+    /// The message that gives back one delivery after `delay` (with its bundle's priority).
+    pub fn give_back_one(&self, delivery: Delivery, delay: Duration) -> GiveBack {
+        let priority = self
+            .state
             .lock()
             .expect("poisoned")
-            .open
-            .get(broker)
-            .map_or(0, |o| o.priority)
+            .priority_of(&delivery.receipt);
+        let mut back = GiveBack::default();
+        back.push(delivery, priority, delay);
+        back
     }
 
-    /// Keeps deliveries that a receive could not hand out, for the next receive of `queue`.
-    pub fn hold(&self, queue: &str, deliveries: Vec<Delivery>) {
+    /// Keeps deliveries that a receive could not hand out (or a failed give-back), for the
+    /// next receive of their queue, oldest first.
+    pub fn hold(&self, deliveries: Vec<Delivery>) {
         if deliveries.is_empty() {
             return;
         }
         let now = Instant::now();
         let mut state = self.state.lock().expect("poisoned");
-        let held = state.surplus.entry(queue.to_string()).or_default();
-        held.extend(deliveries.into_iter().map(|delivery| Held {
-            delivery,
-            since: now,
-        }));
+        for delivery in deliveries {
+            let priority = state.priority_of(&delivery.receipt);
+            state
+                .surplus
+                .entry(delivery.queue.clone())
+                .or_default()
+                .push_back(Held {
+                    delivery,
+                    priority,
+                    since: now,
+                });
+        }
     }
 
-    /// Takes up to `max` held deliveries of `queue`, oldest first; held ones older than
-    /// `max_age` are not handed out but returned in the [`GiveBack`] (their broker message may
-    /// be delivered again by now, e.g. after an SQS visibility timeout).
-    pub fn take_held(
-        &self,
-        queue: &str,
-        max: usize,
-        max_age: Option<Duration>,
-    ) -> (Vec<Delivery>, GiveBack) {
+    /// How many deliveries of `queue` are held.
+    pub fn held(&self, queue: &str) -> usize {
+        let state = self.state.lock().expect("poisoned");
+        state.surplus.get(queue).map_or(0, VecDeque::len)
+    }
+
+    /// Takes up to `max` held deliveries of `queue`, oldest first.
+    pub fn take_held(&self, queue: &str, max: usize) -> Vec<Delivery> {
         let mut state = self.state.lock().expect("poisoned");
-        let State { open, surplus } = &mut *state;
-        let mut out = Vec::new();
-        let mut give = GiveBack::default();
-        let Some(held) = surplus.get_mut(queue) else {
-            return (out, give);
+        let Some(held) = state.surplus.get_mut(queue) else {
+            return Vec::new();
         };
-        while out.len() < max {
-            let Some(h) = held.pop_front() else { break };
-            if max_age.is_some_and(|age| h.since.elapsed() > age) {
-                let priority = open
-                    .get(split_receipt(&h.delivery.receipt).0)
-                    .map_or(0, |o| o.priority);
-                give.messages
-                    .push(message(h.delivery.job_id, queue, priority, Duration::ZERO));
-                give.receipts.push(h.delivery.receipt);
-            } else {
-                out.push(h.delivery);
-            }
+        let n = max.min(held.len());
+        held.drain(..n).map(|h| h.delivery).collect()
+    }
+
+    /// Takes the held deliveries of `queue` older than `max_age`, to give back (their broker
+    /// message may be delivered again by now, e.g. after an SQS visibility timeout).
+    pub fn take_aged(&self, queue: &str, max_age: Duration) -> GiveBack {
+        let mut state = self.state.lock().expect("poisoned");
+        let mut back = GiveBack::default();
+        let Some(held) = state.surplus.get_mut(queue) else {
+            return back;
+        };
+        while held.front().is_some_and(|h| h.since.elapsed() > max_age) {
+            let h = held.pop_front().expect("front checked");
+            back.push(h.delivery, h.priority, Duration::ZERO);
         }
-        (out, give)
+        back
     }
 
     /// Takes every held delivery of every queue, to give back (see
     /// [`Queue::release`](crate::Queue::release)).
     pub fn take_all_held(&self) -> GiveBack {
         let mut state = self.state.lock().expect("poisoned");
-        let State { open, surplus } = &mut *state;
-        let mut give = GiveBack::default();
-        for (queue, held) in surplus.drain() {
+        let mut back = GiveBack::default();
+        for (_, held) in state.surplus.drain() {
             for h in held {
-                let priority = open
-                    .get(split_receipt(&h.delivery.receipt).0)
-                    .map_or(0, |o| o.priority);
-                give.messages
-                    .push(message(h.delivery.job_id, &queue, priority, Duration::ZERO));
-                give.receipts.push(h.delivery.receipt);
+                back.push(h.delivery, h.priority, Duration::ZERO);
             }
         }
-        give
+        back
     }
 }
 
@@ -448,40 +481,58 @@ mod tests {
     #[test]
     fn closing_early_gives_back_the_unsettled_members() {
         let b = Bundles::default();
-        let ids = vec![Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let ids = vec![
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        ];
         let d = b.open("q", "7:42".into(), ids.clone(), 4);
         b.settle(&d[0].receipt);
-        let (broker, again) = b.close(&d[1].receipt, "q").expect("open bundle");
-        assert_eq!(broker, "7:42");
+        let again = b
+            .unsettled(&d[1].receipt, "q", ids[1])
+            .expect("open bundle");
         assert_eq!(
             again.iter().map(|m| m.job_id).collect::<Vec<_>>(),
-            ids[1..].to_vec()
+            ids[2..].to_vec(),
+            "the settled member and the excepted one are left out"
         );
         assert!(again.iter().all(|m| m.priority == 4 && m.queue == "q"));
+        assert!(b.is_member(&d[1].receipt), "peeking keeps the bundle open");
+        assert_eq!(b.close(&d[1].receipt).as_deref(), Some("7:42"));
+        assert_eq!(b.close(&d[1].receipt), None);
         assert_eq!(b.settle(&d[2].receipt), None);
+        assert_eq!(b.unsettled(&d[2].receipt, "q", ids[2]), None);
     }
 
     #[test]
     fn surplus_is_handed_out_in_order_and_aged_out() {
         let b = Bundles::default();
         let ids: Vec<JobId> = (0..5).map(|_| Uuid::now_v7()).collect();
-        let mut d = b.open("q", "r".into(), ids.clone(), 0);
+        let mut d = b.open("q", "r".into(), ids.clone(), 7);
         let rest = d.split_off(2);
-        b.hold("q", rest);
-        let (got, give) = b.take_held("q", 2, None);
-        assert!(give.is_empty());
+        b.hold(rest);
+        assert_eq!(b.held("q"), 3);
+        assert!(b.take_aged("q", Duration::from_secs(60)).is_empty());
+        let got = b.take_held("q", 2);
         assert_eq!(got.iter().map(|d| d.job_id).collect::<Vec<_>>(), ids[2..4]);
-        let (got, give) = b.take_held("other", 5, None);
-        assert!(got.is_empty() && give.is_empty());
-        let (got, give) = b.take_held("q", 5, Some(Duration::ZERO));
-        assert!(got.is_empty());
-        assert_eq!(give.messages.len(), 1);
-        assert_eq!(give.messages[0].job_id, ids[4]);
-        assert_eq!(give.receipts, vec![d[0].receipt.replace(" 0", " 4")]);
+        assert!(b.take_held("other", 5).is_empty());
+        std::thread::sleep(Duration::from_millis(2));
+        let aged = b.take_aged("q", Duration::from_millis(1));
+        assert_eq!(aged.messages.len(), 1);
+        assert_eq!(aged.messages[0].job_id, ids[4]);
+        assert_eq!(
+            aged.messages[0].priority, 7,
+            "the bundle's priority is kept"
+        );
+        assert_eq!(aged.deliveries[0].receipt, "r 4");
+        assert_eq!(b.held("q"), 0);
 
-        b.hold("q", vec![d.pop().unwrap()]);
+        // A failed give-back is held again, then released with everything else.
+        b.hold(aged.deliveries);
         let all = b.take_all_held();
         assert_eq!(all.messages.len(), 1);
+        assert_eq!(all.messages[0].priority, 7);
         assert!(b.take_all_held().is_empty());
     }
 }

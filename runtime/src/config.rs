@@ -114,7 +114,7 @@ pub struct DispatcherSection {
     /// Republish a dispatched job not claimed after this many seconds.
     pub redispatch_after_secs: f64,
     /// Most job ids one broker message carries when a publish holds more messages than one
-    /// broker batch (1 to 100; 1 turns bundles off). See docs/external-queues.md.
+    /// broker batch (1 to 100; 1 turns bundles off). See docs/sqs.md, "Bundles".
     pub ids_per_message: usize,
 }
 

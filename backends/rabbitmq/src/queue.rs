@@ -309,18 +309,18 @@ impl RabbitQueue {
         Ok(())
     }
 
-    /// Publishes the given-back ids again, then settles their deliveries.
+    /// Publishes the given-back ids again, then settles their deliveries. If the publish
+    /// fails, the deliveries are held again for the next receive.
     async fn give_back(&self, back: GiveBack) -> Result<()> {
         if back.is_empty() {
             return Ok(());
         }
-        self.publish(&back.messages).await?;
-        let settled = back
-            .messages
-            .into_iter()
-            .zip(back.receipts)
-            .map(|(m, r)| (m.queue, r));
-        self.settle_and_ack(settled).await
+        if let Err(e) = self.publish(&back.messages).await {
+            self.inner.bundles.hold(back.deliveries);
+            return Err(e);
+        }
+        self.settle_and_ack(back.deliveries.into_iter().map(|d| (d.queue, d.receipt)))
+            .await
     }
 }
 
@@ -444,7 +444,8 @@ impl Queue for RabbitQueue {
 
     /// Hands out ids left over from earlier bundles first, then takes messages from the
     /// consumer until `max` ids are reached; the ids of the last message that do not fit wait
-    /// for the next receive.
+    /// for the next receive. Held ids are taken only after the last `.await`, so a cancelled
+    /// receive drops none, and a receive that has some never waits behind another's poll.
     async fn receive(
         &self,
         queue: &str,
@@ -454,23 +455,29 @@ impl Queue for RabbitQueue {
     ) -> Result<Vec<Delivery>> {
         let max = max.clamp(1, MAX_BATCH);
         let bundles = &self.inner.bundles;
-        let (mut out, _) = bundles.take_held(queue, max, None);
-        if out.len() >= max {
-            return Ok(out);
+        let held = bundles.held(queue);
+        if held >= max {
+            return Ok(bundles.take_held(queue, max));
         }
-        let (link, consumer) = match self.link().await {
-            Ok(link) => match self.consumer(&link, queue, max).await {
-                Ok(consumer) => (link, consumer),
-                Err(_) if !out.is_empty() => return Ok(out),
-                Err(e) => return Err(e),
-            },
-            Err(_) if !out.is_empty() => return Ok(out),
+        let consumer = match self.link().await {
+            Ok(link) => self.consumer(&link, queue, max).await,
+            Err(e) => Err(e),
+        };
+        let consumer = match consumer {
+            Ok(c) => c,
+            Err(_) if held > 0 => return Ok(bundles.take_held(queue, max)),
             Err(e) => return Err(e),
         };
-        drop(link);
-        let mut stream = consumer.stream.lock().await;
+        let mut stream = if held == 0 {
+            consumer.stream.lock().await
+        } else {
+            match consumer.stream.try_lock() {
+                Ok(stream) => stream,
+                Err(_) => return Ok(bundles.take_held(queue, max)),
+            }
+        };
         let mut raw = Vec::new();
-        if out.is_empty() {
+        if held == 0 {
             match tokio::time::timeout(wait, stream.next()).await {
                 Err(_) => return Ok(Vec::new()),
                 Ok(Some(Ok(d))) => raw.push(d),
@@ -483,10 +490,10 @@ impl Queue for RabbitQueue {
                 }
             }
         }
-        // Ids the messages taken so far name, roughly (a bundle counts as its comma count).
+        // Ids in hand so far, roughly (a bundle counts as its comma count plus one).
         let ids_in =
             |d: &lapin::message::Delivery| d.data.iter().filter(|b| **b == b',').count() + 1;
-        let mut ids = out.len() + raw.iter().map(ids_in).sum::<usize>();
+        let mut ids = held + raw.iter().map(ids_in).sum::<usize>();
         while ids < max {
             match stream.next().now_or_never() {
                 Some(Some(Ok(d))) => {
@@ -522,16 +529,23 @@ impl Queue for RabbitQueue {
                 None => poison.push(d.delivery_tag),
             }
         }
-        for tag in poison {
-            tracing::warn!(queue, tag, "dropping a message that does not hold job ids");
-            let _ = consumer
-                .channel
-                .basic_ack(tag, BasicAckOptions::default())
-                .await;
+        if !poison.is_empty() {
+            let consumer = consumer.clone();
+            let queue = queue.to_string();
+            tokio::spawn(async move {
+                for tag in poison {
+                    tracing::warn!(queue, tag, "dropping a message that does not hold job ids");
+                    let _ = consumer
+                        .channel
+                        .basic_ack(tag, BasicAckOptions::default())
+                        .await;
+                }
+            });
         }
+        let mut out = bundles.take_held(queue, max);
         let room = max - out.len();
         if fresh.len() > room {
-            bundles.hold(queue, fresh.split_off(room));
+            bundles.hold(fresh.split_off(room));
         }
         out.extend(fresh);
         Ok(out)
@@ -574,10 +588,10 @@ impl Queue for RabbitQueue {
             if !self.inner.bundles.is_member(&delivery.receipt) {
                 return Ok(()); // its bundle was settled already
             }
-            let back = GiveBack {
-                messages: vec![self.inner.bundles.give_back_one(delivery, Duration::ZERO)],
-                receipts: vec![delivery.receipt.clone()],
-            };
+            let back = self
+                .inner
+                .bundles
+                .give_back_one(delivery.clone(), Duration::ZERO);
             if hold.is_zero() {
                 return self.give_back(back).await;
             }
@@ -585,7 +599,7 @@ impl Queue for RabbitQueue {
             tokio::spawn(async move {
                 tokio::time::sleep(hold).await;
                 if let Err(e) = this.give_back(back).await {
-                    tracing::warn!(error = %e, "giving a bundle member back failed; its message comes back when its channel closes");
+                    tracing::warn!(error = %e, "giving a bundle member back failed; it is held for the next receive");
                 }
             });
             return Ok(());
@@ -628,11 +642,17 @@ impl Queue for RabbitQueue {
                 continue;
             }
             if member.is_some() {
-                let Some((_, again)) = self.inner.bundles.close(&d.receipt, &d.queue) else {
+                // Publish the bundle's other open ids first, then forget the bundle: a failed
+                // publish leaves it open, to be tried again at the next heartbeat.
+                let bundles = &self.inner.bundles;
+                let Some(again) = bundles.unsettled(&d.receipt, &d.queue, d.job_id) else {
                     continue;
                 };
                 if let Err(e) = self.publish(&again).await {
-                    tracing::warn!(error = %e, "cannot publish a long job's bundle mates again; its message stays unacked");
+                    tracing::warn!(error = %e, "cannot publish a long job's bundle mates again; trying at the next heartbeat");
+                    continue;
+                }
+                if bundles.close(&d.receipt).is_none() {
                     continue;
                 }
             }

@@ -397,18 +397,32 @@ impl SqsQueue {
             .await
     }
 
-    /// Publishes the given-back ids again, then settles their deliveries.
+    /// Publishes the given-back ids again, then settles their deliveries. If the publish
+    /// fails, the deliveries are held again for the next receive.
     async fn give_back(&self, back: GiveBack) -> Result<()> {
         if back.is_empty() {
             return Ok(());
         }
-        self.publish(&back.messages).await?;
-        let settled = back
-            .messages
-            .into_iter()
-            .zip(back.receipts)
-            .map(|(m, r)| (m.queue, r));
-        self.settle_and_delete(settled).await
+        if let Err(e) = self.publish(&back.messages).await {
+            self.bundles.hold(back.deliveries);
+            return Err(e);
+        }
+        self.settle_and_delete(back.deliveries.into_iter().map(|d| (d.queue, d.receipt)))
+            .await
+    }
+
+    /// Gives back in the background (a caller's cancelled future must not drop it).
+    fn give_back_later(&self, back: GiveBack, after: Duration) {
+        if back.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Err(e) = this.give_back(back).await {
+                tracing::warn!(error = %e, "publishing bundle members again failed; they are held for the next receive");
+            }
+        });
     }
 }
 
@@ -481,8 +495,9 @@ impl Queue for SqsQueue {
     }
 
     /// Hands out ids left over from earlier bundles first (those held longer than half the
-    /// lease are published again instead: their message may be visible again by now), then
-    /// receives messages for the rest and keeps what does not fit in `max`.
+    /// visibility timeout are published again instead: their message may be visible again by
+    /// then), then receives messages for the rest and keeps what does not fit in `max`. Held
+    /// ids are taken only after the last `.await`, so a cancelled receive drops none.
     async fn receive(
         &self,
         queue: &str,
@@ -493,21 +508,23 @@ impl Queue for SqsQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let (mut out, aged) = self.bundles.take_held(queue, max, Some(lease / 2));
-        if let Err(e) = self.give_back(aged).await {
-            tracing::warn!(error = %e, "publishing aged bundle members again failed; their message comes back after its visibility timeout");
+        let visible = lease.min(MAX_VISIBILITY);
+        self.give_back_later(self.bundles.take_aged(queue, visible / 2), Duration::ZERO);
+        let held = self.bundles.held(queue);
+        if held >= max {
+            return Ok(self.bundles.take_held(queue, max));
         }
-        if out.len() >= max {
-            return Ok(out);
-        }
-        let url = self.queue_url(queue).await?;
-        let want = (max - out.len()).min(MAX_BATCH);
+        let url = match self.queue_url(queue).await {
+            Ok(url) => url,
+            Err(_) if held > 0 => return Ok(self.bundles.take_held(queue, max)),
+            Err(e) => return Err(e),
+        };
         let received = self
             .client
             .receive_message()
             .queue_url(&url)
-            .max_number_of_messages(want as i32)
-            .wait_time_seconds(if out.is_empty() {
+            .max_number_of_messages((max - held).min(MAX_BATCH) as i32)
+            .wait_time_seconds(if held == 0 {
                 ceil_secs(wait, MAX_WAIT)
             } else {
                 0
@@ -517,10 +534,9 @@ impl Queue for SqsQueue {
             .await;
         let received = match received {
             Ok(r) => r,
-            // Held deliveries taken above are handed out rather than dropped.
-            Err(e) if !out.is_empty() => {
+            Err(e) if held > 0 => {
                 tracing::debug!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; handing out held deliveries");
-                return Ok(out);
+                return Ok(self.bundles.take_held(queue, max));
             }
             Err(e) => return Err(sdk_error("ReceiveMessage", e)),
         };
@@ -548,13 +564,17 @@ impl Queue for SqsQueue {
             }
         }
         if !foreign.is_empty() {
-            if let Err(e) = self.delete_batch(url, foreign).await {
-                tracing::warn!(error = %e, "deleting foreign messages failed");
-            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.delete_batch(url, foreign).await {
+                    tracing::warn!(error = %e, "deleting foreign messages failed");
+                }
+            });
         }
+        let mut out = self.bundles.take_held(queue, max);
         let room = max - out.len();
         if fresh.len() > room {
-            self.bundles.hold(queue, fresh.split_off(room));
+            self.bundles.hold(fresh.split_off(room));
         }
         out.extend(fresh);
         Ok(out)
@@ -597,30 +617,20 @@ impl Queue for SqsQueue {
     }
 
     /// A message naming one job becomes visible again after `delay`. A bundle member is
-    /// published again as a message of its own (with `DelaySeconds`; on a FIFO queue, which
-    /// has none, after waiting up to a minute in this process) and then settled.
+    /// published again as a message of its own (with `DelaySeconds`, at most 15 minutes: a job
+    /// due later is nacked again when it arrives; on a FIFO queue, which has no delay, after
+    /// waiting up to a minute in this process) and then settled.
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
         if bundle::split_receipt(&delivery.receipt).1.is_some() {
             if !self.bundles.is_member(&delivery.receipt) {
                 return Ok(()); // its bundle was settled already
             }
-            let mut message = self.bundles.give_back_one(delivery, delay);
-            let back = |m: QueueMessage| GiveBack {
-                messages: vec![m],
-                receipts: vec![delivery.receipt.clone()],
-            };
             if !self.config.fifo || delay.is_zero() {
-                return self.give_back(back(message)).await;
+                let back = self.bundles.give_back_one(delivery.clone(), delay);
+                return self.give_back(back).await;
             }
-            message.delay = Duration::ZERO;
-            let back = back(message);
-            let this = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-                if let Err(e) = this.give_back(back).await {
-                    tracing::warn!(error = %e, "giving a bundle member back failed; its message comes back after its visibility timeout");
-                }
-            });
+            let back = self.bundles.give_back_one(delivery.clone(), Duration::ZERO);
+            self.give_back_later(back, delay.min(Duration::from_secs(60)));
             return Ok(());
         }
         let url = self.queue_url(&delivery.queue).await?;
