@@ -229,7 +229,7 @@ impl Worker {
         // Ids received in bundles and not yet handed out go back to the broker for others.
         if let Some(queue) = &inner.queue {
             if let Err(e) = queue.release().await {
-                tracing::warn!(error = %e, "giving back undelivered bundle members failed; their messages come back after their lease or when the connection closes");
+                tracing::warn!(error = %e, "giving back undelivered bundle members failed; the adapter holds them for its next receive, and their messages come back after their visibility timeout or when the connection closes");
             }
         }
         // Fetching stopped: jobs in flight (running or buffered) get the shutdown timeout to
