@@ -433,6 +433,43 @@ async fn receive_acking(
     got
 }
 
+/// A fresh queue with `n` messages published in one call (more than ten: bundles).
+async fn published(q: &Arc<dyn Queue>, n: usize) -> (String, Vec<QueueMessage>) {
+    let name = queue_name();
+    setup(q, &[&name]).await;
+    let messages: Vec<QueueMessage> = (0..n).map(|_| message(&name, Duration::ZERO)).collect();
+    q.publish(&messages).await.expect("Queue::publish");
+    (name, messages)
+}
+
+/// A lease that runs out within the case when the broker has visibility timeouts.
+fn short_lease(q: &Arc<dyn Queue>) -> Duration {
+    match q.capabilities().max_lease {
+        Some(_) => Duration::from_secs(4),
+        None => LONG_LEASE,
+    }
+}
+
+/// Receives (asking for 100 at a time, not acking) until `want` deliveries arrived or the
+/// deadline passed.
+async fn receive_without_ack(
+    q: &Arc<dyn Queue>,
+    name: &str,
+    want: usize,
+    lease: Duration,
+) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < want && start.elapsed() < DEADLINE {
+        got.extend(
+            q.receive(name, 100, Duration::from_secs(1), lease)
+                .await
+                .expect("Queue::receive"),
+        );
+    }
+    got
+}
+
 fn assert_exactly(got: &[Delivery], sent: &[QueueMessage], what: &str) {
     let ids: Vec<JobId> = got.iter().map(|d| d.job_id).collect();
     let unique: HashSet<JobId> = ids.iter().copied().collect();
@@ -461,14 +498,8 @@ fn assert_exactly(got: &[Delivery], sent: &[QueueMessage], what: &str) {
 /// message holds hand out each job exactly once, with its own receipt, and once every job is
 /// acked the broker messages are gone (with a visibility timeout, nothing comes back after it).
 pub async fn bundles_deliver_each_job_once(q: Arc<dyn Queue>) {
-    let name = queue_name();
-    setup(&q, &[&name]).await;
-    let messages: Vec<QueueMessage> = (0..200).map(|_| message(&name, Duration::ZERO)).collect();
-    q.publish(&messages).await.expect("publish 200");
-    let lease = match q.capabilities().max_lease {
-        Some(_) => Duration::from_secs(4),
-        None => LONG_LEASE,
-    };
+    let (name, messages) = published(&q, 200).await;
+    let lease = short_lease(&q);
     let got = receive_acking(&q, &name, messages.len(), 7, lease).await;
     assert_exactly(&got, &messages, "receives of 7");
     assert!(got.iter().all(|d| d.queue == name));
@@ -484,23 +515,9 @@ pub async fn bundles_deliver_each_job_once(q: Arc<dyn Queue>) {
 /// A bundle member given back with `nack` comes back alone, while the bundle's other jobs,
 /// acked, do not.
 pub async fn bundle_member_nack_comes_back_alone(q: Arc<dyn Queue>) {
-    let name = queue_name();
-    setup(&q, &[&name]).await;
-    let messages: Vec<QueueMessage> = (0..30).map(|_| message(&name, Duration::ZERO)).collect();
-    q.publish(&messages).await.expect("publish 30");
-    let lease = match q.capabilities().max_lease {
-        Some(_) => Duration::from_secs(4),
-        None => LONG_LEASE,
-    };
-    let mut got = Vec::new();
-    let start = Instant::now();
-    while got.len() < messages.len() && start.elapsed() < DEADLINE {
-        got.extend(
-            q.receive(&name, 100, Duration::from_secs(1), lease)
-                .await
-                .expect("receive"),
-        );
-    }
+    let (name, messages) = published(&q, 30).await;
+    let lease = short_lease(&q);
+    let mut got = receive_without_ack(&q, &name, messages.len(), lease).await;
     assert_exactly(&got, &messages, "first delivery");
     let back = got.remove(13);
     q.ack(&got).await.expect("ack 29");
@@ -520,10 +537,7 @@ pub async fn bundle_member_nack_comes_back_alone(q: Arc<dyn Queue>) {
 /// Ids a receive could not hand out (beyond its `max`) are given back by `release`: the next
 /// receives deliver every job not yet acked, exactly once.
 pub async fn release_gives_back_undelivered_ids(q: Arc<dyn Queue>) {
-    let name = queue_name();
-    setup(&q, &[&name]).await;
-    let messages: Vec<QueueMessage> = (0..100).map(|_| message(&name, Duration::ZERO)).collect();
-    q.publish(&messages).await.expect("publish 100");
+    let (name, messages) = published(&q, 100).await;
     let first = loop {
         let batch = q
             .receive(&name, 5, Duration::from_secs(1), LONG_LEASE)
@@ -557,20 +571,9 @@ pub async fn unacked_bundle_members_come_back(q: Arc<dyn Queue>) {
             "no visibility timeout (max_lease: None)",
         );
     }
-    let name = queue_name();
-    setup(&q, &[&name]).await;
-    let messages: Vec<QueueMessage> = (0..30).map(|_| message(&name, Duration::ZERO)).collect();
-    q.publish(&messages).await.expect("publish 30");
+    let (name, messages) = published(&q, 30).await;
     let lease = Duration::from_secs(3);
-    let mut got = Vec::new();
-    let start = Instant::now();
-    while got.len() < messages.len() && start.elapsed() < DEADLINE {
-        got.extend(
-            q.receive(&name, 100, Duration::from_secs(1), lease)
-                .await
-                .expect("receive"),
-        );
-    }
+    let got = receive_without_ack(&q, &name, messages.len(), lease).await;
     assert_exactly(&got, &messages, "first delivery");
     let (lost, acked): (Vec<Delivery>, Vec<Delivery>) =
         got.into_iter()

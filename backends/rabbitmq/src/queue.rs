@@ -290,22 +290,11 @@ impl RabbitQueue {
             let Some((consumer, tag)) = self.owner(&queue, &broker).await? else {
                 continue;
             };
-            if !consumer.take(tag) {
-                continue;
-            }
-            acks.push(async move {
-                consumer
-                    .channel
-                    .basic_ack(tag, BasicAckOptions::default())
-                    .await
-            });
-        }
-        for r in join_all(acks).await {
-            if let Err(e) = r {
-                // The channel closed under us: the message comes back and is skipped then.
-                tracing::debug!(error = %e, "ack on a closing channel skipped");
+            if consumer.take(tag) {
+                acks.push((consumer, tag));
             }
         }
+        ack_all(acks, "ack").await;
         Ok(())
     }
 
@@ -321,6 +310,19 @@ impl RabbitQueue {
         }
         self.settle_and_ack(back.deliveries.into_iter().map(|d| (d.queue, d.receipt)))
             .await
+    }
+}
+
+/// Acks these deliveries (already taken from their consumers' unsettled sets), all at once. A
+/// channel that closed under us is no error: its messages come back and are skipped then.
+async fn ack_all(acks: Vec<(Arc<QueueConsumer>, u64)>, what: &str) {
+    let calls = acks
+        .iter()
+        .map(|(consumer, tag)| consumer.channel.basic_ack(*tag, BasicAckOptions::default()));
+    for r in join_all(calls).await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "{what} on a closing channel skipped");
+        }
     }
 }
 
@@ -658,19 +660,10 @@ impl Queue for RabbitQueue {
             }
             if consumer.take(tag) {
                 tracing::info!(job = %d.job_id, "long job: acking its delivery early to stay within the broker's consumer_timeout; its Storage lease keeps it");
-                acks.push(async move {
-                    consumer
-                        .channel
-                        .basic_ack(tag, BasicAckOptions::default())
-                        .await
-                });
+                acks.push((consumer, tag));
             }
         }
-        for r in join_all(acks).await {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "early ack on a closing channel skipped");
-            }
-        }
+        ack_all(acks, "early ack").await;
         Ok(())
     }
 }

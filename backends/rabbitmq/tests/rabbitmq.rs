@@ -35,6 +35,16 @@ async fn rabbit(prefix: &str) -> RabbitQueue {
         .expect("connect to RabbitMQ")
 }
 
+/// A queue that settles deliveries held for half a second early (a "long job" in a test).
+async fn settling_fast(prefix: &str) -> RabbitQueue {
+    let _ = rabbit(prefix).await;
+    let config = RabbitConfig::new(amqp_url())
+        .with_prefix(prefix)
+        .with_queue_expires(Duration::from_secs(300))
+        .with_settle_after(Duration::from_millis(500));
+    RabbitQueue::connect(config).await.unwrap()
+}
+
 fn have_rabbitmqctl() -> bool {
     let ok = Command::new("rabbitmqctl")
         .arg("version")
@@ -328,13 +338,7 @@ async fn every_delivery_is_acked_after_a_drain() {
 /// does not come back when the connection closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn extend_settles_long_held_deliveries_early() {
-    let prefix = random_prefix();
-    let _ = rabbit(&prefix).await;
-    let config = RabbitConfig::new(amqp_url())
-        .with_prefix(&prefix)
-        .with_queue_expires(Duration::from_secs(300))
-        .with_settle_after(Duration::from_millis(500));
-    let queue = RabbitQueue::connect(config).await.unwrap();
+    let queue = settling_fast(&random_prefix()).await;
     let q = "long".to_string();
     queue.setup(std::slice::from_ref(&q)).await.unwrap();
     let m = QueueMessage {
@@ -461,13 +465,7 @@ async fn unacked_bundle_members_come_back_when_the_connection_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn early_settling_a_bundle_publishes_its_open_mates_again() {
     use switchyard_core::bundle::split_receipt;
-    let prefix = random_prefix();
-    let _ = rabbit(&prefix).await;
-    let config = RabbitConfig::new(amqp_url())
-        .with_prefix(&prefix)
-        .with_queue_expires(Duration::from_secs(300))
-        .with_settle_after(Duration::from_millis(500));
-    let queue = RabbitQueue::connect(config).await.unwrap();
+    let queue = settling_fast(&random_prefix()).await;
     let q = "long-bundle".to_string();
     queue.setup(std::slice::from_ref(&q)).await.unwrap();
     let messages: Vec<QueueMessage> = (0..30).map(|_| message(&q)).collect();
