@@ -156,8 +156,15 @@ async fn fifo_queues_round_trip_without_native_delay() {
         for m in &sent {
             assert!(ids.contains(&m.job_id));
         }
+        // Twelve jobs of one group travel two per message; grouped by job, one per message.
+        let bundled = got[..12].iter().all(|d| {
+            switchyard_core::bundle::split_receipt(&d.receipt)
+                .1
+                .is_some()
+        });
+        assert_eq!(bundled, group == FifoGroup::Queue, "{group:?}");
         if group == FifoGroup::Queue {
-            // One group per queue: delivered in publish order.
+            // One group per queue: delivered in publish order, bundles included.
             assert_eq!(
                 &ids[..12],
                 &sent.iter().map(|m| m.job_id).collect::<Vec<_>>()[..]
