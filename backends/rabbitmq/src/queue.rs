@@ -283,19 +283,26 @@ impl RabbitQueue {
         deliveries: impl Iterator<Item = (String, String)>,
     ) -> Result<()> {
         let mut acks = Vec::new();
+        let mut bad = None;
         for (queue, receipt) in deliveries {
             let Some(broker) = self.inner.bundles.settle(&receipt) else {
                 continue;
             };
-            let Some((consumer, tag)) = self.owner(&queue, &broker).await? else {
-                continue;
+            // A malformed receipt is reported, after the good ones are acked.
+            let (consumer, tag) = match self.owner(&queue, &broker).await {
+                Ok(Some(owner)) => owner,
+                Ok(None) => continue,
+                Err(e) => {
+                    bad.get_or_insert(e);
+                    continue;
+                }
             };
             if consumer.take(tag) {
                 acks.push((consumer, tag));
             }
         }
         ack_all(acks, "ack").await;
-        Ok(())
+        bad.map_or(Ok(()), Err)
     }
 
     /// Publishes the given-back ids again, then settles their deliveries. If the publish
