@@ -1,7 +1,5 @@
 //! Decoding a job hash into a [`JobRecord`].
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, TimeZone, Utc};
 use switchyard_core::{Error, JobRecord, JobState, Result};
 use uuid::Uuid;
@@ -20,103 +18,148 @@ fn corrupt(id: &str, field: &str, e: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// A job hash as returned by `HGETALL` (field, value, field, value, …).
+/// The fields of a job hash that make up a [`JobRecord`], each `None` when absent.
+#[derive(Default)]
+struct Fields {
+    id: Option<String>,
+    kind: Option<String>,
+    queue: Option<String>,
+    payload: Option<String>,
+    priority: Option<String>,
+    state: Option<String>,
+    attempt: Option<String>,
+    max_attempts: Option<String>,
+    run_at: Option<String>,
+    created_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    lease_expires_at: Option<String>,
+    lease_token: Option<String>,
+    worker_id: Option<String>,
+    errors: Option<String>,
+    result: Option<String>,
+    unique_key: Option<String>,
+    cancel_requested: Option<String>,
+    timeout_ms: Option<String>,
+    tags: Option<String>,
+}
+
+/// A job hash as returned by `HGETALL` (field, value, field, value, …); `None` when the hash
+/// does not exist. Fields the record does not show (`dispatched_at`) are skipped.
 pub(crate) fn decode_flat(flat: Vec<String>) -> Result<Option<JobRecord>> {
     if flat.is_empty() {
         return Ok(None);
     }
-    let mut map = HashMap::with_capacity(flat.len() / 2);
+    let mut f = Fields::default();
     let mut it = flat.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        map.insert(k, v);
+        let slot = match k.as_str() {
+            "id" => &mut f.id,
+            "kind" => &mut f.kind,
+            "queue" => &mut f.queue,
+            "payload" => &mut f.payload,
+            "priority" => &mut f.priority,
+            "state" => &mut f.state,
+            "attempt" => &mut f.attempt,
+            "max_attempts" => &mut f.max_attempts,
+            "run_at" => &mut f.run_at,
+            "created_at" => &mut f.created_at,
+            "started_at" => &mut f.started_at,
+            "finished_at" => &mut f.finished_at,
+            "lease_expires_at" => &mut f.lease_expires_at,
+            "lease_token" => &mut f.lease_token,
+            "worker_id" => &mut f.worker_id,
+            "errors" => &mut f.errors,
+            "result" => &mut f.result,
+            "unique_key" => &mut f.unique_key,
+            "cancel_requested" => &mut f.cancel_requested,
+            "timeout_ms" => &mut f.timeout_ms,
+            "tags" => &mut f.tags,
+            _ => continue,
+        };
+        *slot = Some(v);
     }
-    decode(map).map(Some)
+    decode(f).map(Some)
 }
 
-/// A job hash as a map. A hash without `id` and `state` (a partial leftover) is corrupt.
+/// A job hash's fields as a record. A hash without `id` and `state` (a partial leftover) is
+/// corrupt.
 ///
 /// An empty value means "none" (scripts create the fields a claim or a completion touches up
 /// front, see `JOB_LAYOUT` in `lua/prelude.lua`), except for `unique_key`, which exists only
 /// when set. The lease fields count only while the job is running: a finished job keeps its
 /// last lease's.
-pub(crate) fn decode(mut m: HashMap<String, String>) -> Result<JobRecord> {
-    let id_text = m.get("id").cloned().unwrap_or_default();
-    let idr = id_text.as_str();
-    let unique_key = m.remove("unique_key");
-    if m.get("state").map(String::as_str) != Some(JobState::Running.as_str()) {
-        for f in ["lease_token", "lease_expires_at", "worker_id"] {
-            m.remove(f);
-        }
-    }
-    let mut take = |f: &str| m.remove(f).filter(|v| !v.is_empty());
-    let req = |v: Option<String>, f: &str| v.ok_or_else(|| corrupt(idr, f, "missing"));
-    let int = |v: Option<String>, f: &str| -> Result<Option<i64>> {
-        v.map(|s| s.parse::<i64>().map_err(|e| corrupt(idr, f, e)))
+fn decode(mut f: Fields) -> Result<JobRecord> {
+    let idr = f.id.clone().unwrap_or_default();
+    let idr = idr.as_str();
+    let present = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let req =
+        |v: Option<String>, name: &str| present(v).ok_or_else(|| corrupt(idr, name, "missing"));
+    let int = |v: Option<String>, name: &str| -> Result<Option<i64>> {
+        present(v)
+            .map(|s| s.parse::<i64>().map_err(|e| corrupt(idr, name, e)))
             .transpose()
     };
-    let json = |v: String, f: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(&v).map_err(|e| corrupt(idr, f, e))
+    let time = |v: Option<String>, name: &str| -> Result<Option<DateTime<Utc>>> {
+        Ok(int(v, name)?.map(from_millis))
     };
-    let id = Uuid::parse_str(&req(take("id"), "id")?).map_err(|e| corrupt(idr, "id", e))?;
-    let state: JobState = req(take("state"), "state")?.parse()?;
-    let payload = json(req(take("payload"), "payload")?, "payload")?;
-    let result = take("result").map(|r| json(r, "result")).transpose()?;
-    let errors = serde_json::from_str(&take("errors").unwrap_or_else(|| "[]".into()))
-        .map_err(|e| corrupt(idr, "errors", e))?;
-    let tags = serde_json::from_str(&take("tags").unwrap_or_else(|| "[]".into()))
-        .map_err(|e| corrupt(idr, "tags", e))?;
-    let time = |v: Option<String>, f: &str| -> Result<Option<DateTime<Utc>>> {
-        Ok(int(v, f)?.map(from_millis))
+    let json = |v: &str, name: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(v).map_err(|e| corrupt(idr, name, e))
+    };
+    let id = Uuid::parse_str(&req(f.id.take(), "id")?).map_err(|e| corrupt(idr, "id", e))?;
+    let state: JobState = req(f.state.take(), "state")?.parse()?;
+    if state != JobState::Running {
+        f.lease_token = None;
+        f.lease_expires_at = None;
+        f.worker_id = None;
+    }
+    let payload = json(&req(f.payload.take(), "payload")?, "payload")?;
+    let result = present(f.result.take())
+        .map(|r| json(&r, "result"))
+        .transpose()?;
+    let errors = match present(f.errors.take()) {
+        Some(e) => serde_json::from_str(&e).map_err(|e| corrupt(idr, "errors", e))?,
+        None => Vec::new(),
+    };
+    let tags = match present(f.tags.take()) {
+        Some(t) => serde_json::from_str(&t).map_err(|e| corrupt(idr, "tags", e))?,
+        None => Vec::new(),
     };
     Ok(JobRecord {
         id,
-        kind: req(take("kind"), "kind")?,
-        queue: req(take("queue"), "queue")?,
+        kind: req(f.kind.take(), "kind")?,
+        queue: req(f.queue.take(), "queue")?,
         payload,
-        priority: int(take("priority"), "priority")?.unwrap_or(0) as i16,
+        priority: int(f.priority.take(), "priority")?.unwrap_or(0) as i16,
         state,
-        attempt: int(take("attempt"), "attempt")?.unwrap_or(0) as u32,
-        max_attempts: int(take("max_attempts"), "max_attempts")?.unwrap_or(1) as u32,
-        run_at: time(take("run_at"), "run_at")?.unwrap_or_default(),
-        created_at: time(take("created_at"), "created_at")?.unwrap_or_default(),
-        started_at: time(take("started_at"), "started_at")?,
-        finished_at: time(take("finished_at"), "finished_at")?,
-        lease_expires_at: time(take("lease_expires_at"), "lease_expires_at")?,
-        lease_token: take("lease_token")
+        attempt: int(f.attempt.take(), "attempt")?.unwrap_or(0) as u32,
+        max_attempts: int(f.max_attempts.take(), "max_attempts")?.unwrap_or(1) as u32,
+        run_at: time(f.run_at.take(), "run_at")?.unwrap_or_default(),
+        created_at: time(f.created_at.take(), "created_at")?.unwrap_or_default(),
+        started_at: time(f.started_at.take(), "started_at")?,
+        finished_at: time(f.finished_at.take(), "finished_at")?,
+        lease_expires_at: time(f.lease_expires_at.take(), "lease_expires_at")?,
+        lease_token: present(f.lease_token.take())
             .map(|t| Uuid::parse_str(&t).map_err(|e| corrupt(idr, "lease_token", e)))
             .transpose()?,
-        worker_id: take("worker_id"),
+        worker_id: present(f.worker_id.take()),
         errors,
         result,
-        unique_key,
-        cancel_requested: take("cancel_requested").as_deref() == Some("1"),
-        timeout_ms: int(take("timeout_ms"), "timeout_ms")?.map(|v| v as u64),
+        unique_key: f.unique_key.take(),
+        cancel_requested: f.cancel_requested.as_deref() == Some("1"),
+        timeout_ms: int(f.timeout_ms.take(), "timeout_ms")?.map(|v| v as u64),
         tags,
     })
 }
 
-/// The fields a claim script returns for each job after its id and token, in order (see
-/// `CLAIM_FIELDS` in `lua/prelude.lua`), as they were before the claim.
-const CLAIM_FIELDS: [&str; 15] = [
-    "state",
-    "attempt",
-    "kind",
-    "queue",
-    "payload",
-    "priority",
-    "max_attempts",
-    "run_at",
-    "created_at",
-    "errors",
-    "result",
-    "unique_key",
-    "cancel_requested",
-    "timeout_ms",
-    "tags",
-];
+/// How many values a claim script returns for each job: its id, its token, then the fields of
+/// `CLAIM_FIELDS` in `lua/prelude.lua` (state, attempt, kind, queue, payload, priority,
+/// max_attempts, run_at, created_at, errors, result, unique_key, cancel_requested, timeout_ms,
+/// tags) as they were before the claim.
+const CLAIMED_WIDTH: usize = 17;
 
-/// The reply of a claim script: `now`, the lease expiry, then per job its id, token and
-/// [`CLAIM_FIELDS`]. Returns the claimed jobs as running records.
+/// The reply of a claim script: `now`, the lease expiry, then [`CLAIMED_WIDTH`] values per
+/// job. Returns the claimed jobs as running records.
 pub(crate) fn decode_claimed(
     reply: Vec<Option<String>>,
     worker_id: &str,
@@ -127,36 +170,42 @@ pub(crate) fn decode_claimed(
         return Err(bad("reply"));
     };
     let rest: Vec<Option<String>> = it.collect();
-    let per_job = 2 + CLAIM_FIELDS.len();
-    if rest.len() % per_job != 0 {
+    if rest.len() % CLAIMED_WIDTH != 0 {
         return Err(bad("reply length"));
     }
-    let mut out = Vec::with_capacity(rest.len() / per_job);
-    for job in rest.chunks(per_job) {
-        let mut m: HashMap<String, String> = CLAIM_FIELDS
-            .iter()
-            .zip(&job[2..])
-            .filter_map(|(f, v)| v.clone().map(|v| (f.to_string(), v)))
-            .collect();
-        let attempt = m
-            .get("attempt")
+    let mut out = Vec::with_capacity(rest.len() / CLAIMED_WIDTH);
+    let mut values = rest.into_iter();
+    while let Some(id) = values.next() {
+        let mut next = || values.next().flatten();
+        let token = next();
+        let _state_before = next();
+        let attempt = next()
             .and_then(|a| a.parse::<u32>().ok())
             .ok_or_else(|| bad("attempt"))?;
-        let id = job[0].clone().ok_or_else(|| bad("id"))?;
-        let token = job[1].clone().ok_or_else(|| bad("token"))?;
-        for (k, v) in [
-            ("id", id),
-            ("state", "running".to_string()),
-            ("attempt", (attempt + 1).to_string()),
-            ("lease_token", token),
-            ("lease_expires_at", exp.clone()),
-            ("started_at", now.clone()),
-            ("worker_id", worker_id.to_string()),
-        ] {
-            m.insert(k.to_string(), v);
-        }
-        m.remove("finished_at");
-        out.push(decode(m)?);
+        let f = Fields {
+            id: Some(id.ok_or_else(|| bad("id"))?),
+            lease_token: Some(token.ok_or_else(|| bad("token"))?),
+            state: Some(JobState::Running.as_str().to_string()),
+            attempt: Some((attempt + 1).to_string()),
+            kind: next(),
+            queue: next(),
+            payload: next(),
+            priority: next(),
+            max_attempts: next(),
+            run_at: next(),
+            created_at: next(),
+            errors: next(),
+            result: next(),
+            unique_key: next(),
+            cancel_requested: next(),
+            timeout_ms: next(),
+            tags: next(),
+            lease_expires_at: Some(exp.clone()),
+            started_at: Some(now.clone()),
+            worker_id: Some(worker_id.to_string()),
+            finished_at: None,
+        };
+        out.push(decode(f)?);
     }
     Ok(out)
 }

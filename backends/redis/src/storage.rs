@@ -22,8 +22,9 @@ use crate::scripts::Scripts;
 
 /// Most ids one `claim_ids`, `mark_dispatched` or `list` round trip handles.
 const CHUNK: usize = 1000;
-/// The schema version written by `migrate`.
-const SCHEMA_VERSION: u32 = 1;
+/// The schema version written by `migrate`. Version 2 dropped the per-queue `running` state
+/// indexes (the lease set lists running jobs).
+const SCHEMA_VERSION: u32 = 2;
 
 /// Maps a Redis error to Switchyard's, naming the operation.
 pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
@@ -244,6 +245,24 @@ impl RedisStorage {
         Ok(out)
     }
 
+    /// Every id in the lease set: the running jobs (running jobs have no per-queue state
+    /// index), plus any stale entry the rescuer has not cleared yet.
+    async fn leased_ids(&self) -> Result<Vec<String>> {
+        let leases = self.k("leases");
+        self.retrying("read the lease set", |mut c| {
+            let leases = leases.clone();
+            async move {
+                redis::cmd("ZRANGE")
+                    .arg(leases)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            }
+        })
+        .await
+    }
+
     async fn queues(&self) -> Result<Vec<String>> {
         let key = self.k("queues");
         let mut queues: Vec<String> = self
@@ -300,6 +319,23 @@ impl Storage for RedisStorage {
                  {SCHEMA_VERSION}; upgrade switchyard-redis",
                 self.inner.p
             )));
+        }
+        if current == Some(1) {
+            // Version 2 lists running jobs by the lease set alone: the per-queue `running`
+            // indexes of version 1 are dropped.
+            let stale: Vec<String> = self
+                .queues()
+                .await?
+                .iter()
+                .map(|q| self.state_key(q, JobState::Running))
+                .collect();
+            for chunk in stale.chunks(CHUNK) {
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err("drop the version 1 running indexes"))?;
+            }
         }
         let () = redis::cmd("HSET")
             .arg(&meta)
@@ -624,20 +660,33 @@ impl Storage for RedisStorage {
         } else {
             filter.states.clone()
         };
+        let desc = filter.order == ListOrder::Desc;
+        // Running jobs have no per-queue index: LEASES names them all (a few per worker slot),
+        // read once and ordered here; the hashes read below filter them by queue and state.
+        let mut running: Vec<String> = Vec::new();
+        if states.contains(&JobState::Running) {
+            running = self.leased_ids().await?;
+            running.sort();
+            if desc {
+                running.reverse();
+            }
+        }
         let keys: Vec<String> = queues
             .iter()
             .flat_map(|q| states.iter().map(move |s| (q, *s)))
+            .filter(|(_, s)| *s != JobState::Running)
             .map(|(q, s)| self.state_key(q, s))
             .collect();
-        let desc = filter.order == ListOrder::Desc;
         let batch = page.max(50);
         let mut cursor = filter.after.map(|id| id.to_string());
         let mut out = Vec::with_capacity(page);
-        while !keys.is_empty() {
+        while !keys.is_empty() || !running.is_empty() {
             // The next `batch` ids of every index past the cursor (each index is a
             // lexicographic sorted set of ids, and UUID v7 ids sort by creation).
-            let lists: Vec<Vec<String>> = self
-                .retrying("list", |mut c| {
+            let mut lists: Vec<Vec<String>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                self.retrying("list", |mut c| {
                     let mut pipe = redis::pipe();
                     let start = match (&cursor, desc) {
                         (Some(c), _) => format!("({c}"),
@@ -654,7 +703,16 @@ impl Storage for RedisStorage {
                     }
                     async move { pipe.query_async(&mut c).await }
                 })
-                .await?;
+                .await?
+            };
+            if !running.is_empty() {
+                let past = |id: &&String| match &cursor {
+                    None => true,
+                    Some(c) if desc => id.as_str() < c.as_str(),
+                    Some(c) => id.as_str() > c.as_str(),
+                };
+                lists.push(running.iter().filter(past).take(batch).cloned().collect());
+            }
             // Merged order is complete only up to the nearest last id of a full list.
             let bound = lists
                 .iter()
@@ -692,35 +750,65 @@ impl Storage for RedisStorage {
     }
 
     async fn counts(&self) -> Result<Vec<QueueCounts>> {
+        use std::collections::BTreeMap;
         let queues = self.queues().await?;
-        let mut out = Vec::new();
-        for chunk in queues.chunks(CHUNK / JobState::ALL.len()) {
+        let mut by_queue: BTreeMap<String, BTreeMap<JobState, u64>> = BTreeMap::new();
+        let indexed: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| *s != JobState::Running)
+            .collect();
+        for chunk in queues.chunks(CHUNK / indexed.len()) {
             let n: Vec<u64> = self
                 .retrying("count", |mut c| {
                     let mut pipe = redis::pipe();
                     for q in chunk {
-                        for s in JobState::ALL {
-                            pipe.cmd("ZCARD").arg(self.state_key(q, s));
+                        for s in &indexed {
+                            pipe.cmd("ZCARD").arg(self.state_key(q, *s));
                         }
                     }
                     async move { pipe.query_async(&mut c).await }
                 })
                 .await?;
-            for (q, per_state) in chunk.iter().zip(n.chunks(JobState::ALL.len())) {
-                let counts: std::collections::BTreeMap<JobState, u64> = JobState::ALL
-                    .into_iter()
-                    .zip(per_state.iter().copied())
-                    .filter(|(_, n)| *n > 0)
-                    .collect();
-                if !counts.is_empty() {
-                    out.push(QueueCounts {
-                        queue: q.clone(),
-                        counts,
-                    });
+            for (q, per_state) in chunk.iter().zip(n.chunks(indexed.len())) {
+                let counts = by_queue.entry(q.clone()).or_default();
+                for (s, n) in indexed.iter().zip(per_state) {
+                    if *n > 0 {
+                        counts.insert(*s, *n);
+                    }
                 }
             }
         }
-        Ok(out)
+        // Running jobs: the lease set names them (it has no per-queue split), their hashes
+        // their queue. A stale lease entry (a job no longer running) is not counted.
+        let running = self.leased_ids().await?;
+        for chunk in running.chunks(CHUNK) {
+            let rows: Vec<(Option<String>, Option<String>)> = self
+                .retrying("count running jobs", |mut c| {
+                    let mut pipe = redis::pipe();
+                    for id in chunk {
+                        pipe.cmd("HMGET")
+                            .arg(self.job_key(id))
+                            .arg("state")
+                            .arg("queue");
+                    }
+                    async move { pipe.query_async(&mut c).await }
+                })
+                .await?;
+            for (state, queue) in rows {
+                if let (Some("running"), Some(q)) = (state.as_deref(), queue) {
+                    *by_queue
+                        .entry(q)
+                        .or_default()
+                        .entry(JobState::Running)
+                        .or_default() += 1;
+                }
+            }
+        }
+        Ok(by_queue
+            .into_iter()
+            .filter(|(_, counts)| !counts.is_empty())
+            .map(|(queue, counts)| QueueCounts { queue, counts })
+            .collect())
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
@@ -732,6 +820,7 @@ impl Storage for RedisStorage {
                 let mut inv = self.invocation(&self.inner.scripts.prune);
                 inv.key(self.k("finished"))
                     .key(self.k("queues"))
+                    .key(self.k("leases"))
                     .arg(millis(before))
                     .arg(limit);
                 async move { inv.invoke_async(&mut c).await }

@@ -433,8 +433,86 @@ async fn list_paginates_across_states_and_queues() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(odd_q1, expected);
+    // Running jobs are listed and counted from the lease set, per queue and page by page.
+    for q in ["q0", "q1", "q2"] {
+        let mut expected: Vec<_> = claimed
+            .iter()
+            .filter(|r| r.queue == q)
+            .map(|r| r.id)
+            .collect();
+        expected.sort();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .list(&JobFilter {
+                    queue: Some(q.into()),
+                    states: vec![JobState::Running],
+                    after,
+                    limit: 7,
+                    order: ListOrder::Asc,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page
+                .iter()
+                .all(|r| r.state == JobState::Running && r.queue == q));
+            after = page.last().map(|r| r.id);
+            seen.extend(page.into_iter().map(|r| r.id));
+        }
+        assert_eq!(seen, expected, "running jobs of {q}");
+        let counts = s.counts().await.unwrap();
+        let running = counts
+            .iter()
+            .find(|c| c.queue == q)
+            .and_then(|c| c.counts.get(&JobState::Running).copied())
+            .unwrap_or(0);
+        assert_eq!(running as usize, expected.len(), "running count of {q}");
+    }
     s.destroy().await.expect("destroy");
     assert!(keys_of(&s).await.is_empty(), "destroy left keys behind");
+}
+
+/// `migrate` takes an instance of schema version 1 to the current one: the per-queue
+/// `running` indexes of version 1 are dropped, the rest is kept.
+#[tokio::test]
+async fn migrate_from_version_1_drops_the_running_indexes() {
+    let s = storage().await;
+    s.enqueue(vec![NewJob::new("k", serde_json::json!(1)).with_queue("q")])
+        .await
+        .unwrap();
+    let p = s.key_prefix().to_string();
+    let mut c = s.connection();
+    let () = redis::cmd("HSET")
+        .arg(format!("{p}meta"))
+        .arg("schema")
+        .arg(1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let () = redis::cmd("ZADD")
+        .arg(format!("{p}s:q:running"))
+        .arg(0)
+        .arg("0195e0a1-0000-7000-8000-000000000000")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    let keys = keys_of(&s).await;
+    assert!(!keys.contains(&format!("{p}s:q:running")), "{keys:?}");
+    assert!(keys.contains(&format!("{p}s:q:available")), "{keys:?}");
+    let schema: u32 = redis::cmd("HGET")
+        .arg(format!("{p}meta"))
+        .arg("schema")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(schema, 2);
+    s.destroy().await.unwrap();
 }
 
 #[tokio::test]

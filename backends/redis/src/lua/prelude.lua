@@ -36,8 +36,9 @@ local UNIQUE = P .. 'unique'
 local QUEUES = P .. 'queues'
 local WAKE = P .. 'wake'
 
-local STATES = {'scheduled', 'available', 'running', 'completed', 'retrying', 'failed',
-                'cancelled', 'dropped'}
+-- States with a per-queue index `s:<queue>:<state>` (running jobs are listed by LEASES).
+local INDEXED_STATES = {'scheduled', 'available', 'completed', 'retrying', 'failed',
+  'cancelled', 'dropped'}
 local PENDING = {scheduled = true, available = true, retrying = true}
 local LIVE = {scheduled = true, available = true, retrying = true, running = true}
 
@@ -73,10 +74,11 @@ local function rmember(run_at, id)
   return string.format('%013.0f', tonumber(run_at)) .. '|' .. id
 end
 
--- Moves a job between state indexes of its queue.
+-- Moves a job between state indexes of its queue. Running jobs have no state index: LEASES
+-- lists them (a claim and a completion each skip one sorted-set write that way).
 local function reindex(q, id, from, to)
-  if from then zrem(skey(q, from), id) end
-  zadd(skey(q, to), '0', id)
+  if from and from ~= 'running' then zrem(skey(q, from), id) end
+  if to ~= 'running' then zadd(skey(q, to), '0', id) end
 end
 
 -- Puts a pending job where claims find it: the ready set when due, else the schedule.

@@ -1,5 +1,5 @@
 -- Deletes up to `limit` jobs that finished before `before`, with their index entries; forgets
--- queues left without jobs. KEYS: finished, queues. ARGV: prefix, before_ms, limit.
+-- queues left without jobs. KEYS: finished, queues, leases. ARGV: prefix, before_ms, limit.
 -- Returns how many jobs were deleted.
 local ms = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', '(' .. ARGV[2], 'LIMIT', 0,
   tonumber(ARGV[3]))
@@ -20,10 +20,13 @@ for _, m in ipairs(ms) do
     touched[q] = true
   end
 end
+-- A queue is forgotten only while no job at all runs (running jobs are indexed by LEASES,
+-- not per queue), so a queue is never forgotten under a running job.
+local idle = redis.call('ZCARD', LEASES) == 0
 for q, _ in pairs(touched) do
-  local empty = redis.call('EXISTS', rkey(q), schkey(q)) == 0
+  local empty = idle and redis.call('EXISTS', rkey(q), schkey(q)) == 0
   if empty then
-    for _, s in ipairs(STATES) do
+    for _, s in ipairs(INDEXED_STATES) do
       if redis.call('EXISTS', skey(q, s)) == 1 then empty = false break end
     end
   end

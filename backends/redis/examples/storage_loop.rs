@@ -1,0 +1,138 @@
+//! Run with: `cargo run --release -p switchyard-redis --example storage_loop`
+//!
+//! Diagnostic: the Redis storage's own claim and complete scripts in a loop (no worker), to
+//! separate the storage's cost from the worker's. Enqueues `--jobs` jobs (10,000), then
+//! `--tasks` concurrent loops (4) each claim `--batch` jobs (16) and complete them, until the
+//! queue is empty. Prints jobs/s and the CPU time Redis (`INFO cpu`) and this process spent
+//! per job during the drain (and the part of it spent in scripts, from `INFO commandstats`;
+//! the run resets those statistics). Reads `SWITCHYARD_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`).
+
+use std::time::{Duration, Instant};
+
+use switchyard_core::{ClaimRequest, Completion, NewJob, Outcome, Storage};
+use switchyard_redis::{RedisConfig, RedisStorage};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Redis' own CPU seconds (user + system) so far.
+async fn redis_cpu(s: &RedisStorage) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut s.connection())
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Microseconds Redis spent inside scripts (`EVALSHA` in `INFO commandstats`) since the last
+/// `CONFIG RESETSTAT`.
+async fn script_usec(s: &RedisStorage) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut s.connection())
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .flat_map(|l| l.split(','))
+        .filter_map(|kv| kv.strip_prefix("usec="))
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// This process' CPU seconds (user + system) so far.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let n = arg("--jobs", 10_000);
+    let tasks = arg("--tasks", 4);
+    let batch = arg("--batch", 16);
+    let s = RedisStorage::connect(
+        RedisConfig::new(url).with_prefix(format!("loop-{}", std::process::id())),
+    )
+    .await
+    .expect("connect");
+    s.migrate().await.expect("migrate");
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("bench", serde_json::json!({ "n": i })).with_queue("bench"))
+        .collect();
+    for c in jobs.chunks(1000) {
+        s.enqueue(c.to_vec()).await.expect("enqueue");
+    }
+    let req = ClaimRequest {
+        queues: vec!["bench".into()],
+        limit: batch,
+        worker_id: "loop".into(),
+        lease: Duration::from_secs(30),
+    };
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut s.connection())
+        .await
+        .expect("CONFIG RESETSTAT");
+    let (r0, c0) = (redis_cpu(&s).await, own_cpu());
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (s, req) = (s.clone(), req.clone());
+        handles.push(tokio::spawn(async move {
+            let mut done = 0;
+            loop {
+                let claimed = s.claim(&req).await.expect("claim");
+                if claimed.is_empty() {
+                    return done;
+                }
+                done += claimed.len();
+                let completions: Vec<Completion> = claimed
+                    .iter()
+                    .map(|j| Completion {
+                        id: j.id,
+                        token: j.lease_token.expect("a claimed job has a token"),
+                        outcome: Outcome::Succeeded { result: None },
+                    })
+                    .collect();
+                s.complete(&completions).await.expect("complete");
+            }
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.expect("loop panicked");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (r1, c1) = (redis_cpu(&s).await, own_cpu());
+    let scripts = script_usec(&s).await;
+    println!(
+        "{total} jobs in {wall:.3} s = {:.0} jobs/s; Redis CPU {:.1} µs/job ({:.1} in scripts), \
+         this process {:.1} µs/job",
+        total as f64 / wall,
+        (r1 - r0) * 1e6 / total as f64,
+        scripts / total as f64,
+        (c1 - c0) * 1e6 / total as f64,
+    );
+    s.destroy().await.expect("destroy");
+}
