@@ -23,8 +23,22 @@ use crate::scripts::Scripts;
 /// Most ids one `claim_ids`, `mark_dispatched` or `list` round trip handles.
 const CHUNK: usize = 1000;
 /// The schema version written by `migrate`. Version 2 dropped the per-queue `running` state
-/// indexes (the lease set lists running jobs).
+/// indexes (the lease set lists running jobs) and replaced the `finished` sorted set with the
+/// `finlog` list.
 const SCHEMA_VERSION: u32 = 2;
+
+/// One step of the version 1 → 2 migration: moves the first thousand members of the
+/// `finished` sorted set (`<state>|<id>|<queue>` scored by finish time) to the end of the
+/// finish log as `<finished_at>|<state>|<id>|<queue>`. Returns how many moved.
+const MIGRATE_FINISHED_STEP: &str = r"
+local m = redis.call('ZRANGE', KEYS[1], 0, 999, 'WITHSCORES')
+if #m == 0 then return 0 end
+local out = {}
+for i = 1, #m, 2 do out[#out + 1] = string.format('%.0f', tonumber(m[i + 1])) .. '|' .. m[i] end
+redis.call('RPUSH', KEYS[2], unpack(out))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #out - 1)
+return #out
+";
 
 /// Maps a Redis error to Switchyard's, naming the operation.
 pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
@@ -321,6 +335,20 @@ impl Storage for RedisStorage {
             )));
         }
         if current == Some(1) {
+            // Version 2 keeps finished jobs in a finish log (a list) instead of a sorted set:
+            // the entries move over in finishing order, a thousand per atomic step.
+            let step = Script::new(MIGRATE_FINISHED_STEP);
+            loop {
+                let moved: i64 = step
+                    .key(self.k("finished"))
+                    .key(self.k("finlog"))
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_err("move finished jobs to the finish log"))?;
+                if moved == 0 {
+                    break;
+                }
+            }
             // Version 2 lists running jobs by the lease set alone: the per-queue `running`
             // indexes of version 1 are dropped.
             let stale: Vec<String> = self
@@ -537,7 +565,7 @@ impl Storage for RedisStorage {
             .retrying("complete", |mut c| {
                 let mut inv = self.invocation(&self.inner.scripts.complete);
                 inv.key(self.k("leases"))
-                    .key(self.k("finished"))
+                    .key(self.k("finlog"))
                     .key(self.k("unique"));
                 for a in &args {
                     inv.arg(a);
@@ -569,7 +597,7 @@ impl Storage for RedisStorage {
         }
         let mut inv = self.invocation(&self.inner.scripts.rescue);
         inv.key(self.k("leases"))
-            .key(self.k("finished"))
+            .key(self.k("finlog"))
             .key(self.k("unique"))
             .arg(millis(now))
             .arg(now.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -599,7 +627,7 @@ impl Storage for RedisStorage {
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
         let mut inv = self.invocation(&self.inner.scripts.cancel);
-        inv.key(self.k("finished"))
+        inv.key(self.k("finlog"))
             .key(self.k("unique"))
             .arg(id.to_string())
             .arg(self.inner.finished_ttl_secs);
@@ -619,9 +647,7 @@ impl Storage for RedisStorage {
 
     async fn retry(&self, id: JobId) -> Result<RetryOutcome> {
         let mut inv = self.invocation(&self.inner.scripts.retry);
-        inv.key(self.k("finished"))
-            .key(self.k("unique"))
-            .arg(id.to_string());
+        inv.key(self.k("unique")).arg(id.to_string());
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
@@ -818,7 +844,7 @@ impl Storage for RedisStorage {
         let n: u64 = self
             .retrying("prune", |mut c| {
                 let mut inv = self.invocation(&self.inner.scripts.prune);
-                inv.key(self.k("finished"))
+                inv.key(self.k("finlog"))
                     .key(self.k("queues"))
                     .key(self.k("leases"))
                     .arg(millis(before))

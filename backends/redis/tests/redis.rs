@@ -478,15 +478,54 @@ async fn list_paginates_across_states_and_queues() {
 }
 
 /// `migrate` takes an instance of schema version 1 to the current one: the per-queue
-/// `running` indexes of version 1 are dropped, the rest is kept.
+/// `running` indexes of version 1 are dropped, the `finished` sorted set becomes the finish
+/// log (and prunes as before), the rest is kept.
 #[tokio::test]
-async fn migrate_from_version_1_drops_the_running_indexes() {
+async fn migrate_from_version_1() {
     let s = storage().await;
-    s.enqueue(vec![NewJob::new("k", serde_json::json!(1)).with_queue("q")])
+    let ids: Vec<_> = (0..3)
+        .map(|i| NewJob::new("k", serde_json::json!(i)).with_queue("q"))
+        .collect();
+    s.enqueue(ids).await.unwrap();
+    let claimed = s
+        .claim(&req("q", 2, Duration::from_secs(30)))
         .await
         .unwrap();
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|j| Completion {
+            id: j.id,
+            token: j.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        })
+        .collect();
+    s.complete(&done).await.unwrap();
+    // Rewrite what version 2 wrote into version 1's layout.
     let p = s.key_prefix().to_string();
     let mut c = s.connection();
+    let log: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{p}finlog"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    for e in &log {
+        let (at, member) = e.split_once('|').unwrap();
+        let () = redis::cmd("ZADD")
+            .arg(format!("{p}finished"))
+            .arg(at)
+            .arg(member)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let () = redis::cmd("DEL")
+        .arg(format!("{p}finlog"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let () = redis::cmd("HSET")
         .arg(format!("{p}meta"))
         .arg("schema")
@@ -504,7 +543,20 @@ async fn migrate_from_version_1_drops_the_running_indexes() {
     s.migrate().await.unwrap();
     let keys = keys_of(&s).await;
     assert!(!keys.contains(&format!("{p}s:q:running")), "{keys:?}");
+    assert!(!keys.contains(&format!("{p}finished")), "{keys:?}");
     assert!(keys.contains(&format!("{p}s:q:available")), "{keys:?}");
+    let migrated: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{p}finlog"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut expected = log.clone();
+    expected.sort();
+    let mut got = migrated.clone();
+    got.sort();
+    assert_eq!(got, expected);
     let schema: u32 = redis::cmd("HGET")
         .arg(format!("{p}meta"))
         .arg("schema")
@@ -512,6 +564,18 @@ async fn migrate_from_version_1_drops_the_running_indexes() {
         .await
         .unwrap();
     assert_eq!(schema, 2);
+    // The migrated entries prune the jobs they name, and only those.
+    let pruned = s
+        .prune(Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    for j in &claimed {
+        assert!(s.get(j.id).await.unwrap().is_none());
+    }
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].counts.get(&JobState::Available), Some(&1));
     s.destroy().await.unwrap();
 }
 
@@ -825,4 +889,56 @@ async fn wakeups_cross_processes() {
         .await
         .unwrap();
     assert!(waiter.await.unwrap(), "the other instance was woken");
+}
+
+/// A finished job run again by `retry` keeps its old finish log entry, which the pruner then
+/// skips: the job is pruned only after it finishes again, by the new entry.
+#[tokio::test]
+async fn prune_skips_the_old_entry_of_a_retried_job() {
+    let s = storage().await;
+    let id = match s
+        .enqueue(vec![NewJob::new("k", serde_json::json!(1)).with_queue("q")])
+        .await
+        .unwrap()[0]
+    {
+        EnqueueOutcome::Inserted(id) => id,
+        ref other => panic!("{other:?}"),
+    };
+    let run = |s: RedisStorage| async move {
+        let c = s
+            .claim(&req("q", 1, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        let st = s
+            .complete(&[Completion {
+                id: c[0].id,
+                token: c[0].lease_token.unwrap(),
+                outcome: Outcome::Succeeded { result: None },
+            }])
+            .await
+            .unwrap();
+        assert_eq!(st, vec![CompletionStatus::Applied]);
+    };
+    run(s.clone()).await;
+    assert_eq!(s.retry(id).await.unwrap(), RetryOutcome::Requeued);
+    assert_eq!(
+        s.get(id).await.unwrap().expect("still there").state,
+        JobState::Available
+    );
+    // Finished again, in the same state: a cutoff between the two finishes reaches the old
+    // entry only, which names a finish the job no longer has, so nothing is pruned.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let between = Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    run(s.clone()).await;
+    assert_eq!(s.prune(between, 100).await.unwrap(), 0);
+    assert_eq!(
+        s.get(id).await.unwrap().expect("still there").state,
+        JobState::Completed
+    );
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(s.prune(later, 100).await.unwrap(), 1);
+    assert!(s.get(id).await.unwrap().is_none());
+    s.destroy().await.unwrap();
 }

@@ -1,4 +1,4 @@
--- Cancels one job. KEYS: finished, unique. ARGV: prefix, id, finished_ttl_s.
+-- Cancels one job. KEYS: finlog, unique. ARGV: prefix, id, finished_ttl_s.
 -- Returns {'cancelled'}, {'requested'}, {'finished', state} or {'not_found'}.
 local id = ARGV[2]
 local key = jkey(id)

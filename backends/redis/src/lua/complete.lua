@@ -1,5 +1,5 @@
 -- Records finished attempts, each fenced by its lease token.
--- KEYS: leases, finished, unique. ARGV: prefix, finished_ttl_s, then per completion 5 fields:
+-- KEYS: leases, finlog, unique. ARGV: prefix, finished_ttl_s, then per completion 5 fields:
 -- id, token, outcome (S succeeded, R retry, F failed, C cancelled, A aborted), a1, a2.
 -- S: a1 = '+result' or '-'. R: a1 = error, a2 = run_at ms. F, A: a1 = error.
 -- C: a1 = '+error' or '-'. Returns per completion 1 (applied) or 0 (stale).

@@ -31,7 +31,9 @@ local function rkey(q) return P .. 'ready:' .. q end
 local function schkey(q) return P .. 'sched:' .. q end
 local function skey(q, st) return P .. 's:' .. q .. ':' .. st end
 local LEASES = P .. 'leases'
-local FINISHED = P .. 'finished'
+-- The finish log: a list of '<finished_at ms>|<state>|<id>|<queue>', appended in finishing
+-- order (server time), which the pruner consumes from its head.
+local FINLOG = P .. 'finlog'
 local UNIQUE = P .. 'unique'
 local QUEUES = P .. 'queues'
 local WAKE = P .. 'wake'
@@ -42,10 +44,10 @@ local INDEXED_STATES = {'scheduled', 'available', 'completed', 'retrying', 'fail
 local PENDING = {scheduled = true, available = true, retrying = true}
 local LIVE = {scheduled = true, available = true, retrying = true, running = true}
 
--- Sorted-set and set changes are collected per key and sent as one variadic command per key
--- by flush(), which every script calls before it returns (and before it reads a set it changed).
+-- Sorted-set, set and list changes are collected per key and sent as one variadic command per
+-- key by flush(), which every script calls before it returns (and before it reads a set it changed).
 -- Job hashes are always written at once, so a later step of the same script sees them.
-local ZREMS, ZADDS, SADDS = {}, {}, {}
+local ZREMS, ZADDS, SADDS, RPUSHES = {}, {}, {}, {}
 local function push(t, key, a, b)
   local l = t[key]
   if not l then l = {}; t[key] = l end
@@ -55,6 +57,7 @@ end
 local function zrem(key, m) push(ZREMS, key, m) end
 local function zadd(key, score, m) push(ZADDS, key, score, m) end
 local function sadd(key, m) push(SADDS, key, m) end
+local function rpush(key, m) push(RPUSHES, key, m) end
 local function flush()
   for key, l in pairs(ZREMS) do
     for i = 1, #l, 1000 do redis.call('ZREM', key, unpack(l, i, math.min(i + 999, #l))) end
@@ -65,7 +68,10 @@ local function flush()
   for key, l in pairs(SADDS) do
     for i = 1, #l, 1000 do redis.call('SADD', key, unpack(l, i, math.min(i + 999, #l))) end
   end
-  ZREMS, ZADDS, SADDS = {}, {}, {}
+  for key, l in pairs(RPUSHES) do
+    for i = 1, #l, 1000 do redis.call('RPUSH', key, unpack(l, i, math.min(i + 999, #l))) end
+  end
+  ZREMS, ZADDS, SADDS, RPUSHES = {}, {}, {}, {}
 end
 
 -- Member of a ready set: run_at (13 digits) then id, so that within one score (= -priority)
@@ -128,18 +134,20 @@ local function requeue(key, id, q, from, prio, run_at, now, fields)
   make_pending(id, q, prio, run_at, now)
 end
 
--- A job reached a finished state: stamp it (plus `extra` field, value pairs), drop its lease
--- (its lease fields stay, meaningless, see JOB_LAYOUT), index it for the pruner, release its
--- unique key and let its hash expire as a safety net.
+-- A job reached a finished state at `now` (server time, so the finish log stays in order):
+-- stamp it (plus `extra` field, value pairs), drop its lease (its lease fields stay,
+-- meaningless, see JOB_LAYOUT), log it for the pruner, release its unique key and let its
+-- hash expire as a safety net.
 local function finish(key, id, q, from, state, now, ttl, uk, extra)
-  local f = {'state', state, 'finished_at', n2s(now)}
+  local at = n2s(now)
+  local f = {'state', state, 'finished_at', at}
   if extra then
     for _, v in ipairs(extra) do f[#f + 1] = v end
   end
   redis.call('HSET', key, unpack(f))
   if from == 'running' then zrem(LEASES, id) end
   reindex(q, id, from, state)
-  zadd(FINISHED, n2s(now), state .. '|' .. id .. '|' .. q)
+  rpush(FINLOG, at .. '|' .. state .. '|' .. id .. '|' .. q)
   if uk and redis.call('HGET', UNIQUE, uk) == id then
     redis.call('HDEL', UNIQUE, uk)
   end

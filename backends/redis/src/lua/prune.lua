@@ -1,25 +1,34 @@
 -- Deletes up to `limit` jobs that finished before `before`, with their index entries; forgets
--- queues left without jobs. KEYS: finished, queues, leases. ARGV: prefix, before_ms, limit.
+-- queues left without jobs. KEYS: finlog, queues, leases. ARGV: prefix, before_ms, limit.
 -- Returns how many jobs were deleted.
-local ms = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', '(' .. ARGV[2], 'LIMIT', 0,
-  tonumber(ARGV[3]))
+--
+-- The finish log is in finishing order, so the jobs to delete are at its head: the walk stops
+-- at the first entry not yet due, and the consumed head is trimmed off in one LTRIM.
+local before = tonumber(ARGV[2])
+local entries = redis.call('LRANGE', FINLOG, 0, tonumber(ARGV[3]) - 1)
 local n = 0
+local consumed = 0
 local touched = {}
-for _, m in ipairs(ms) do
-  local state, id, q = string.match(m, '^([^|]*)|([^|]*)|(.*)$')
-  redis.call('ZREM', FINISHED, m)
-  if state then
+for _, e in ipairs(entries) do
+  local at, state, id, q = string.match(e, '^(%d+)|([^|]*)|([^|]*)|(.*)$')
+  if at and tonumber(at) >= before then break end
+  consumed = consumed + 1
+  if at then
     local key = jkey(id)
-    local st = redis.call('HGET', key, 'state')
-    -- The hash may have expired already (finished_ttl); its index entries still go.
-    if not st or st == state then
+    local f = redis.call('HMGET', key, 'state', 'finished_at')
+    if not f[1] then
+      -- The hash expired already (finished_ttl); its index entry still goes.
+      n = n + redis.call('ZREM', skey(q, state), id)
+    elseif f[1] == state and f[2] == at then
       redis.call('DEL', key)
       redis.call('ZREM', skey(q, state), id)
       n = n + 1
     end
+    -- Otherwise the job was run again since (retry): the entry is stale, the job stays.
     touched[q] = true
   end
 end
+if consumed > 0 then redis.call('LTRIM', FINLOG, consumed, -1) end
 -- A queue is forgotten only while no job at all runs (running jobs are indexed by LEASES,
 -- not per queue), so a queue is never forgotten under a running job.
 local idle = redis.call('ZCARD', LEASES) == 0

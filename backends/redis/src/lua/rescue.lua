@@ -1,4 +1,4 @@
--- Rescues running jobs whose lease expired before `now`. KEYS: leases, finished, unique.
+-- Rescues running jobs whose lease expired before `now`. KEYS: leases, finlog, unique.
 -- ARGV: prefix, now_ms, now (RFC 3339), limit, finished_ttl_s.
 -- Returns {retried ids, dropped ids}.
 local now = tonumber(ARGV[2])
@@ -24,7 +24,7 @@ for _, id in ipairs(ids) do
         {'state', 'available', 'errors', errors})
       retried[#retried + 1] = id
     else
-      finish(key, id, q, 'running', 'dropped', now, ttl, f[8], {'errors', errors})
+      finish(key, id, q, 'running', 'dropped', server_now, ttl, f[8], {'errors', errors})
       dropped[#dropped + 1] = id
     end
   else

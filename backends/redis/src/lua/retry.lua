@@ -1,4 +1,4 @@
--- Runs a finished job again. KEYS: finished, unique. ARGV: prefix, id.
+-- Runs a finished job again. KEYS: unique. ARGV: prefix, id.
 -- Returns {'requeued'}, {'not_finished', state}, {'not_found'} or {'conflict', holder}.
 local id = ARGV[2]
 local key = jkey(id)
@@ -18,7 +18,8 @@ if uk then
 end
 local now = now_ms()
 redis.call('PERSIST', key)
-zrem(FINISHED, st .. '|' .. id .. '|' .. q)
+-- Its finish log entry stays: the pruner skips an entry whose job no longer has that state
+-- and finish time.
 redis.call('HSET', key, 'finished_at', '')
 local max_attempts = math.max(tonumber(f[5]), tonumber(f[4]) + 1)
 requeue(key, id, q, st, f[3], now, now, {'state', 'available', 'run_at', n2s(now),
