@@ -21,7 +21,7 @@ pub struct Cli {
     /// Storage URL, overriding the configuration.
     #[arg(long, global = true)]
     pub storage: Option<String>,
-    /// Queue (`storage`, `sqs://…`, `amqp://…`), overriding the configuration.
+    /// Queue (`storage`, `sqs://…`, `amqp://…`, `redis://…`), overriding the configuration.
     #[arg(long, global = true)]
     pub queue: Option<String>,
     /// What to do.

@@ -25,7 +25,8 @@ pub const DEFAULT_STORAGE: &str = "sqlite://switchyard.db";
 pub struct Config {
     /// Where job records live: `sqlite://…`, `postgres://…`, `redis://…`.
     pub storage: String,
-    /// How jobs are delivered: `storage` (the storage's own queue), `sqs://…`, `amqp://…`.
+    /// How jobs are delivered: `storage` (the storage's own queue), `sqs://…`, `amqp://…`,
+    /// `redis://…`.
     pub queue: String,
     /// Table/key prefix, so several instances share one database.
     pub prefix: String,

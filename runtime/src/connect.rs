@@ -20,6 +20,8 @@ const QUEUE_SCHEMES: &[(&str, &str, bool)] = &[
     ("sqs", "sqs", cfg!(feature = "sqs")),
     ("amqp", "rabbitmq", cfg!(feature = "rabbitmq")),
     ("amqps", "rabbitmq", cfg!(feature = "rabbitmq")),
+    ("redis", "redis", cfg!(feature = "redis")),
+    ("rediss", "redis", cfg!(feature = "redis")),
 ];
 
 fn accepted(schemes: &[(&str, &str, bool)], extra: &str) -> String {
@@ -140,6 +142,13 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
                 .with_ids_per_message(config.dispatcher.ids_per_message);
             Ok(Some(Arc::new(
                 switchyard_rabbitmq::RabbitQueue::connect(c).await?,
+            )))
+        }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => {
+            let c = switchyard_redis::RedisConfig::new(&config.queue).with_prefix(&config.prefix);
+            Ok(Some(Arc::new(
+                switchyard_redis::RedisQueue::connect(c).await?,
             )))
         }
         other => Err(Error::config(format!(

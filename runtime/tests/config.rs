@@ -87,7 +87,10 @@ fn bad_queue_lists_accepted_forms() {
     let err = from_toml("queue = \"kafka://broker\"").unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("key `queue`") && msg.contains("storage") && msg.contains("sqs://"),
+        msg.contains("key `queue`")
+            && msg.contains("storage")
+            && msg.contains("sqs://")
+            && msg.contains("redis://"),
         "{msg}"
     );
 }

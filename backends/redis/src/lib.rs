@@ -15,15 +15,21 @@
 //! * **Bounded memory**: finished jobs are indexed by finish time and pruned with every index
 //!   entry; their hash also expires after `finished_ttl` as a safety net.
 //!
+//! [`RedisQueue`] is the [`Queue`](switchyard_core::Queue) on Redis: the external queue of
+//! any storage (`queue = "redis://…"`), with leased receives (a message received and never
+//! acked comes back when its lease ends), priorities and delays.
+//!
 //! See `docs/redis.md` for the key layout and the scripts.
 
 mod config;
 mod listener;
+mod queue;
 mod record;
 mod scripts;
 mod storage;
 
 pub use config::RedisConfig;
+pub use queue::RedisQueue;
 pub use storage::RedisStorage;
 
 /// URL schemes this backend accepts.
@@ -37,5 +43,6 @@ mod tests {
     fn public_types_are_send_and_sync() {
         assert_send_sync::<super::RedisStorage>();
         assert_send_sync::<super::RedisConfig>();
+        assert_send_sync::<super::RedisQueue>();
     }
 }

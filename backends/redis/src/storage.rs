@@ -52,7 +52,7 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
     }
 }
 
-fn is_transient(e: &RedisError) -> bool {
+pub(crate) fn is_transient(e: &RedisError) -> bool {
     use redis::ErrorKind as K;
     e.is_io_error()
         || e.is_connection_dropped()

@@ -1,0 +1,253 @@
+//! The conformance suites with Redis as the external queue (`RedisQueue`): the queue-level
+//! cases on Redis alone, then the end-to-end cases for SQLite, PostgreSQL and Redis storage ×
+//! the Redis queue. Needs Redis at `SWITCHYARD_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`) and PostgreSQL at `SWITCHYARD_TEST_POSTGRES_URL`. Every case gets
+//! its own random prefix, used by both the storage and the queue.
+
+use std::sync::Arc;
+
+use switchyard_conformance::{random_prefix, Backend};
+use switchyard_core::{Queue, Storage};
+use switchyard_redis::{RedisConfig, RedisQueue, RedisStorage};
+
+fn url() -> String {
+    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn redis_queue(prefix: &str) -> Arc<dyn Queue> {
+    Arc::new(
+        RedisQueue::connect(RedisConfig::new(url()).with_prefix(prefix))
+            .await
+            .expect("connect to Redis"),
+    )
+}
+
+async fn queue() -> Arc<dyn Queue> {
+    redis_queue(&random_prefix()).await
+}
+
+switchyard_conformance::queue_conformance_suite!(queue);
+
+mod sqlite {
+    use super::*;
+    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+
+    async fn backend() -> Backend {
+        let dir = std::env::temp_dir().join("switchyard-conformance");
+        std::fs::create_dir_all(&dir).unwrap();
+        let prefix = random_prefix();
+        let path = dir.join(format!("{prefix}redisq.db"));
+        let config =
+            SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone());
+        let storage = SqliteStorage::connect(config).await.expect("open sqlite");
+        storage.migrate().await.expect("migrate");
+        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
+    }
+
+    switchyard_conformance::conformance_suite!(backend);
+}
+
+mod postgres {
+    use super::*;
+    use switchyard_postgres::{PostgresConfig, PostgresStorage};
+
+    async fn backend() -> Backend {
+        let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+        let prefix = random_prefix();
+        let config = PostgresConfig::new(url)
+            .with_prefix(prefix.clone())
+            .with_max_connections(4);
+        let storage = PostgresStorage::connect(config)
+            .await
+            .expect("connect to postgres");
+        storage.migrate().await.expect("migrate");
+        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
+    }
+
+    switchyard_conformance::conformance_suite!(backend);
+}
+
+mod redis_storage {
+    use super::*;
+
+    async fn backend() -> Backend {
+        let prefix = random_prefix();
+        let storage = RedisStorage::connect(RedisConfig::new(url()).with_prefix(prefix.clone()))
+            .await
+            .expect("connect to Redis");
+        storage.migrate().await.expect("migrate");
+        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
+    }
+
+    switchyard_conformance::conformance_suite!(backend);
+}
+
+/// The worker's queue connection is killed (`CLIENT KILL`) again and again while jobs run
+/// through the Redis queue (SQLite storage): every job completes, and the queue ends empty —
+/// nothing in flight is stranded (an ack lost with a connection only means a redelivery,
+/// which the storage's claim fences and the worker acks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_queue_connection_loses_nothing() {
+    use std::time::Duration;
+    use switchyard::Registry;
+    use switchyard_conformance::harness::{start_worker, TestWorkerConfig};
+    use switchyard_core::{JobState, NewJob};
+    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+
+    let dir = std::env::temp_dir().join("switchyard-conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = random_prefix();
+    let path = dir.join(format!("{prefix}redisq-kill.db"));
+    let storage = SqliteStorage::connect(
+        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone()),
+    )
+    .await
+    .expect("open sqlite");
+    storage.migrate().await.expect("migrate");
+    let queue = RedisQueue::connect(RedisConfig::new(url()).with_prefix(&prefix))
+        .await
+        .expect("connect to Redis");
+    let admin = RedisQueue::connect(RedisConfig::new(url()).with_prefix(&prefix))
+        .await
+        .expect("connect to Redis");
+    let b = Backend::with_queue(Arc::new(storage), Arc::new(queue.clone()));
+    let n = 200;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("slow", serde_json::json!({ "i": i })).with_queue("q"))
+        .collect();
+    b.storage.enqueue(jobs).await.unwrap();
+    let registry = Registry::new().register_fn("slow", |_, _| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(None)
+    });
+    let mut cfg = TestWorkerConfig::new("q");
+    cfg.concurrency = 8;
+    let worker = start_worker(&b, registry, cfg).await;
+
+    let mut killed = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let id: i64 = loop {
+            match redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut queue.connection())
+                .await
+            {
+                Ok(id) => break id,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        killed += redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async::<i64>(&mut admin.connection())
+            .await
+            .unwrap_or(0);
+    }
+    assert!(killed >= 1, "the queue's connection was killed");
+    let storage = b.storage.clone();
+    switchyard_conformance::wait_for("every job to complete", Duration::from_secs(60), || {
+        let storage = storage.clone();
+        async move {
+            let c = storage.counts().await.unwrap();
+            (c.len() == 1 && c[0].counts.get(&JobState::Completed) == Some(&(n as u64)))
+                .then_some(())
+        }
+    })
+    .await;
+    // Acks lost with a killed connection come back after the 2 s lease, are fenced and acked.
+    let p = admin.key_prefix().to_string();
+    switchyard_conformance::wait_for("the queue to be empty", Duration::from_secs(30), || {
+        let mut c = admin.connection();
+        let p = p.clone();
+        async move {
+            let mut total = 0u64;
+            for part in ["ready", "delayed", "inflight"] {
+                let n: u64 = redis::cmd("ZCARD")
+                    .arg(format!("{p}q:{part}"))
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                total += n;
+            }
+            (total == 0).then_some(())
+        }
+    })
+    .await;
+    worker.stop().await;
+    b.queue.as_ref().unwrap().destroy().await.unwrap();
+    b.storage.destroy().await.unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+/// `queue = "redis://…"` from configuration alone: the runtime composes SQLite storage with
+/// the Redis queue, and jobs enqueued through the client run through it. A bad queue URL
+/// names the key `queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_runs_jobs_through_the_redis_queue_from_configuration() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use figment::providers::{Format, Serialized, Toml};
+    use figment::Figment;
+    use switchyard::Registry;
+    use switchyard_core::{ErrorKind, JobState, NewJob};
+
+    let dir = std::env::temp_dir().join("switchyard-conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = random_prefix();
+    let path = dir.join(format!("{prefix}redisq-config.db"));
+    let toml = format!(
+        "storage = \"sqlite://{}\"\nqueue = \"{}\"\nprefix = \"{prefix}\"\n",
+        path.display(),
+        url()
+    );
+    let config = switchyard::Config::from_figment(
+        Figment::from(Serialized::defaults(switchyard::Config::default()))
+            .merge(Toml::string(&toml)),
+    )
+    .unwrap();
+    let sy = switchyard::Switchyard::connect(config.clone())
+        .await
+        .expect("connect from configuration");
+    assert_eq!(sy.queue().expect("an external queue").name(), "redis");
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let registry = Registry::new().register_fn("hello", move |_, _| {
+        r.fetch_add(1, Ordering::SeqCst);
+        async { Ok(None) }
+    });
+    let running = sy.start(registry);
+    let n = 50;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("hello", serde_json::json!({ "i": i })))
+        .collect();
+    sy.client().enqueue_raw(jobs).await.unwrap();
+    let client = sy.client();
+    switchyard_conformance::wait_for("every job to complete", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let c = client.counts().await.unwrap();
+            c.iter()
+                .any(|q| q.counts.get(&JobState::Completed) == Some(&(n as u64)))
+                .then_some(())
+        }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(ran.load(Ordering::SeqCst), n);
+    sy.queue().unwrap().destroy().await.unwrap();
+    sy.storage().destroy().await.unwrap();
+    let _ = std::fs::remove_file(&path);
+
+    let mut bad = config;
+    bad.queue = "redis://127.0.0.1:6379/not-a-db".into();
+    let e = switchyard::connect::connect_queue(&bad).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(
+        e.message().contains("key `queue`") && e.message().contains("redis://"),
+        "{e}"
+    );
+}
