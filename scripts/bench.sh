@@ -8,6 +8,7 @@ scripts/services.sh >/dev/null
 cargo build --release --features switchyard/full -p switchyard --bin switchyard \
   --example sqlite_raw_ceiling --example postgres_raw_ceiling --example redis_raw_ceiling \
   --example sqs_raw_ceiling --example rabbitmq_raw_ceiling \
+  --example redis_storage_loop --example runtime_ceiling \
   -p switchyard-sqlite -p switchyard-postgres -p switchyard-redis -p switchyard-sqs -p switchyard-rabbitmq
 out=target/bench
 mkdir -p "$out"
@@ -32,8 +33,11 @@ target/release/examples/postgres_raw_ceiling | grep median | tee "$out/postgres_
 run redis --storage redis://127.0.0.1:6379
 target/release/examples/redis_raw_ceiling | tail -1 | tee "$out/redis_raw.txt"
 target/release/examples/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1: /' | tee -a "$out/redis_raw.txt"
+target/release/examples/redis_storage_loop | sed 's/^/redis storage loop: /' | tee "$out/redis_storage_loop.txt"
+run postgres_redis --storage "$pg" --queue redis://127.0.0.1:6379
 run postgres_sqs --storage "$pg" --queue sqs://127.0.0.1:4577
 target/release/examples/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"
 run postgres_rabbitmq --storage "$pg" --queue "amqp://guest:guest@127.0.0.1:5672/%2f"
 target/release/examples/rabbitmq_raw_ceiling | tail -1 | tee "$out/rabbitmq_raw.txt"
+target/release/examples/runtime_ceiling | tail -1 | tee "$out/runtime_ceiling.txt"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-redis --example storage_loop`
+//! Run with: `cargo run --release -p switchyard-redis --example redis_storage_loop`
 //!
 //! Diagnostic: the Redis storage's own claim and complete scripts in a loop (no worker), to
 //! separate the storage's cost from the worker's. Enqueues `--jobs` jobs (10,000), then
