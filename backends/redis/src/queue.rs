@@ -8,7 +8,7 @@
 //! makes it ready again, so nothing is lost when a worker dies, its connection drops, or Redis
 //! restarts with persistence on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,9 @@ struct Inner {
     /// `{prefix}:mq:` — every key of the queue starts with it.
     p: String,
     scripts: Scripts,
-    wake: WakeHub,
+    /// One hub per queue: the wake-up channel's messages name the queue that has a message
+    /// ready, so idle receivers of other queues stay asleep.
+    wakes: Arc<Mutex<HashMap<String, WakeHub>>>,
     wake_channel: String,
     /// Queues this handle set up, published to or received from (for `destroy`).
     used: Mutex<HashSet<String>>,
@@ -121,8 +123,22 @@ impl RedisQueue {
             })?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");
-        let wake = WakeHub::new();
-        let listener = listener::spawn(client, wake_channel.clone(), wake.clone());
+        let wakes: Arc<Mutex<HashMap<String, WakeHub>>> = Arc::default();
+        let (on_message, on_connect) = (wakes.clone(), wakes.clone());
+        let listener = listener::spawn_with(
+            client,
+            wake_channel.clone(),
+            move |queue| {
+                if let Some(hub) = on_message.lock().expect("poisoned").get(queue) {
+                    hub.notify();
+                }
+            },
+            move || {
+                for hub in on_connect.lock().expect("poisoned").values() {
+                    hub.notify();
+                }
+            },
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 conn,
@@ -132,7 +148,7 @@ impl RedisQueue {
                     nack: script(include_str!("lua/mq/nack.lua")),
                     extend: script(include_str!("lua/mq/extend.lua")),
                 },
-                wake,
+                wakes,
                 wake_channel,
                 used: Mutex::new(HashSet::new()),
                 _listener: listener,
@@ -153,6 +169,17 @@ impl RedisQueue {
 
     fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
+    }
+
+    /// The wake-up hub of `queue`.
+    fn wake(&self, queue: &str) -> WakeHub {
+        self.inner
+            .wakes
+            .lock()
+            .expect("poisoned")
+            .entry(queue.to_string())
+            .or_default()
+            .clone()
     }
 
     fn use_queue(&self, queue: &str) {
@@ -236,7 +263,7 @@ impl Queue for RedisQueue {
                 let _: i64 = self
                     .retrying("publish", |mut c| {
                         let mut inv = self.invocation(&self.inner.scripts.publish, queue);
-                        inv.arg(&self.inner.wake_channel);
+                        inv.arg(&self.inner.wake_channel).arg(queue);
                         for m in chunk {
                             inv.arg(m.job_id.to_string())
                                 .arg(m.priority)
@@ -257,11 +284,14 @@ impl Queue for RedisQueue {
         wait: Duration,
         lease: Duration,
     ) -> Result<Vec<Delivery>> {
-        let max = max.clamp(1, MAX_BATCH);
-        let lease = lease.min(MAX_LEASE).max(Duration::from_millis(1));
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = max.min(MAX_BATCH);
+        let lease = lease.clamp(Duration::from_millis(1), MAX_LEASE);
         self.use_queue(queue);
         let start = Instant::now();
-        let mut wake = self.inner.wake.subscribe();
+        let mut wake = self.wake(queue).subscribe();
         loop {
             let nonce = Uuid::new_v4().simple().to_string();
             // Not retried: if the reply is lost, the messages are in flight under receipts
@@ -326,7 +356,8 @@ impl Queue for RedisQueue {
                 let mut inv = self.invocation(&self.inner.scripts.nack, &delivery.queue);
                 inv.arg(&delivery.receipt)
                     .arg(delay.as_millis() as u64)
-                    .arg(&self.inner.wake_channel);
+                    .arg(&self.inner.wake_channel)
+                    .arg(&delivery.queue);
                 async move { inv.invoke_async(&mut c).await }
             })
             .await?;
@@ -334,7 +365,7 @@ impl Queue for RedisQueue {
     }
 
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()> {
-        let lease = lease.min(MAX_LEASE);
+        let lease = lease.clamp(Duration::from_millis(1), MAX_LEASE);
         let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for d in deliveries {
             by_queue

@@ -259,22 +259,45 @@ impl RedisStorage {
         Ok(out)
     }
 
-    /// Every id in the lease set: the running jobs (running jobs have no per-queue state
-    /// index), plus any stale entry the rescuer has not cleared yet.
-    async fn leased_ids(&self) -> Result<Vec<String>> {
+    /// The running jobs as (id, queue): the lease set names them (running jobs have no
+    /// per-queue state index, see `reindex` in `lua/prelude.lua`), their hashes give their
+    /// queue. Stale lease entries (jobs no longer running) are left out.
+    async fn running_jobs(&self) -> Result<Vec<(String, String)>> {
         let leases = self.k("leases");
-        self.retrying("read the lease set", |mut c| {
-            let leases = leases.clone();
-            async move {
-                redis::cmd("ZRANGE")
-                    .arg(leases)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
+        let ids: Vec<String> = self
+            .retrying("read the lease set", |mut c| {
+                let leases = leases.clone();
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(leases)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<(Option<String>, Option<String>)> = self
+                .retrying("read running jobs", |mut c| {
+                    let mut pipe = redis::pipe();
+                    for id in chunk {
+                        pipe.cmd("HMGET")
+                            .arg(self.job_key(id))
+                            .arg("state")
+                            .arg("queue");
+                    }
+                    async move { pipe.query_async(&mut c).await }
+                })
+                .await?;
+            for (id, (state, queue)) in chunk.iter().zip(rows) {
+                if let (Some("running"), Some(q)) = (state.as_deref(), queue) {
+                    out.push((id.clone(), q));
+                }
             }
-        })
-        .await
+        }
+        Ok(out)
     }
 
     async fn queues(&self) -> Result<Vec<String>> {
@@ -687,11 +710,17 @@ impl Storage for RedisStorage {
             filter.states.clone()
         };
         let desc = filter.order == ListOrder::Desc;
-        // Running jobs have no per-queue index: LEASES names them all (a few per worker slot),
-        // read once and ordered here; the hashes read below filter them by queue and state.
+        // Running jobs have no per-queue index: the lease set names them all (a few per
+        // worker slot); those of the listed queues are read once and ordered here.
         let mut running: Vec<String> = Vec::new();
         if states.contains(&JobState::Running) {
-            running = self.leased_ids().await?;
+            running = self
+                .running_jobs()
+                .await?
+                .into_iter()
+                .filter(|(_, q)| queues.contains(q))
+                .map(|(id, _)| id)
+                .collect();
             running.sort();
             if desc {
                 running.reverse();
@@ -804,31 +833,12 @@ impl Storage for RedisStorage {
                 }
             }
         }
-        // Running jobs: the lease set names them (it has no per-queue split), their hashes
-        // their queue. A stale lease entry (a job no longer running) is not counted.
-        let running = self.leased_ids().await?;
-        for chunk in running.chunks(CHUNK) {
-            let rows: Vec<(Option<String>, Option<String>)> = self
-                .retrying("count running jobs", |mut c| {
-                    let mut pipe = redis::pipe();
-                    for id in chunk {
-                        pipe.cmd("HMGET")
-                            .arg(self.job_key(id))
-                            .arg("state")
-                            .arg("queue");
-                    }
-                    async move { pipe.query_async(&mut c).await }
-                })
-                .await?;
-            for (state, queue) in rows {
-                if let (Some("running"), Some(q)) = (state.as_deref(), queue) {
-                    *by_queue
-                        .entry(q)
-                        .or_default()
-                        .entry(JobState::Running)
-                        .or_default() += 1;
-                }
-            }
+        for (_, q) in self.running_jobs().await? {
+            *by_queue
+                .entry(q)
+                .or_default()
+                .entry(JobState::Running)
+                .or_default() += 1;
         }
         Ok(by_queue
             .into_iter()

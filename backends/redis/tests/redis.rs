@@ -942,3 +942,116 @@ async fn prune_skips_the_old_entry_of_a_retried_job() {
     assert!(s.get(id).await.unwrap().is_none());
     s.destroy().await.unwrap();
 }
+
+/// Claims and completes every available job of `queue`.
+async fn run_all(s: &RedisStorage, queue: &str) {
+    loop {
+        let c = s
+            .claim(&req(queue, 100, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        if c.is_empty() {
+            return;
+        }
+        let done: Vec<Completion> = c
+            .iter()
+            .map(|j| Completion {
+                id: j.id,
+                token: j.lease_token.unwrap(),
+                outcome: Outcome::Succeeded { result: None },
+            })
+            .collect();
+        s.complete(&done).await.unwrap();
+    }
+}
+
+/// Entries that delete nothing (a retried job's old entry) do not use up a prune's `limit`,
+/// so pruning until a call deletes fewer than `limit` deletes everything due.
+#[tokio::test]
+async fn stale_entries_do_not_use_up_the_prune_limit() {
+    let s = storage().await;
+    let jobs: Vec<NewJob> = (0..4)
+        .map(|i| NewJob::new("k", serde_json::json!(i)).with_queue("q"))
+        .collect();
+    let first = jobs[0].id;
+    s.enqueue(jobs).await.unwrap();
+    // One at a time, so the first job's entry heads the finish log.
+    for _ in 0..4 {
+        let c = s
+            .claim(&req("q", 1, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        s.complete(&[Completion {
+            id: c[0].id,
+            token: c[0].lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        }])
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.retry(first).await.unwrap(), RetryOutcome::Requeued);
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        s.prune(later, 3).await.unwrap(),
+        3,
+        "three jobs past the stale entry"
+    );
+    assert_eq!(s.prune(later, 3).await.unwrap(), 0);
+    let left = s
+        .list(&JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, first);
+    s.destroy().await.unwrap();
+}
+
+/// Prune forgets a queue left without jobs even while another queue runs a job, and never
+/// forgets a queue that runs one.
+#[tokio::test]
+async fn prune_forgets_empty_queues_but_not_running_ones() {
+    let s = storage().await;
+    let jobs: Vec<NewJob> = ["a", "a", "b"]
+        .iter()
+        .map(|q| NewJob::new("k", serde_json::json!(1)).with_queue(*q))
+        .collect();
+    s.enqueue(jobs).await.unwrap();
+    // Queue a: one job finished, one still running. Queue b: its only job finished.
+    let a = s
+        .claim(&req("a", 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    s.complete(&[Completion {
+        id: a[0].id,
+        token: a[0].lease_token.unwrap(),
+        outcome: Outcome::Succeeded { result: None },
+    }])
+    .await
+    .unwrap();
+    let running = s
+        .claim(&req("a", 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    run_all(&s, "b").await;
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(s.prune(later, 100).await.unwrap(), 2);
+    let queues: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}queues", s.key_prefix()))
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
+    assert_eq!(
+        queues,
+        vec!["a".to_string()],
+        "b is forgotten, a runs a job"
+    );
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].queue, "a");
+    assert_eq!(counts[0].counts.get(&JobState::Running), Some(&1));
+    s.destroy().await.unwrap();
+}

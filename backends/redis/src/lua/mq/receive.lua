@@ -21,7 +21,8 @@ if #popped == 0 then return {} end
 local until_ms = ms(now + tonumber(ARGV[2]))
 local out, add = {}, {}
 for i = 1, #popped, 2 do
-  local receipt = ms(-tonumber(popped[i + 1])) .. '|' .. string.sub(popped[i], 15) .. '|' ..
+  -- 0 - score, not -score: a priority of 0 must print as '0', not '-0'.
+  local receipt = ms(0 - tonumber(popped[i + 1])) .. '|' .. string.sub(popped[i], 15) .. '|' ..
     ARGV[3] .. (i + 1) / 2
   out[#out + 1] = receipt
   add[#add + 1] = until_ms
