@@ -22,6 +22,7 @@
 //! See `docs/redis.md` for the key layout and the scripts.
 
 mod config;
+mod connection;
 mod listener;
 mod queue;
 mod record;

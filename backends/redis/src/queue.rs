@@ -12,16 +12,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 use switchyard_core::{
     async_trait, Delivery, Error, Queue, QueueCapabilities, QueueMessage, Result, WakeHub,
 };
 use uuid::Uuid;
 
-use crate::config::{redact, RedisConfig};
+use crate::config::RedisConfig;
+use crate::connection::{self, redis_err};
 use crate::listener::{self, Listener};
-use crate::storage::redis_err;
 
 /// Most messages one receive hands out.
 const MAX_BATCH: usize = 1000;
@@ -81,6 +81,18 @@ impl std::fmt::Debug for RedisQueue {
     }
 }
 
+/// The receipts of `deliveries`, by queue.
+fn receipts_by_queue(deliveries: &[Delivery]) -> BTreeMap<&str, Vec<&str>> {
+    let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for d in deliveries {
+        by_queue
+            .entry(d.queue.as_str())
+            .or_default()
+            .push(d.receipt.as_str());
+    }
+    by_queue
+}
+
 /// The job id inside a receipt (`<priority>|<job id>|<nonce>`).
 fn job_id_of(receipt: &str) -> Result<Uuid> {
     receipt
@@ -97,30 +109,7 @@ impl RedisQueue {
     /// A malformed URL or prefix is a `Config` error naming the key; an unreachable server is
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        config
-            .validate()
-            .map_err(|e| Error::config(e.message().replace("key `storage`", "key `queue`")))?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::config(format!(
-                "key `queue`: `{}` is not a valid Redis URL; accepted: \
-                 redis://[user:password@]host[:port][/db], rediss://… (TLS)",
-                redact(&config.url)
-            ))
-            .with_source(e)
-        })?;
-        let cm_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(30))
-            .set_number_of_retries(6)
-            .set_max_delay(2_000);
-        let conn = ConnectionManager::new_with_config(client.clone(), cm_config)
-            .await
-            .map_err(|e| {
-                Error::unavailable(
-                    format!("cannot connect to Redis at `{}`", redact(&config.url)),
-                    e,
-                )
-            })?;
+        let (client, conn) = connection::open(&config, "queue").await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");
         let wakes: Arc<Mutex<HashMap<String, WakeHub>>> = Arc::default();
@@ -200,26 +189,13 @@ impl RedisQueue {
     }
 
     /// Runs one idempotent call, trying again a few times while the connection is being
-    /// re-established.
-    async fn retrying<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
+    /// re-established (see [`connection::retrying`]).
+    async fn retrying<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let mut delay = Duration::from_millis(25);
-        let mut tries = 0;
-        loop {
-            match op(self.conn()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if crate::storage::is_transient(&e) && tries < 4 => {
-                    tracing::debug!(error = %e, what, "Redis queue call failed; trying again");
-                    tries += 1;
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(redis_err(what)(e)),
-            }
-        }
+        connection::retrying(&self.inner.conn, what, op).await
     }
 }
 
@@ -325,14 +301,7 @@ impl Queue for RedisQueue {
     }
 
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for d in deliveries {
-            by_queue
-                .entry(d.queue.as_str())
-                .or_default()
-                .push(d.receipt.as_str());
-        }
-        for (queue, receipts) in by_queue {
+        for (queue, receipts) in receipts_by_queue(deliveries) {
             let key = format!("{}{queue}:inflight", self.inner.p);
             for chunk in receipts.chunks(MAX_BATCH) {
                 // A receipt whose lease already ended is no longer there: nothing to do (the
@@ -366,14 +335,7 @@ impl Queue for RedisQueue {
 
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()> {
         let lease = lease.clamp(Duration::from_millis(1), MAX_LEASE);
-        let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for d in deliveries {
-            by_queue
-                .entry(d.queue.as_str())
-                .or_default()
-                .push(d.receipt.as_str());
-        }
-        for (queue, receipts) in by_queue {
+        for (queue, receipts) in receipts_by_queue(deliveries) {
             for chunk in receipts.chunks(MAX_BATCH) {
                 let _: i64 = self
                     .retrying("extend", |mut c| {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script, ScriptInvocation};
+use redis::aio::ConnectionManager;
+use redis::{Script, ScriptInvocation};
 use switchyard_core::{
     async_trait, validate_new_job, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
     DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, JobState,
@@ -15,7 +15,8 @@ use switchyard_core::{
 };
 use uuid::Uuid;
 
-use crate::config::{redact, RedisConfig};
+use crate::config::RedisConfig;
+use crate::connection::{self, redis_err};
 use crate::listener::{self, Listener};
 use crate::record::{decode_claimed, decode_flat, from_millis, millis};
 use crate::scripts::Scripts;
@@ -39,30 +40,6 @@ redis.call('RPUSH', KEYS[2], unpack(out))
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #out - 1)
 return #out
 ";
-
-/// Maps a Redis error to Switchyard's, naming the operation.
-pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
-    move |e| {
-        let kind = if is_transient(&e) {
-            ErrorKind::Unavailable
-        } else {
-            ErrorKind::Internal
-        };
-        Error::new(kind, format!("Redis {what} failed")).with_source(e)
-    }
-}
-
-pub(crate) fn is_transient(e: &RedisError) -> bool {
-    use redis::ErrorKind as K;
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || matches!(
-            e.kind(),
-            K::TryAgain | K::ClusterDown | K::BusyLoadingError | K::MasterDown | K::IoError
-        )
-}
 
 /// Switchyard storage on one Redis server (or one slot of a Redis Cluster).
 ///
@@ -98,28 +75,7 @@ impl RedisStorage {
     /// A malformed URL or prefix is a `Config` error naming the key; an unreachable server is
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        config.validate()?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::config(format!(
-                "key `storage`: `{}` is not a valid Redis URL; accepted: \
-                 redis://[user:password@]host[:port][/db], rediss://… (TLS)",
-                redact(&config.url)
-            ))
-            .with_source(e)
-        })?;
-        let cm_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(30))
-            .set_number_of_retries(6)
-            .set_max_delay(2_000);
-        let conn = ConnectionManager::new_with_config(client.clone(), cm_config)
-            .await
-            .map_err(|e| {
-                Error::unavailable(
-                    format!("cannot connect to Redis at `{}`", redact(&config.url)),
-                    e,
-                )
-            })?;
+        let (client, conn) = connection::open(&config, "storage").await?;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());
@@ -176,26 +132,13 @@ impl RedisStorage {
     }
 
     /// Runs an idempotent operation, trying again a few times while the connection is being
-    /// re-established (a killed connection fails the request in flight).
-    async fn retrying<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
+    /// re-established (see [`connection::retrying`]).
+    async fn retrying<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let mut delay = Duration::from_millis(25);
-        let mut tries = 0;
-        loop {
-            match op(self.conn()).await {
-                Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) && tries < 4 => {
-                    tracing::debug!(error = %e, what, "Redis call failed; trying again");
-                    tries += 1;
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(redis_err(what)(e)),
-            }
-        }
+        connection::retrying(&self.inner.conn, what, op).await
     }
 
     async fn claim_inner(

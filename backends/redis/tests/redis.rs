@@ -79,6 +79,30 @@ fn err(attempt: u32, msg: &str) -> AttemptError {
     }
 }
 
+/// Claims up to `limit` jobs of `queue` and records each as succeeded; returns them.
+async fn run_some(s: &RedisStorage, queue: &str, limit: usize) -> Vec<switchyard_core::JobRecord> {
+    let claimed = s
+        .claim(&req(queue, limit, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|j| Completion {
+            id: j.id,
+            token: j.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        })
+        .collect();
+    let statuses = s.complete(&done).await.unwrap();
+    assert!(statuses.iter().all(|st| *st == CompletionStatus::Applied));
+    claimed
+}
+
+/// Claims and completes every available job of `queue`.
+async fn run_all(s: &RedisStorage, queue: &str) {
+    while !run_some(s, queue, 100).await.is_empty() {}
+}
+
 async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -487,19 +511,7 @@ async fn migrate_from_version_1() {
         .map(|i| NewJob::new("k", serde_json::json!(i)).with_queue("q"))
         .collect();
     s.enqueue(ids).await.unwrap();
-    let claimed = s
-        .claim(&req("q", 2, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    let done: Vec<Completion> = claimed
-        .iter()
-        .map(|j| Completion {
-            id: j.id,
-            token: j.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        })
-        .collect();
-    s.complete(&done).await.unwrap();
+    let claimed = run_some(&s, "q", 2).await;
     // Rewrite what version 2 wrote into version 1's layout.
     let p = s.key_prefix().to_string();
     let mut c = s.connection();
@@ -904,23 +916,7 @@ async fn prune_skips_the_old_entry_of_a_retried_job() {
         EnqueueOutcome::Inserted(id) => id,
         ref other => panic!("{other:?}"),
     };
-    let run = |s: RedisStorage| async move {
-        let c = s
-            .claim(&req("q", 1, Duration::from_secs(30)))
-            .await
-            .unwrap();
-        assert_eq!(c.len(), 1);
-        let st = s
-            .complete(&[Completion {
-                id: c[0].id,
-                token: c[0].lease_token.unwrap(),
-                outcome: Outcome::Succeeded { result: None },
-            }])
-            .await
-            .unwrap();
-        assert_eq!(st, vec![CompletionStatus::Applied]);
-    };
-    run(s.clone()).await;
+    assert_eq!(run_some(&s, "q", 1).await.len(), 1);
     assert_eq!(s.retry(id).await.unwrap(), RetryOutcome::Requeued);
     assert_eq!(
         s.get(id).await.unwrap().expect("still there").state,
@@ -931,7 +927,7 @@ async fn prune_skips_the_old_entry_of_a_retried_job() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let between = Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    run(s.clone()).await;
+    assert_eq!(run_some(&s, "q", 1).await.len(), 1);
     assert_eq!(s.prune(between, 100).await.unwrap(), 0);
     assert_eq!(
         s.get(id).await.unwrap().expect("still there").state,
@@ -941,28 +937,6 @@ async fn prune_skips_the_old_entry_of_a_retried_job() {
     assert_eq!(s.prune(later, 100).await.unwrap(), 1);
     assert!(s.get(id).await.unwrap().is_none());
     s.destroy().await.unwrap();
-}
-
-/// Claims and completes every available job of `queue`.
-async fn run_all(s: &RedisStorage, queue: &str) {
-    loop {
-        let c = s
-            .claim(&req(queue, 100, Duration::from_secs(30)))
-            .await
-            .unwrap();
-        if c.is_empty() {
-            return;
-        }
-        let done: Vec<Completion> = c
-            .iter()
-            .map(|j| Completion {
-                id: j.id,
-                token: j.lease_token.unwrap(),
-                outcome: Outcome::Succeeded { result: None },
-            })
-            .collect();
-        s.complete(&done).await.unwrap();
-    }
 }
 
 /// Entries that delete nothing (a retried job's old entry) do not use up a prune's `limit`,
@@ -977,17 +951,7 @@ async fn stale_entries_do_not_use_up_the_prune_limit() {
     s.enqueue(jobs).await.unwrap();
     // One at a time, so the first job's entry heads the finish log.
     for _ in 0..4 {
-        let c = s
-            .claim(&req("q", 1, Duration::from_secs(30)))
-            .await
-            .unwrap();
-        s.complete(&[Completion {
-            id: c[0].id,
-            token: c[0].lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+        run_some(&s, "q", 1).await;
     }
     assert_eq!(s.retry(first).await.unwrap(), RetryOutcome::Requeued);
     let later = Utc::now() + chrono::Duration::seconds(1);
@@ -1020,17 +984,7 @@ async fn prune_forgets_empty_queues_but_not_running_ones() {
         .collect();
     s.enqueue(jobs).await.unwrap();
     // Queue a: one job finished, one still running. Queue b: its only job finished.
-    let a = s
-        .claim(&req("a", 1, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    s.complete(&[Completion {
-        id: a[0].id,
-        token: a[0].lease_token.unwrap(),
-        outcome: Outcome::Succeeded { result: None },
-    }])
-    .await
-    .unwrap();
+    run_some(&s, "a", 1).await;
     let running = s
         .claim(&req("a", 1, Duration::from_secs(60)))
         .await
