@@ -251,3 +251,22 @@ async fn runtime_runs_jobs_through_the_redis_queue_from_configuration() {
         "{e}"
     );
 }
+
+/// An unreachable server is `Unavailable` (retryable) and named; a bad prefix is a
+/// configuration error naming the key.
+#[tokio::test]
+async fn unreachable_server_and_bad_prefix_are_clear_errors() {
+    use switchyard_core::ErrorKind;
+
+    let e = RedisQueue::connect(RedisConfig::new("redis://127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable());
+    assert!(e.message().contains("127.0.0.1:1"), "{e}");
+    let e = RedisQueue::connect(RedisConfig::new(url()).with_prefix("a b"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("key `prefix`"), "{e}");
+}
