@@ -12,7 +12,7 @@
 //!   jobs; one completion script records many.
 //! * **Wake-ups** across processes through Pub/Sub on `{prefix}:wake`, with polling as the
 //!   backstop.
-//! * **Bounded memory**: finished jobs are indexed by finish time and pruned with every index
+//! * **Bounded memory**: finished jobs are logged in finishing order and pruned with every index
 //!   entry; their hash also expires after `finished_ttl` as a safety net.
 //!
 //! [`RedisQueue`] is the [`Queue`](switchyard_core::Queue) on Redis: the external queue of
