@@ -1,4 +1,4 @@
-//! The [`Queue`] trait: delivery of job ids through an external broker (SQS, RabbitMQ).
+//! The [`Queue`] trait: delivery of job ids through an external broker (SQS, RabbitMQ, Redis).
 //!
 //! Messages carry a job id and its queue, never a payload: payloads live in Storage, so broker
 //! size limits never reach the user. Storage is the outbox — the runtime's dispatcher publishes
@@ -48,7 +48,7 @@ pub struct Delivery {
 ///   unreachable; the adapter reconnects by itself on later calls.
 #[async_trait]
 pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
-    /// A short name for messages and metrics (`sqs`, `rabbitmq`).
+    /// A short name for messages and metrics (`sqs`, `rabbitmq`, `redis`).
     fn name(&self) -> &'static str;
 
     /// What the broker supports.
