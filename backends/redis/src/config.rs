@@ -52,18 +52,25 @@ impl RedisConfig {
         self
     }
 
-    /// Checks the URL and the prefix without connecting.
+    /// Checks the URL and the prefix without connecting; errors name the URL's key as
+    /// `storage`.
     pub fn validate(&self) -> Result<()> {
-        check_url(&self.url)?;
+        self.validate_as("storage")
+    }
+
+    /// The same checks, naming the URL's configuration key `key` (`storage` or `queue`).
+    pub(crate) fn validate_as(&self, key: &str) -> Result<()> {
+        check_url(&self.url, key)?;
         check_prefix(&self.prefix)
     }
 }
 
-/// Checks that `url` is a `redis://` or `rediss://` URL with a host.
-pub(crate) fn check_url(url: &str) -> Result<()> {
+/// Checks that `url`, the value of the configuration key `key`, is a `redis://` or `rediss://`
+/// URL with a host.
+pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     let bad = |why: &str| {
         Error::config(format!(
-            "key `storage`: `{}` is not a valid Redis URL ({why}); accepted: {ACCEPTED_URLS}",
+            "key `{key}`: `{}` is not a valid Redis URL ({why}); accepted: {ACCEPTED_URLS}",
             redact(url)
         ))
     };
@@ -81,7 +88,7 @@ pub(crate) fn check_url(url: &str) -> Result<()> {
     #[cfg(not(feature = "tls"))]
     if parsed.scheme() == "rediss" {
         return Err(Error::config(format!(
-            "key `storage`: `{}` asks for TLS, but switchyard-redis was built without its `tls` \
+            "key `{key}`: `{}` asks for TLS, but switchyard-redis was built without its `tls` \
              feature; enable it, or use redis://",
             redact(url)
         )));
@@ -123,9 +130,9 @@ mod tests {
 
     #[test]
     fn accepts_redis_urls() {
-        check_url("redis://127.0.0.1:6379").unwrap();
-        check_url("redis://:secret@localhost/2").unwrap();
-        check_url("redis://user:secret@example.com:6380/0").unwrap();
+        check_url("redis://127.0.0.1:6379", "storage").unwrap();
+        check_url("redis://:secret@localhost/2", "storage").unwrap();
+        check_url("redis://user:secret@example.com:6380/0", "queue").unwrap();
     }
 
     #[test]
@@ -137,7 +144,7 @@ mod tests {
             "redis://h/abc",
             "nonsense",
         ] {
-            let e = check_url(url).unwrap_err();
+            let e = check_url(url, "storage").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");
             assert!(e.message().contains("key `storage`"), "{e}");
             assert!(e.message().contains("redis://"), "{e}");
@@ -146,7 +153,7 @@ mod tests {
 
     #[test]
     fn hides_passwords() {
-        let e = check_url("postgres://u:hunter2@h").unwrap_err();
+        let e = check_url("postgres://u:hunter2@h", "queue").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 

@@ -42,12 +42,7 @@ pub(crate) async fn open(
     config: &RedisConfig,
     key: &str,
 ) -> Result<(redis::Client, ConnectionManager)> {
-    config.validate().map_err(|e| {
-        Error::config(
-            e.message()
-                .replace("key `storage`", &format!("key `{key}`")),
-        )
-    })?;
+    config.validate_as(key)?;
     let client = redis::Client::open(config.url.as_str()).map_err(|e| {
         Error::config(format!(
             "key `{key}`: `{}` is not a valid Redis URL; accepted: \
