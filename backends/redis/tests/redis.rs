@@ -98,6 +98,17 @@ async fn run_some(s: &RedisStorage, queue: &str, limit: usize) -> Vec<switchyard
     claimed
 }
 
+/// The finish log's entries, head first.
+async fn finish_log(s: &RedisStorage) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(format!("{}finlog", s.key_prefix()))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut s.connection())
+        .await
+        .unwrap()
+}
+
 /// Claims and completes every available job of `queue`.
 async fn run_all(s: &RedisStorage, queue: &str) {
     while !run_some(s, queue, 100).await.is_empty() {}
@@ -515,13 +526,7 @@ async fn migrate_from_version_1() {
     // Rewrite what version 2 wrote into version 1's layout.
     let p = s.key_prefix().to_string();
     let mut c = s.connection();
-    let log: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{p}finlog"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let log = finish_log(&s).await;
     assert_eq!(log.len(), 2, "{log:?}");
     for e in &log {
         let (at, member) = e.split_once('|').unwrap();
@@ -557,13 +562,7 @@ async fn migrate_from_version_1() {
     assert!(!keys.contains(&format!("{p}s:q:running")), "{keys:?}");
     assert!(!keys.contains(&format!("{p}finished")), "{keys:?}");
     assert!(keys.contains(&format!("{p}s:q:available")), "{keys:?}");
-    let migrated: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{p}finlog"))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let migrated = finish_log(&s).await;
     let mut expected = log.clone();
     expected.sort();
     let mut got = migrated.clone();
