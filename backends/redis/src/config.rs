@@ -85,6 +85,30 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     if !path.is_empty() && path.parse::<u32>().is_err() {
         return Err(bad(&format!("database `{path}` is not a number")));
     }
+    // The redis crate reads `protocol` and ignores every other query key; Switchyard's
+    // scripts and listener speak RESP2. Anything else is a mistake (a `?prefix=` meant for
+    // the `prefix` setting, say) that would otherwise pass silently.
+    for (k, v) in parsed.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("protocol", "2" | "resp2") => {}
+            ("protocol", other) => {
+                return Err(bad(&format!(
+                    "protocol `{other}`: Switchyard speaks RESP2, the default; accepted: \
+                     protocol=resp2 or no protocol"
+                )))
+            }
+            (other, _) => {
+                return Err(bad(&format!(
+                    "unknown query key `{other}`; accepted: protocol=resp2 (the key prefix, \
+                     payload limit and finished-job expiry are the settings `prefix`, \
+                     `max_payload_bytes` and `finished_ttl`)"
+                )))
+            }
+        }
+    }
+    if let Some(f) = parsed.fragment() {
+        return Err(bad(&format!("fragment `#{f}`; a Redis URL has none")));
+    }
     #[cfg(not(feature = "tls"))]
     if parsed.scheme() == "rediss" {
         return Err(Error::config(format!(
@@ -133,6 +157,26 @@ mod tests {
         check_url("redis://127.0.0.1:6379", "storage").unwrap();
         check_url("redis://:secret@localhost/2", "storage").unwrap();
         check_url("redis://user:secret@example.com:6380/0", "queue").unwrap();
+        check_url("redis://127.0.0.1:6379/?protocol=resp2", "storage").unwrap();
+    }
+
+    /// Query keys the redis crate would ignore (or a protocol the backend does not speak) are
+    /// errors naming the key, not settings that silently do nothing.
+    #[test]
+    fn rejects_unknown_query_keys_and_fragments() {
+        for (url, names) in [
+            ("redis://h:6379?prefix=jobs", "`prefix`"),
+            ("redis://h:6379/0?db=1", "`db`"),
+            ("redis://h:6379?protocol=resp3", "resp3"),
+            ("redis://h:6379#insecure", "#insecure"),
+        ] {
+            let e = check_url(url, "queue").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains("key `queue`"), "{e}");
+            assert!(e.message().contains(names), "{url}: {e}");
+        }
+        let e = check_url("redis://h?prefix=jobs", "storage").unwrap_err();
+        assert!(e.message().contains("protocol=resp2"), "{e}");
     }
 
     #[test]
