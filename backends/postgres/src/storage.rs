@@ -137,6 +137,29 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The query keys of a PostgreSQL URL that sqlx understands (`PgConnectOptions::from_str`),
+/// besides `options[name]`.
+const PG_URL_KEYS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
 /// Parses a `postgres://` / `postgresql://` URL into connect options.
 fn parse_url(url: &str) -> Result<PgConnectOptions> {
     let bad = |why: &str| {
@@ -154,7 +177,19 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
     if !URL_SCHEMES.contains(&scheme.as_str()) {
         return Err(bad("the scheme must be postgres:// or postgresql://"));
     }
-    url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    // sqlx only logs a warning for a query key it does not know, so a misspelt `sslmode` or a
+    // `?prefix=` meant for the `prefix` setting would pass silently.
+    for (k, _) in parsed.query_pairs() {
+        let known =
+            PG_URL_KEYS.contains(&k.as_ref()) || (k.starts_with("options[") && k.ends_with(']'));
+        if !known {
+            return Err(bad(&format!(
+                "unknown query key `{k}`; accepted: {}, options[name]",
+                PG_URL_KEYS.join(", ")
+            )));
+        }
+    }
     PgConnectOptions::from_str(url)
         .map_err(|e| bad("its options are not understood").with_source(e))
 }
@@ -1060,6 +1095,29 @@ mod tests {
             assert!(!e.message().contains("pw@"), "{e}");
         }
         assert!(parse_url("postgresql://postgres@127.0.0.1:5432/test?sslmode=disable").is_ok());
+    }
+
+    /// A query key sqlx would ignore (with only a log line) is an error naming it.
+    #[test]
+    fn unknown_query_keys_are_errors() {
+        for (url, key) in [
+            ("postgres://h/db?prefix=jobs", "`prefix`"),
+            (
+                "postgres://h/db?sslmode=disable&ssl_mode=require",
+                "`ssl_mode`",
+            ),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains(key), "{url}: {e}");
+            assert!(e.message().contains("sslmode"), "{e}");
+        }
+        for url in [
+            "postgres://u:pw@h:5432/db?sslmode=disable&application_name=app",
+            "postgres://h/db?options[statement_timeout]=5s&statement-cache-capacity=10",
+        ] {
+            assert!(parse_url(url).is_ok(), "{url}");
+        }
     }
 
     #[test]

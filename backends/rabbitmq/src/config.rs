@@ -162,6 +162,21 @@ impl RabbitConfig {
                 )))
             }
         }
+        // lapin's parser ignores query keys it does not know, so a `?prefix=` meant for the
+        // `prefix` setting, or a misspelt `heartbeat`, would pass silently.
+        let query = self.url.split_once('?').map_or("", |(_, q)| q);
+        let query = query.split_once('#').map_or(query, |(q, _)| q);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if !AMQP_URL_KEYS.contains(&key) {
+                return Err(Error::config(format!(
+                    "key `queue`: `{}` has the unknown query key `{key}`; accepted: {} \
+                     (the queue-name prefix is the `prefix` setting)",
+                    redact(&self.url),
+                    AMQP_URL_KEYS.join(", ")
+                )));
+            }
+        }
         let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
             Error::config(format!(
                 "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
@@ -183,6 +198,15 @@ impl RabbitConfig {
         Ok(uri)
     }
 }
+
+/// The query keys of an AMQP URL that lapin understands.
+const AMQP_URL_KEYS: [&str; 5] = [
+    "heartbeat",
+    "connection_timeout",
+    "frame_max",
+    "channel_max",
+    "auth_mechanism",
+];
 
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
@@ -218,6 +242,24 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.message().contains("accepted"), "{e}");
         assert!(!e.message().contains("secret"), "{e}");
+    }
+
+    /// A query key lapin would ignore is an error naming it; the keys lapin reads pass.
+    #[test]
+    fn rejects_unknown_query_keys() {
+        for (url, key) in [
+            ("amqp://u:secret@h/%2f?prefix=jobs", "`prefix`"),
+            ("amqp://h/%2f?heartbeat=10&hearbeat=5", "`hearbeat`"),
+        ] {
+            let e = RabbitConfig::new(url).validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains(key), "{url}: {e}");
+            assert!(e.message().contains("heartbeat"), "{e}");
+            assert!(!e.message().contains("secret"), "{e}");
+        }
+        RabbitConfig::new("amqp://h/%2f?heartbeat=10&connection_timeout=5000&frame_max=131072")
+            .validate()
+            .unwrap();
     }
 
     #[test]
