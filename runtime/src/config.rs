@@ -48,6 +48,8 @@ pub struct Config {
     pub postgres: PostgresSection,
     /// Amazon SQS settings (queue = "sqs://…").
     pub sqs: SqsSection,
+    /// Redis storage settings (storage = "redis://…").
+    pub redis: RedisSection,
 }
 
 /// `[worker]`.
@@ -144,6 +146,17 @@ pub struct SqsSection {
     pub fifo: bool,
 }
 
+/// `[redis]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    /// The Redis storage's safety net: a finished job's hash expires this long after it
+    /// finishes, even when no pruner runs. Unset: `pruner.retention_secs` plus one day, so
+    /// the pruner always comes first. 0 turns the expiry off; any other value must be at
+    /// least `pruner.retention_secs`, or jobs would vanish before their retention ends.
+    pub finished_ttl_secs: Option<f64>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         let mut queues = BTreeMap::new();
@@ -164,6 +177,7 @@ impl Default for Config {
             dispatcher: DispatcherSection::default(),
             postgres: PostgresSection::default(),
             sqs: SqsSection::default(),
+            redis: RedisSection::default(),
         }
     }
 }
@@ -341,7 +355,28 @@ impl Config {
         if let Some(d) = self.dispatcher.max_native_delay_secs {
             secs("dispatcher.max_native_delay_secs", d)?;
         }
+        if let Some(t) = self.redis.finished_ttl_secs {
+            secs("redis.finished_ttl_secs", t)?;
+            if t > 0.0 && t < self.pruner.retention_secs {
+                return Err(Error::config(format!(
+                    "key `redis.finished_ttl_secs`: {t} is below `pruner.retention_secs` ({}), \
+                     so finished jobs would expire before their retention ends; accepted: 0 \
+                     (no expiry) or at least the retention",
+                    self.pruner.retention_secs
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// How long a finished job's hash lives at most in the Redis storage: `redis.finished_ttl_secs`,
+    /// or `pruner.retention_secs` plus one day when unset. Zero means no expiry.
+    pub fn redis_finished_ttl(&self) -> Duration {
+        let secs = self
+            .redis
+            .finished_ttl_secs
+            .unwrap_or(self.pruner.retention_secs + 24.0 * 3600.0);
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
     }
 
     /// The worker settings for one queue.

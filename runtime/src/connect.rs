@@ -112,6 +112,7 @@ pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
             let mut c =
                 switchyard_redis::RedisConfig::new(&config.storage).with_prefix(&config.prefix);
             c.max_payload_bytes = config.max_payload_bytes;
+            c.finished_ttl = config.redis_finished_ttl();
             Ok(Arc::new(switchyard_redis::RedisStorage::connect(c).await?))
         }
         other => Err(Error::config(format!(

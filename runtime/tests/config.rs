@@ -115,6 +115,31 @@ fn nonsense_values_are_refused() {
     assert!(err.is_ok());
 }
 
+/// The Redis storage's expiry of finished jobs follows the pruner's retention unless set, and
+/// may not undercut it.
+#[test]
+fn redis_finished_ttl_follows_the_retention() {
+    use std::time::Duration;
+    let day = 24 * 3600;
+    let c = from_toml("").unwrap();
+    assert_eq!(c.redis_finished_ttl(), Duration::from_secs(8 * day));
+    let c = from_toml("[pruner]\nretention_secs = 2592000").unwrap();
+    assert_eq!(c.redis_finished_ttl(), Duration::from_secs(31 * day));
+    let c = from_toml("[redis]\nfinished_ttl_secs = 0").unwrap();
+    assert_eq!(c.redis_finished_ttl(), Duration::ZERO);
+    let c = from_toml("[redis]\nfinished_ttl_secs = 864000").unwrap();
+    assert_eq!(c.redis_finished_ttl(), Duration::from_secs(10 * day));
+    let err = from_toml("[pruner]\nretention_secs = 2592000\n[redis]\nfinished_ttl_secs = 864000")
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("redis.finished_ttl_secs") && msg.contains("pruner.retention_secs"),
+        "{msg}"
+    );
+    let err = from_toml("[redis]\nfinished_tll_secs = 1").unwrap_err();
+    assert!(err.to_string().contains("finished_ttl_secs"), "{err}");
+}
+
 #[tokio::test]
 async fn bad_prefix_is_refused_at_connect() {
     let dir = tempfile::tempdir().unwrap();

@@ -1008,3 +1008,57 @@ async fn prune_forgets_empty_queues_but_not_running_ones() {
     assert_eq!(counts[0].counts.get(&JobState::Running), Some(&1));
     s.destroy().await.unwrap();
 }
+
+/// The runtime gives the Redis storage the configured expiry of finished jobs: the pruner's
+/// retention plus a day, or `redis.finished_ttl_secs` when set.
+#[tokio::test]
+async fn runtime_sets_the_finished_ttl_from_configuration() {
+    use figment::providers::{Format, Serialized, Toml};
+    use figment::Figment;
+
+    for (section, expected) in [
+        ("[pruner]\nretention_secs = 3600\n", 3600 + 24 * 3600),
+        (
+            "[pruner]\nretention_secs = 3600\n[redis]\nfinished_ttl_secs = 7200\n",
+            7200,
+        ),
+    ] {
+        let prefix = random_prefix();
+        let toml = format!("storage = \"{}\"\nprefix = \"{prefix}\"\n{section}", url());
+        let config = switchyard::Config::from_figment(
+            Figment::from(Serialized::defaults(switchyard::Config::default()))
+                .merge(Toml::string(&toml)),
+        )
+        .unwrap();
+        let sy = switchyard::Switchyard::connect(config)
+            .await
+            .expect("connect from configuration");
+        let s = sy.storage().clone();
+        let job = NewJob::new("k", serde_json::json!({}));
+        s.enqueue(vec![job.clone()]).await.unwrap();
+        let claimed = s
+            .claim(&req("default", 1, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        s.complete(&[Completion {
+            id: job.id,
+            token: claimed[0].lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        }])
+        .await
+        .unwrap();
+        let conn = RedisStorage::connect(RedisConfig::new(url()).with_prefix(&prefix))
+            .await
+            .unwrap();
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("{{{prefix}}}:job:{}", job.id))
+            .query_async(&mut conn.connection())
+            .await
+            .unwrap();
+        assert!(
+            (expected - 60..=expected).contains(&ttl),
+            "{section}: TTL {ttl}, expected about {expected}"
+        );
+        s.destroy().await.unwrap();
+    }
+}
