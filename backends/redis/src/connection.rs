@@ -67,6 +67,80 @@ pub(crate) async fn open(
     Ok((client, conn))
 }
 
+/// What a server's eviction policy means for Switchyard's keys (`maxmemory-policy`, which
+/// applies only when `maxmemory` is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// No memory limit, or `noeviction`: Redis never deletes a key to make room.
+    Never,
+    /// A `volatile-*` policy: only keys with an expiry (finished jobs' hashes) may go early.
+    KeysWithExpiry(String),
+    /// An `allkeys-*` policy: any key, a pending job included, may be deleted to make room.
+    AnyKey(String),
+}
+
+/// The eviction policy in the text of `INFO memory`.
+pub(crate) fn eviction(info: &str) -> Eviction {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let limited = field("maxmemory").is_some_and(|m| m != "0");
+    match field("maxmemory_policy") {
+        Some(p) if limited && p.starts_with("allkeys-") => Eviction::AnyKey(p.to_string()),
+        Some(p) if limited && p.starts_with("volatile-") => Eviction::KeysWithExpiry(p.to_string()),
+        _ => Eviction::Never,
+    }
+}
+
+/// Checks that the server will not delete Switchyard's keys to make room. For the storage
+/// (`key` = `storage`) an `allkeys-*` policy is a `Config` error, since it could delete pending
+/// jobs, and a `volatile-*` one a warning (finished jobs may go before their retention). For
+/// the queue an `allkeys-*` policy is a warning: a message it deletes is published again by
+/// the dispatcher after `dispatcher.redispatch_after_secs`. A server that refuses `INFO` is
+/// not checked.
+pub(crate) async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Result<()> {
+    let info: String = match redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn.clone())
+        .await
+    {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read Redis' eviction policy; not checked");
+            return Ok(());
+        }
+    };
+    let url = redact(url);
+    match (eviction(&info), key) {
+        (Eviction::AnyKey(p), "storage") => Err(Error::config(format!(
+            "key `storage`: Redis at `{url}` has a memory limit with maxmemory-policy `{p}`, \
+             which may delete pending jobs to make room; accepted: maxmemory-policy noeviction \
+             (or a volatile-* policy, which may only drop finished jobs early), or no maxmemory"
+        ))),
+        (Eviction::AnyKey(p), _) => {
+            tracing::warn!(
+                %url,
+                policy = %p,
+                "Redis may delete queued messages to make room (maxmemory-policy); their jobs \
+                 wait for dispatcher.redispatch_after_secs. Use noeviction"
+            );
+            Ok(())
+        }
+        (Eviction::KeysWithExpiry(p), "storage") => {
+            tracing::warn!(
+                %url,
+                policy = %p,
+                "Redis may delete finished jobs before their retention to make room \
+                 (maxmemory-policy); use noeviction to keep them"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs an idempotent call on `conn`, trying again a few times while the connection is being
 /// re-established (a killed connection fails the request in flight).
 pub(crate) async fn retrying<T, F, Fut>(
@@ -91,5 +165,28 @@ where
             }
             Err(e) => return Err(redis_err(what)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_eviction_policy() {
+        let info = |max: &str, policy: &str| {
+            format!("# Memory\r\nused_memory:1000\r\nmaxmemory:{max}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        assert_eq!(eviction(&info("0", "allkeys-lru")), Eviction::Never);
+        assert_eq!(eviction(&info("1000000", "noeviction")), Eviction::Never);
+        assert_eq!(
+            eviction(&info("1000000", "allkeys-lru")),
+            Eviction::AnyKey("allkeys-lru".into())
+        );
+        assert_eq!(
+            eviction(&info("1000000", "volatile-ttl")),
+            Eviction::KeysWithExpiry("volatile-ttl".into())
+        );
+        assert_eq!(eviction(""), Eviction::Never);
     }
 }

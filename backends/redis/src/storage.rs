@@ -73,9 +73,11 @@ impl RedisStorage {
     /// Connects to `config.url` and starts the wake-up listener. Does not migrate.
     ///
     /// A malformed URL or prefix is a `Config` error naming the key; an unreachable server is
-    /// `Unavailable`. Later calls reconnect by themselves.
+    /// `Unavailable`; a server with a memory limit that may evict any key (`allkeys-*`) is a
+    /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
+        connection::check_eviction(&conn, &config.url, "storage").await?;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());

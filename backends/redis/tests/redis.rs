@@ -1062,3 +1062,77 @@ async fn runtime_sets_the_finished_ttl_from_configuration() {
         s.destroy().await.unwrap();
     }
 }
+
+/// A private Redis server (`redis-server` on a free loopback port, no persistence), killed on
+/// drop; for settings the shared test server must not have.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start(args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server (installed with the test services)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let start = std::time::Instant::now();
+        while client.get_multiplexed_async_connection().await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server on port {port} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server that may evict any key when full could delete pending jobs: the storage refuses
+/// it, naming the setting and what is accepted; the queue (whose lost messages are published
+/// again) and a `volatile-*` policy (only finished jobs' hashes have an expiry) are accepted.
+#[tokio::test]
+async fn a_server_that_evicts_any_key_is_refused() {
+    let lru =
+        PrivateRedis::start(&["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"]).await;
+    let e = RedisStorage::connect(RedisConfig::new(&lru.url))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.message().contains("allkeys-lru")
+            && e.message().contains("noeviction")
+            && e.message().contains("key `storage`"),
+        "{e}"
+    );
+    switchyard_redis::RedisQueue::connect(RedisConfig::new(&lru.url))
+        .await
+        .expect("the queue only warns");
+    drop(lru);
+    let volatile =
+        PrivateRedis::start(&["--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru"]).await;
+    let s = RedisStorage::connect(RedisConfig::new(&volatile.url))
+        .await
+        .expect("volatile-* only warns");
+    s.migrate().await.unwrap();
+    let job = NewJob::new("k", serde_json::json!({}));
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    assert!(s.get(job.id).await.unwrap().is_some());
+}
