@@ -94,6 +94,44 @@ pub(crate) fn eviction(info: &str) -> Eviction {
     }
 }
 
+/// Whether a server keeps its data over a restart: an append-only file (`aof_enabled:1` in
+/// the text of `INFO persistence`) or snapshots (a non-empty `save` setting).
+pub(crate) fn persists(info: &str, save: Option<&str>) -> bool {
+    let aof = info
+        .lines()
+        .any(|l| l.trim().strip_prefix("aof_enabled:") == Some("1"));
+    aof || save.is_some_and(|s| !s.trim().is_empty())
+}
+
+/// Warns when the storage's server keeps nothing over a restart (no append-only file, no
+/// snapshots): every job would be lost with it. Servers that refuse `INFO` or `CONFIG GET`
+/// (managed services often rename `CONFIG`) are not checked.
+pub(crate) async fn check_persistence(conn: &ConnectionManager, url: &str) {
+    let mut c = conn.clone();
+    let Ok(info) = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async::<String>(&mut c)
+        .await
+    else {
+        return;
+    };
+    let Ok(save) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("save")
+        .query_async::<Vec<String>>(&mut c)
+        .await
+    else {
+        return;
+    };
+    if !persists(&info, save.get(1).map(String::as_str)) {
+        tracing::warn!(
+            url = %redact(url),
+            "Redis keeps no append-only file and no snapshots: every job is lost if it \
+             restarts; set appendonly yes (see docs/redis.md, Reliability)"
+        );
+    }
+}
+
 /// Checks that the server will not delete Switchyard's keys to make room. For the storage
 /// (`key` = `storage`) an `allkeys-*` policy is a `Config` error, since it could delete pending
 /// jobs, and a `volatile-*` one a warning (finished jobs may go before their retention). For
@@ -188,5 +226,13 @@ mod tests {
             Eviction::KeysWithExpiry("volatile-ttl".into())
         );
         assert_eq!(eviction(""), Eviction::Never);
+    }
+
+    #[test]
+    fn tells_whether_the_server_persists() {
+        assert!(persists("# Persistence\r\naof_enabled:1\r\n", Some("")));
+        assert!(persists("aof_enabled:0\r\n", Some("3600 1 300 100")));
+        assert!(!persists("aof_enabled:0\r\n", Some("")));
+        assert!(!persists("aof_enabled:0\r\n", None));
     }
 }

@@ -78,6 +78,7 @@ impl RedisStorage {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
         connection::check_eviction(&conn, &config.url, "storage").await?;
+        connection::check_persistence(&conn, &config.url).await;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());
