@@ -152,8 +152,9 @@ pub struct SqsSection {
 pub struct RedisSection {
     /// The Redis storage's safety net: a finished job's hash expires this long after it
     /// finishes, even when no pruner runs. Unset: `pruner.retention_secs` plus one day, so
-    /// the pruner always comes first. 0 turns the expiry off; any other value must be at
-    /// least `pruner.retention_secs`, or jobs would vanish before their retention ends.
+    /// the pruner always comes first. 0 turns the expiry off; with the Redis storage and the
+    /// pruner on, any other value must be at least `pruner.retention_secs`, or jobs would
+    /// vanish before their retention ends. At most [`MAX_REDIS_TTL_SECS`].
     pub finished_ttl_secs: Option<f64>,
 }
 
@@ -237,6 +238,10 @@ impl Default for PostgresSection {
         }
     }
 }
+
+/// The longest expiry `redis.finished_ttl_secs` accepts (about 31,700 years; Redis refuses
+/// an `EXPIRE` whose end in milliseconds does not fit in 64 bits).
+pub const MAX_REDIS_TTL_SECS: f64 = 1e12;
 
 fn secs(key: &str, v: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(v).map_err(|_| {
@@ -357,11 +362,21 @@ impl Config {
         }
         if let Some(t) = self.redis.finished_ttl_secs {
             secs("redis.finished_ttl_secs", t)?;
-            if t > 0.0 && t < self.pruner.retention_secs {
+            if t > MAX_REDIS_TTL_SECS {
+                return Err(Error::config(format!(
+                    "key `redis.finished_ttl_secs`: {t} is beyond what Redis can expire; \
+                     accepted: 0 (no expiry) up to {MAX_REDIS_TTL_SECS}"
+                )));
+            }
+            let redis = matches!(
+                crate::connect::storage_scheme(&self.storage),
+                Ok("redis" | "rediss")
+            );
+            if redis && self.pruner.enabled && t > 0.0 && t < self.pruner.retention_secs {
                 return Err(Error::config(format!(
                     "key `redis.finished_ttl_secs`: {t} is below `pruner.retention_secs` ({}), \
                      so finished jobs would expire before their retention ends; accepted: 0 \
-                     (no expiry) or at least the retention",
+                     (no expiry) or at least the retention (or lower the retention)",
                     self.pruner.retention_secs
                 )));
             }
@@ -370,12 +385,16 @@ impl Config {
     }
 
     /// How long a finished job's hash lives at most in the Redis storage: `redis.finished_ttl_secs`,
-    /// or `pruner.retention_secs` plus one day when unset. Zero means no expiry.
+    /// or `pruner.retention_secs` plus one day when unset (no expiry when that is beyond what
+    /// Redis can expire, a retention meant as "keep"). Zero means no expiry.
     pub fn redis_finished_ttl(&self) -> Duration {
         let secs = self
             .redis
             .finished_ttl_secs
             .unwrap_or(self.pruner.retention_secs + 24.0 * 3600.0);
+        if secs > MAX_REDIS_TTL_SECS {
+            return Duration::ZERO;
+        }
         Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
     }
 

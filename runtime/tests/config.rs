@@ -129,8 +129,21 @@ fn redis_finished_ttl_follows_the_retention() {
     assert_eq!(c.redis_finished_ttl(), Duration::ZERO);
     let c = from_toml("[redis]\nfinished_ttl_secs = 864000").unwrap();
     assert_eq!(c.redis_finished_ttl(), Duration::from_secs(10 * day));
-    let err = from_toml("[pruner]\nretention_secs = 2592000\n[redis]\nfinished_ttl_secs = 864000")
-        .unwrap_err();
+    // The retention bounds the expiry only where both apply: Redis storage, pruner on.
+    assert!(
+        from_toml("[pruner]\nretention_secs = 2592000\n[redis]\nfinished_ttl_secs = 864000")
+            .is_ok()
+    );
+    assert!(from_toml(
+        "storage = \"redis://h\"\n[pruner]\nenabled = false\nretention_secs = 2592000\n\
+         [redis]\nfinished_ttl_secs = 864000"
+    )
+    .is_ok());
+    let err = from_toml(
+        "storage = \"redis://h\"\n[pruner]\nretention_secs = 2592000\n\
+         [redis]\nfinished_ttl_secs = 864000",
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("redis.finished_ttl_secs") && msg.contains("pruner.retention_secs"),
@@ -138,6 +151,14 @@ fn redis_finished_ttl_follows_the_retention() {
     );
     let err = from_toml("[redis]\nfinished_tll_secs = 1").unwrap_err();
     assert!(err.to_string().contains("finished_ttl_secs"), "{err}");
+    let err = from_toml("[redis]\nfinished_ttl_secs = 1e15").unwrap_err();
+    assert!(
+        err.to_string().contains("beyond what Redis can expire"),
+        "{err}"
+    );
+    // A retention meant as "keep" means no expiry rather than one Redis would refuse.
+    let c = from_toml("[pruner]\nretention_secs = 1e18").unwrap();
+    assert_eq!(c.redis_finished_ttl(), Duration::ZERO);
 }
 
 #[tokio::test]

@@ -121,20 +121,35 @@ fn check_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// The URL with its password replaced by `***`, for error messages.
+/// The URL with its password (in the user info or a `password=` query value) replaced by
+/// `***`, for error messages.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
         },
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***".to_string(),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// The query keys of a PostgreSQL URL that sqlx understands (`PgConnectOptions::from_str`),
@@ -185,7 +200,8 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
             PG_URL_KEYS.contains(&k.as_ref()) || (k.starts_with("options[") && k.ends_with(']'));
         if !known {
             return Err(bad(&format!(
-                "unknown query key `{k}`; accepted: {}, options[name]",
+                "query key `{k}` is not one sqlx reads (it would be ignored): remove it; \
+                 accepted: {}, options[name]",
                 PG_URL_KEYS.join(", ")
             )));
         }
@@ -1082,6 +1098,14 @@ mod tests {
             "postgres://u:***@h:5432/db?sslmode=disable"
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("postgres://h/db?user=app&password=hunter2&sslmode=disable"),
+            "postgres://h/db?user=app&password=***&sslmode=disable"
+        );
+        let e =
+            parse_url("postgres://h/db?user=app&password=hunter2&connect_timeout=5").unwrap_err();
+        assert!(e.message().contains("connect_timeout"), "{e}");
+        assert!(!e.message().contains("hunter2"), "{e}");
         assert_eq!(redact("nonsense"), "nonsense");
     }
 

@@ -162,27 +162,28 @@ impl RabbitConfig {
                 )))
             }
         }
-        // lapin's parser ignores query keys it does not know, so a `?prefix=` meant for the
-        // `prefix` setting, or a misspelt `heartbeat`, would pass silently.
-        let query = self.url.split_once('?').map_or("", |(_, q)| q);
-        let query = query.split_once('#').map_or(query, |(q, _)| q);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            if !AMQP_URL_KEYS.contains(&key) {
-                return Err(Error::config(format!(
-                    "key `queue`: `{}` has the unknown query key `{key}`; accepted: {} \
-                     (the queue-name prefix is the `prefix` setting)",
-                    redact(&self.url),
-                    AMQP_URL_KEYS.join(", ")
-                )));
-            }
-        }
         let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
             Error::config(format!(
                 "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
                 redact(&self.url)
             ))
         })?;
+        // lapin's parser ignores query keys it does not know, so a `?prefix=` meant for the
+        // `prefix` setting, or a misspelt `heartbeat`, would pass silently. Checked once the
+        // URL parsed, on its decoded query keys (as lapin reads them).
+        if let Ok(parsed) = url::Url::parse(&self.url) {
+            for (key, _) in parsed.query_pairs() {
+                if !AMQP_URL_KEYS.contains(&key.as_ref()) {
+                    return Err(Error::config(format!(
+                        "key `queue`: `{}` has the query key `{key}`, which lapin does not read \
+                         (it would be ignored); accepted: {} (the queue-name prefix is the \
+                         `prefix` setting)",
+                        redact(&self.url),
+                        AMQP_URL_KEYS.join(", ")
+                    )));
+                }
+            }
+        }
         let p = &self.prefix;
         if p.len() > 64
             || !p
@@ -258,6 +259,10 @@ mod tests {
             assert!(!e.message().contains("secret"), "{e}");
         }
         RabbitConfig::new("amqp://h/%2f?heartbeat=10&connection_timeout=5000&frame_max=131072")
+            .validate()
+            .unwrap();
+        // Keys are read decoded, as lapin reads them.
+        RabbitConfig::new("amqp://h/%2f?heart%62eat=10")
             .validate()
             .unwrap();
     }

@@ -94,20 +94,29 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
             ("protocol", other) => {
                 return Err(bad(&format!(
                     "protocol `{other}`: Switchyard speaks RESP2, the default; accepted: \
-                     protocol=resp2 or no protocol"
+                     protocol=resp2 or protocol=2 (lower case), or no protocol"
                 )))
             }
             (other, _) => {
                 return Err(bad(&format!(
                     "unknown query key `{other}`; accepted: protocol=resp2 (the key prefix, \
-                     payload limit and finished-job expiry are the settings `prefix`, \
-                     `max_payload_bytes` and `finished_ttl`)"
+                     payload limit and finished-job expiry are settings: `prefix`, \
+                     `max_payload_bytes` and `redis.finished_ttl_secs` in the configuration, \
+                     `RedisConfig`'s fields in code)"
                 )))
             }
         }
     }
-    if let Some(f) = parsed.fragment() {
-        return Err(bad(&format!("fragment `#{f}`; a Redis URL has none")));
+    // `rediss://…#insecure` skips the server certificate's checks (the redis crate reads it);
+    // any other fragment is a mistake.
+    match (parsed.scheme(), parsed.fragment()) {
+        (_, None) | ("rediss", Some("insecure")) => {}
+        (_, Some(f)) => {
+            return Err(bad(&format!(
+                "fragment `#{f}`; accepted: none, or #insecure on rediss:// (no certificate \
+                 checks)"
+            )))
+        }
     }
     #[cfg(not(feature = "tls"))]
     if parsed.scheme() == "rediss" {
@@ -169,6 +178,7 @@ mod tests {
             ("redis://h:6379/0?db=1", "`db`"),
             ("redis://h:6379?protocol=resp3", "resp3"),
             ("redis://h:6379#insecure", "#insecure"),
+            ("redis://h:6379#x", "#x"),
         ] {
             let e = check_url(url, "queue").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");
@@ -177,6 +187,8 @@ mod tests {
         }
         let e = check_url("redis://h?prefix=jobs", "storage").unwrap_err();
         assert!(e.message().contains("protocol=resp2"), "{e}");
+        #[cfg(feature = "tls")]
+        check_url("rediss://h:6380#insecure", "storage").unwrap();
     }
 
     #[test]

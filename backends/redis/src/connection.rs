@@ -73,7 +73,8 @@ pub(crate) async fn open(
 pub(crate) enum Eviction {
     /// No memory limit, or `noeviction`: Redis never deletes a key to make room.
     Never,
-    /// A `volatile-*` policy: only keys with an expiry (finished jobs' hashes) may go early.
+    /// A `volatile-*` policy: only keys with an expiry (finished jobs' hashes, leadership
+    /// locks) may go early.
     KeysWithExpiry(String),
     /// An `allkeys-*` policy: any key, a pending job included, may be deleted to make room.
     AnyKey(String),
@@ -134,7 +135,8 @@ pub(crate) async fn check_persistence(conn: &ConnectionManager, url: &str) {
 
 /// Checks that the server will not delete Switchyard's keys to make room. For the storage
 /// (`key` = `storage`) an `allkeys-*` policy is a `Config` error, since it could delete pending
-/// jobs, and a `volatile-*` one a warning (finished jobs may go before their retention). For
+/// jobs, and a `volatile-*` one a warning (finished jobs may go before their retention, and
+/// a leadership lock before its time, briefly allowing two leaders). For
 /// the queue an `allkeys-*` policy is a warning: a message it deletes is published again by
 /// the dispatcher after `dispatcher.redispatch_after_secs`. A server that refuses `INFO` is
 /// not checked.
@@ -170,8 +172,8 @@ pub(crate) async fn check_eviction(conn: &ConnectionManager, url: &str, key: &st
             tracing::warn!(
                 %url,
                 policy = %p,
-                "Redis may delete finished jobs before their retention to make room \
-                 (maxmemory-policy); use noeviction to keep them"
+                "Redis may delete finished jobs before their retention, and leadership locks \
+                 before their time, to make room (maxmemory-policy); use noeviction"
             );
             Ok(())
         }

@@ -90,10 +90,12 @@ impl RedisStorage {
                 caps: StorageCapabilities::full()
                     .with_max_payload_bytes(config.max_payload_bytes)
                     .with_cross_process_wakeups(true),
+                // At most 1e12 s (about 31,700 years): Redis refuses an `EXPIRE` whose end in
+                // milliseconds overflows, and the completion script sets it last.
                 finished_ttl_secs: if ttl.is_zero() {
                     0
                 } else {
-                    ttl.as_secs().max(1)
+                    ttl.as_secs().clamp(1, 1_000_000_000_000)
                 },
                 wake,
                 _listener: listener,

@@ -1063,38 +1063,59 @@ async fn runtime_sets_the_finished_ttl_from_configuration() {
     }
 }
 
-/// A private Redis server (`redis-server` on a free loopback port, no persistence), killed on
-/// drop; for settings the shared test server must not have.
+/// A private Redis server (`redis-server` on a free loopback port, no persistence, in a temp
+/// directory), killed on drop; for settings the shared test server must not have. Needs the
+/// `redis-server` binary, which the test services install.
 struct PrivateRedis {
     child: std::process::Child,
     url: String,
+    _dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
     async fn start(args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server (installed with the test services)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let start = std::time::Instant::now();
-        while client.get_multiplexed_async_connection().await.is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server on port {port} did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Another process may take the probed port before redis-server binds it: then it
+        // exits at once, and a new port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start redis-server (installed with the test services)");
+            // Owned from here, so a failed wait below still kills the process.
+            let mut server = Self {
+                child,
+                url: format!("redis://127.0.0.1:{port}"),
+                _dir: dir,
+            };
+            let client = redis::Client::open(server.url.as_str()).unwrap();
+            let start = std::time::Instant::now();
+            loop {
+                if client.get_multiplexed_async_connection().await.is_ok() {
+                    return server;
+                }
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    eprintln!("redis-server on port {port} exited ({status}); another port");
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "redis-server on port {port} did not start within 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        Self { child, url }
+        panic!("redis-server did not start on any of 5 ports");
     }
 }
 
