@@ -1,6 +1,8 @@
 //! What the storage and the queue share about talking to Redis: opening a client and its
 //! self-reconnecting connection manager, mapping errors, and retrying idempotent calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -22,7 +24,8 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
     }
 }
 
-/// Whether `e` is connection trouble that a later try may not meet.
+/// Whether `e` is connection trouble that a later try may not meet. `READONLY` (the server
+/// became a replica in a failover) counts: [`Conn`] then reconnects to reach the new primary.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
     use redis::ErrorKind as K;
     e.is_io_error()
@@ -31,17 +34,69 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
         || e.is_timeout()
         || matches!(
             e.kind(),
-            K::TryAgain | K::ClusterDown | K::BusyLoadingError | K::MasterDown | K::IoError
+            K::TryAgain
+                | K::ClusterDown
+                | K::BusyLoadingError
+                | K::MasterDown
+                | K::IoError
+                | K::ReadOnly
         )
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(5))
+        .set_response_timeout(Duration::from_secs(30))
+        .set_number_of_retries(6)
+        .set_max_delay(2_000)
+}
+
+/// The connection the storage or the queue sends its commands on: a [`ConnectionManager`],
+/// which reconnects by itself when the connection drops, replaced by a new one when the server
+/// answers `READONLY`. A failover that demotes the primary to a replica leaves the connection
+/// open, so only a new connection reaches the new primary (through the DNS name or proxy the
+/// URL names); Sidekiq's client reconnects on `READONLY` for the same reason.
+pub(crate) struct Conn {
+    client: redis::Client,
+    current: RwLock<ConnectionManager>,
+    replacing: AtomicBool,
+}
+
+impl Conn {
+    /// A handle on the current connection (cheap: a clone of the manager).
+    pub(crate) fn get(&self) -> ConnectionManager {
+        self.current.read().expect("poisoned").clone()
+    }
+
+    /// Switchyard's error for a failed `what` (see [`redis_err`]); a `READONLY` answer first
+    /// starts the replacement of the connection.
+    pub(crate) fn error(self: &Arc<Self>, what: &'static str, e: RedisError) -> Error {
+        self.note(&e);
+        redis_err(what)(e)
+    }
+
+    /// Starts replacing the connection when `e` says the server turned read-only (once at a
+    /// time; calls meanwhile keep the old one and fail or are retried).
+    pub(crate) fn note(self: &Arc<Self>, e: &RedisError) {
+        if e.kind() != redis::ErrorKind::ReadOnly || self.replacing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!("Redis answered READONLY (a failover made it a replica); reconnecting");
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            match ConnectionManager::new_with_config(this.client.clone(), manager_config()).await {
+                Ok(fresh) => *this.current.write().expect("poisoned") = fresh,
+                Err(e) => tracing::warn!(error = %e, "reconnecting after READONLY failed"),
+            }
+            this.replacing.store(false, Ordering::SeqCst);
+        });
+    }
 }
 
 /// Checks `config` and connects. `key` is the configuration key the URL came from
 /// (`storage` or `queue`), for messages: a malformed URL or prefix is a `Config` error naming
 /// it; an unreachable server is `Unavailable`. The manager reconnects by itself afterwards.
-pub(crate) async fn open(
-    config: &RedisConfig,
-    key: &str,
-) -> Result<(redis::Client, ConnectionManager)> {
+pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Client, Arc<Conn>)> {
     config.validate_as(key)?;
     let client = redis::Client::open(config.url.as_str()).map_err(|e| {
         Error::config(format!(
@@ -51,12 +106,7 @@ pub(crate) async fn open(
         ))
         .with_source(e)
     })?;
-    let cm_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(5))
-        .set_response_timeout(Duration::from_secs(30))
-        .set_number_of_retries(6)
-        .set_max_delay(2_000);
-    let conn = ConnectionManager::new_with_config(client.clone(), cm_config)
+    let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
         .await
         .map_err(|e| {
             Error::unavailable(
@@ -64,6 +114,11 @@ pub(crate) async fn open(
                 e,
             )
         })?;
+    let conn = Arc::new(Conn {
+        client: client.clone(),
+        current: RwLock::new(conn),
+        replacing: AtomicBool::new(false),
+    });
     Ok((client, conn))
 }
 
@@ -184,7 +239,7 @@ pub(crate) async fn check_eviction(conn: &ConnectionManager, url: &str, key: &st
 /// Runs an idempotent call on `conn`, trying again a few times while the connection is being
 /// re-established (a killed connection fails the request in flight).
 pub(crate) async fn retrying<T, F, Fut>(
-    conn: &ConnectionManager,
+    conn: &Arc<Conn>,
     what: &'static str,
     mut op: F,
 ) -> Result<T>
@@ -195,15 +250,16 @@ where
     let mut delay = Duration::from_millis(25);
     let mut tries = 0;
     loop {
-        match op(conn.clone()).await {
+        match op(conn.get()).await {
             Ok(v) => return Ok(v),
             Err(e) if is_transient(&e) && tries < 4 => {
+                conn.note(&e);
                 tracing::debug!(error = %e, what, "Redis call failed; trying again");
                 tries += 1;
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => return Err(redis_err(what)(e)),
+            Err(e) => return Err(conn.error(what, e)),
         }
     }
 }

@@ -20,7 +20,7 @@ use switchyard_core::{
 use uuid::Uuid;
 
 use crate::config::RedisConfig;
-use crate::connection::{self, redis_err};
+use crate::connection::{self, Conn};
 use crate::listener::{self, Listener};
 
 /// Most messages one receive hands out.
@@ -60,7 +60,7 @@ pub struct RedisQueue {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Arc<Conn>,
     /// `{prefix}:mq:` — every key of the queue starts with it.
     p: String,
     scripts: Scripts,
@@ -110,7 +110,7 @@ impl RedisQueue {
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
-        connection::check_eviction(&conn, &config.url, "queue").await?;
+        connection::check_eviction(&conn.get(), &config.url, "queue").await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");
         let wakes: Arc<Mutex<HashMap<String, WakeHub>>> = Arc::default();
@@ -149,7 +149,7 @@ impl RedisQueue {
 
     /// A handle on the shared connection, for tests and tools.
     pub fn connection(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn.get()
     }
 
     /// The start of every key of this queue, `{prefix}:mq:`.
@@ -158,7 +158,12 @@ impl RedisQueue {
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn.get()
+    }
+
+    /// Maps a failed `what` to Switchyard's error (reconnecting first after `READONLY`).
+    fn err(&self, what: &'static str) -> impl Fn(redis::RedisError) -> Error + '_ {
+        move |e| self.inner.conn.error(what, e)
     }
 
     /// The wake-up hub of `queue`.
@@ -280,7 +285,7 @@ impl Queue for RedisQueue {
                 .arg(&nonce)
                 .invoke_async(&mut self.conn())
                 .await
-                .map_err(redis_err("receive"))?;
+                .map_err(self.err("receive"))?;
             if !receipts.is_empty() {
                 return receipts
                     .into_iter()

@@ -16,7 +16,7 @@ use switchyard_core::{
 use uuid::Uuid;
 
 use crate::config::RedisConfig;
-use crate::connection::{self, redis_err};
+use crate::connection::{self, Conn};
 use crate::listener::{self, Listener};
 use crate::record::{decode_claimed, decode_flat, from_millis, millis};
 use crate::scripts::Scripts;
@@ -51,7 +51,7 @@ pub struct RedisStorage {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Arc<Conn>,
     /// `{prefix}:` — every key starts with it.
     p: String,
     scripts: Scripts,
@@ -77,8 +77,8 @@ impl RedisStorage {
     /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
-        connection::check_eviction(&conn, &config.url, "storage").await?;
-        connection::check_persistence(&conn, &config.url).await;
+        connection::check_eviction(&conn.get(), &config.url, "storage").await?;
+        connection::check_persistence(&conn.get(), &config.url).await;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());
@@ -111,11 +111,16 @@ impl RedisStorage {
 
     /// A handle on the shared connection, for tests and tools.
     pub fn connection(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn.get()
     }
 
     fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.inner.conn.get()
+    }
+
+    /// Maps a failed `what` to Switchyard's error (reconnecting first after `READONLY`).
+    fn err(&self, what: &'static str) -> impl Fn(redis::RedisError) -> Error + '_ {
+        move |e| self.inner.conn.error(what, e)
     }
 
     fn k(&self, name: &str) -> String {
@@ -183,7 +188,7 @@ impl RedisStorage {
         let reply: Vec<Option<String>> = inv
             .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err("claim"))?;
+            .map_err(self.err("claim"))?;
         decode_claimed(reply, &req.worker_id)
     }
 
@@ -289,7 +294,7 @@ impl Storage for RedisStorage {
             script
                 .load_async(&mut conn)
                 .await
-                .map_err(redis_err("load scripts"))?;
+                .map_err(self.err("load scripts"))?;
         }
         let meta = self.k("meta");
         let current: Option<u32> = redis::cmd("HGET")
@@ -297,7 +302,7 @@ impl Storage for RedisStorage {
             .arg("schema")
             .query_async(&mut conn)
             .await
-            .map_err(redis_err("read schema version"))?;
+            .map_err(self.err("read schema version"))?;
         if let Some(v) = current.filter(|v| *v > SCHEMA_VERSION) {
             return Err(Error::config(format!(
                 "Redis keys under `{}` have schema version {v}, newer than this build's \
@@ -315,7 +320,7 @@ impl Storage for RedisStorage {
                     .key(self.k("finlog"))
                     .invoke_async(&mut conn)
                     .await
-                    .map_err(redis_err("move finished jobs to the finish log"))?;
+                    .map_err(self.err("move finished jobs to the finish log"))?;
                 if moved == 0 {
                     break;
                 }
@@ -333,7 +338,7 @@ impl Storage for RedisStorage {
                     .arg(chunk)
                     .query_async(&mut conn)
                     .await
-                    .map_err(redis_err("drop the version 1 running indexes"))?;
+                    .map_err(self.err("drop the version 1 running indexes"))?;
             }
         }
         let () = redis::cmd("HSET")
@@ -342,7 +347,7 @@ impl Storage for RedisStorage {
             .arg(SCHEMA_VERSION)
             .query_async(&mut conn)
             .await
-            .map_err(redis_err("write schema version"))?;
+            .map_err(self.err("write schema version"))?;
         Ok(())
     }
 
@@ -361,13 +366,13 @@ impl Storage for RedisStorage {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await
-                .map_err(redis_err("scan keys to destroy"))?;
+                .map_err(self.err("scan keys to destroy"))?;
             if !keys.is_empty() {
                 let _: i64 = redis::cmd("UNLINK")
                     .arg(&keys)
                     .query_async(&mut conn)
                     .await
-                    .map_err(redis_err("unlink keys"))?;
+                    .map_err(self.err("unlink keys"))?;
             }
             if next == 0 {
                 return Ok(());
@@ -577,7 +582,7 @@ impl Storage for RedisStorage {
         let (retried, dropped): (Vec<String>, Vec<String>) = inv
             .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err("rescue"))?;
+            .map_err(self.err("rescue"))?;
         let parse = |ids: Vec<String>| -> Result<Vec<JobId>> {
             ids.iter()
                 .map(|s| {
@@ -605,7 +610,7 @@ impl Storage for RedisStorage {
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err("cancel"))?;
+            .map_err(self.err("cancel"))?;
         Ok(match r.first().map(String::as_str) {
             Some("cancelled") => CancelOutcome::Cancelled,
             Some("requested") => CancelOutcome::Requested,
@@ -622,7 +627,7 @@ impl Storage for RedisStorage {
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err("retry"))?;
+            .map_err(self.err("retry"))?;
         let outcome = match r.first().map(String::as_str) {
             Some("requeued") => RetryOutcome::Requeued,
             Some("not_finished") => {
@@ -821,7 +826,7 @@ impl Storage for RedisStorage {
         let held: i64 = inv
             .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err("leadership"))?;
+            .map_err(self.err("leadership"))?;
         Ok(held == 1)
     }
 

@@ -1157,3 +1157,49 @@ async fn a_server_that_evicts_any_key_is_refused() {
     s.enqueue(vec![job.clone()]).await.unwrap();
     assert!(s.get(job.id).await.unwrap().is_some());
 }
+
+/// A failover that turns the server into a replica while the connection stays open: calls
+/// fail `Unavailable` (retryable) instead of an internal error, the storage replaces its
+/// connection, and once a primary answers again (here: the replica promoted) jobs go through.
+#[tokio::test]
+async fn a_server_turned_replica_is_unavailable_then_heals() {
+    let primary = PrivateRedis::start(&[]).await;
+    let port = primary.url.rsplit(':').next().unwrap().to_string();
+    let replica = PrivateRedis::start(&["--replicaof", "127.0.0.1", &port]).await;
+    let s = RedisStorage::connect(RedisConfig::new(&replica.url).with_prefix(random_prefix()))
+        .await
+        .unwrap();
+    let client_id = |s: RedisStorage| async move {
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async::<i64>(&mut s.connection())
+            .await
+            .unwrap()
+    };
+    let before = client_id(s.clone()).await;
+    let e = s
+        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    let s2 = s.clone();
+    wait_for("a new connection", Duration::from_secs(5), move || {
+        let s = s2.clone();
+        async move { client_id(s).await != before }
+    })
+    .await;
+    let direct = redis::Client::open(replica.url.as_str()).unwrap();
+    let () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut direct.get_multiplexed_async_connection().await.unwrap())
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    let job = NewJob::new("k", serde_json::json!({}));
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    assert_eq!(
+        s.get(job.id).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+}
