@@ -12,7 +12,8 @@ use switchyard_core::{Error, ErrorKind, Result};
 use crate::config::{redact, RedisConfig};
 
 /// Maps a Redis error to Switchyard's, naming the operation: `Unavailable` for connection
-/// trouble (the caller may try again), `Internal` otherwise.
+/// trouble (the caller may try again), `Internal` otherwise. A Redis Cluster redirection says
+/// where the instance's slot went.
 pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
     move |e| {
         let kind = if is_transient(&e) {
@@ -20,7 +21,43 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
         } else {
             ErrorKind::Internal
         };
-        Error::new(kind, format!("Redis {what} failed")).with_source(e)
+        let msg = match e.redirect_node() {
+            Some((addr, slot)) => format!(
+                "Redis {what} failed: Redis Cluster serves this instance's keys (slot {slot}) \
+                 on {addr} now; point the URL at that node"
+            ),
+            None => format!("Redis {what} failed"),
+        };
+        Error::new(kind, msg).with_source(e)
+    }
+}
+
+/// On Redis Cluster, checks that the node `url` names holds the slot of the instance's keys
+/// (all of them share the hash tag `{prefix}`): switchyard-redis talks to that one node. A
+/// cluster that redirects is a `Config` error naming the node to use. A server that is not
+/// a cluster answers as any other.
+pub(crate) async fn check_slot(
+    conn: &ConnectionManager,
+    url: &str,
+    key: &str,
+    prefix: &str,
+) -> Result<()> {
+    let probe = format!("{{{prefix}}}:meta");
+    match redis::cmd("EXISTS")
+        .arg(&probe)
+        .query_async::<i64>(&mut conn.clone())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match e.redirect_node() {
+            Some((addr, slot)) => Err(Error::config(format!(
+                "key `{key}`: the Redis Cluster node at `{}` does not hold the keys of prefix \
+                 `{prefix}` (slot {slot}); accepted: the URL of the node that does, {addr} \
+                 (switchyard-redis talks to the one node that holds its instance's slot)",
+                redact(url)
+            ))),
+            None => Err(redis_err("check the instance's slot")(e)),
+        },
     }
 }
 
@@ -284,6 +321,20 @@ mod tests {
             Eviction::KeysWithExpiry("volatile-ttl".into())
         );
         assert_eq!(eviction(""), Eviction::Never);
+    }
+
+    #[test]
+    fn a_cluster_redirection_names_the_node() {
+        let e = RedisError::from((
+            redis::ErrorKind::Moved,
+            "An error was signalled by the server",
+            "4242 10.0.0.7:7001".to_string(),
+        ));
+        let err = redis_err("claim")(e);
+        assert!(
+            err.message().contains("10.0.0.7:7001") && err.message().contains("slot 4242"),
+            "{err}"
+        );
     }
 
     #[test]

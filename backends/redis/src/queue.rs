@@ -110,6 +110,7 @@ impl RedisQueue {
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
+        connection::check_slot(&conn.get(), &config.url, "queue", &config.prefix).await?;
         connection::check_eviction(&conn.get(), &config.url, "queue").await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");

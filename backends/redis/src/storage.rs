@@ -77,6 +77,7 @@ impl RedisStorage {
     /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
+        connection::check_slot(&conn.get(), &config.url, "storage", &config.prefix).await?;
         connection::check_eviction(&conn.get(), &config.url, "storage").await?;
         connection::check_persistence(&conn.get(), &config.url).await;
         let p = format!("{{{}}}:", config.prefix);

@@ -1203,3 +1203,93 @@ async fn a_server_turned_replica_is_unavailable_then_heals() {
         JobState::Available
     );
 }
+
+/// Three private `redis-server`s made one Redis Cluster (`redis-cli --cluster create`), each
+/// holding a third of the slots.
+async fn private_cluster() -> Vec<PrivateRedis> {
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            PrivateRedis::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .await,
+        );
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.url.trim_start_matches("redis://").to_string())
+        .collect();
+    let out = std::process::Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("run redis-cli (installed with the test services)");
+    assert!(out.status.success(), "cluster create: {out:?}");
+    for n in &nodes {
+        let client = redis::Client::open(n.url.as_str()).unwrap();
+        wait_for("the cluster to be up", Duration::from_secs(20), move || {
+            let client = client.clone();
+            async move {
+                let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+            }
+        })
+        .await;
+    }
+    nodes
+}
+
+/// On Redis Cluster the storage runs on the node that holds its prefix's slot; pointed at any
+/// other node it refuses with a `Config` error naming the node to use.
+#[tokio::test]
+async fn on_a_cluster_the_node_holding_the_slot_runs_jobs_and_others_name_it() {
+    let nodes = private_cluster().await;
+    let prefix = random_prefix();
+    let mut holder = None;
+    let mut named = Vec::new();
+    for n in &nodes {
+        match RedisStorage::connect(RedisConfig::new(&n.url).with_prefix(&prefix)).await {
+            Ok(s) => {
+                assert!(holder.is_none(), "two nodes accepted the prefix");
+                holder = Some((s, n.url.clone()));
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+                assert!(
+                    e.message().contains("key `storage`") && e.message().contains(&prefix),
+                    "{e}"
+                );
+                named.push(e.message().to_string());
+            }
+        }
+    }
+    let (s, url) = holder.expect("one node holds the slot");
+    let addr = url.trim_start_matches("redis://");
+    assert_eq!(named.len(), 2);
+    for m in &named {
+        assert!(m.contains(addr), "names the holder {addr}: {m}");
+    }
+    s.migrate().await.unwrap();
+    let job = NewJob::new("k", serde_json::json!({"on": "cluster"}));
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    let done = run_some(&s, "default", 10).await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        s.get(job.id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    s.destroy().await.unwrap();
+}
