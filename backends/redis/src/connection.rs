@@ -21,12 +21,25 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
         } else {
             ErrorKind::Internal
         };
-        let msg = match e.redirect_node() {
-            Some((addr, slot)) => format!(
-                "Redis {what} failed: Redis Cluster serves this instance's keys (slot {slot}) \
-                 on {addr} now; point the URL at that node"
+        let (kind, msg) = match (e.redirect_node(), e.code()) {
+            (Some((addr, slot)), _) => (
+                kind,
+                format!(
+                    "Redis {what} failed: Redis Cluster serves this instance's keys (slot \
+                     {slot}) on {addr} now; point the URL at that node"
+                ),
             ),
-            None => format!("Redis {what} failed"),
+            // Redis refuses a script's first write when over maxmemory (and lets a script
+            // that has written finish), so nothing was written; pruning may free room.
+            (None, Some("OOM")) => (
+                ErrorKind::Unavailable,
+                format!(
+                    "Redis {what} refused: the server is out of memory (used memory above \
+                     maxmemory) and wrote nothing; prune finished jobs (pruner.retention_secs), \
+                     raise maxmemory, or give Redis more memory"
+                ),
+            ),
+            (None, _) => (kind, format!("Redis {what} failed")),
         };
         Error::new(kind, msg).with_source(e)
     }

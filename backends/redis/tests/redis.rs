@@ -1273,3 +1273,50 @@ async fn on_a_cluster_the_node_holding_the_slot_runs_jobs_and_others_name_it() {
     );
     s.destroy().await.unwrap();
 }
+
+/// A server out of memory (`maxmemory` reached, `noeviction`) refuses whole calls: an
+/// enqueue fails `Unavailable` with an error that says so and what to do, stores none of its
+/// jobs, and works again once there is room.
+#[tokio::test]
+async fn a_server_out_of_memory_refuses_whole_calls_and_recovers() {
+    let server =
+        PrivateRedis::start(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]).await;
+    let s = storage_with(RedisConfig::new(&server.url).with_prefix(random_prefix())).await;
+    let batch = |n: usize| -> Vec<NewJob> {
+        (0..n)
+            .map(|i| NewJob::new("k", serde_json::json!({ "i": i, "pad": "x".repeat(1000) })))
+            .collect()
+    };
+    let mut stored = 0u64;
+    let err = loop {
+        match s.enqueue(batch(200)).await {
+            Ok(out) => stored += out.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(stored < 100_000, "never ran out of memory");
+    };
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message().contains("out of memory") && err.message().contains("maxmemory"),
+        "{err}"
+    );
+    let counts = s.counts().await.unwrap();
+    let available: u64 = counts
+        .iter()
+        .filter_map(|c| c.counts.get(&JobState::Available))
+        .sum();
+    assert_eq!(
+        available, stored,
+        "the refused call stored none of its jobs"
+    );
+    let mut c = s.connection();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    s.enqueue(batch(200)).await.unwrap();
+    assert_eq!(run_some(&s, "default", 10).await.len(), 10);
+}
