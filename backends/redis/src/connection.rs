@@ -1,5 +1,6 @@
 //! What the storage and the queue share about talking to Redis: opening a client and its
-//! self-reconnecting connection manager, mapping errors, and retrying idempotent calls.
+//! self-reconnecting connection ([`Conn`], which also reconnects after a failover answers
+//! `READONLY`), mapping errors, and retrying idempotent calls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -42,35 +43,6 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
             (None, _) => (kind, format!("Redis {what} failed")),
         };
         Error::new(kind, msg).with_source(e)
-    }
-}
-
-/// On Redis Cluster, checks that the node `url` names holds the slot of the instance's keys
-/// (all of them share the hash tag `{prefix}`): switchyard-redis talks to that one node. A
-/// cluster that redirects is a `Config` error naming the node to use. A server that is not
-/// a cluster answers as any other.
-pub(crate) async fn check_slot(
-    conn: &ConnectionManager,
-    url: &str,
-    key: &str,
-    prefix: &str,
-) -> Result<()> {
-    let probe = format!("{{{prefix}}}:meta");
-    match redis::cmd("EXISTS")
-        .arg(&probe)
-        .query_async::<i64>(&mut conn.clone())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => match e.redirect_node() {
-            Some((addr, slot)) => Err(Error::config(format!(
-                "key `{key}`: the Redis Cluster node at `{}` does not hold the keys of prefix \
-                 `{prefix}` (slot {slot}); accepted: the URL of the node that does, {addr} \
-                 (switchyard-redis talks to the one node that holds its instance's slot)",
-                redact(url)
-            ))),
-            None => Err(redis_err("check the instance's slot")(e)),
-        },
     }
 }
 
@@ -172,120 +144,6 @@ pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Clie
     Ok((client, conn))
 }
 
-/// What a server's eviction policy means for Switchyard's keys (`maxmemory-policy`, which
-/// applies only when `maxmemory` is set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Eviction {
-    /// No memory limit, or `noeviction`: Redis never deletes a key to make room.
-    Never,
-    /// A `volatile-*` policy: only keys with an expiry (finished jobs' hashes, leadership
-    /// locks) may go early.
-    KeysWithExpiry(String),
-    /// An `allkeys-*` policy: any key, a pending job included, may be deleted to make room.
-    AnyKey(String),
-}
-
-/// The eviction policy in the text of `INFO memory`.
-pub(crate) fn eviction(info: &str) -> Eviction {
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
-    let limited = field("maxmemory").is_some_and(|m| m != "0");
-    match field("maxmemory_policy") {
-        Some(p) if limited && p.starts_with("allkeys-") => Eviction::AnyKey(p.to_string()),
-        Some(p) if limited && p.starts_with("volatile-") => Eviction::KeysWithExpiry(p.to_string()),
-        _ => Eviction::Never,
-    }
-}
-
-/// Whether a server keeps its data over a restart: an append-only file (`aof_enabled:1` in
-/// the text of `INFO persistence`) or snapshots (a non-empty `save` setting).
-pub(crate) fn persists(info: &str, save: Option<&str>) -> bool {
-    let aof = info
-        .lines()
-        .any(|l| l.trim().strip_prefix("aof_enabled:") == Some("1"));
-    aof || save.is_some_and(|s| !s.trim().is_empty())
-}
-
-/// Warns when the storage's server keeps nothing over a restart (no append-only file, no
-/// snapshots): every job would be lost with it. Servers that refuse `INFO` or `CONFIG GET`
-/// (managed services often rename `CONFIG`) are not checked.
-pub(crate) async fn check_persistence(conn: &ConnectionManager, url: &str) {
-    let mut c = conn.clone();
-    let Ok(info) = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async::<String>(&mut c)
-        .await
-    else {
-        return;
-    };
-    let Ok(save) = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("save")
-        .query_async::<Vec<String>>(&mut c)
-        .await
-    else {
-        return;
-    };
-    if !persists(&info, save.get(1).map(String::as_str)) {
-        tracing::warn!(
-            url = %redact(url),
-            "Redis keeps no append-only file and no snapshots: every job is lost if it \
-             restarts; set appendonly yes (see docs/redis.md, Reliability)"
-        );
-    }
-}
-
-/// Checks that the server will not delete Switchyard's keys to make room. For the storage
-/// (`key` = `storage`) an `allkeys-*` policy is a `Config` error, since it could delete pending
-/// jobs, and a `volatile-*` one a warning (finished jobs may go before their retention, and
-/// a leadership lock before its time, briefly allowing two leaders). For
-/// the queue an `allkeys-*` policy is a warning: a message it deletes is published again by
-/// the dispatcher after `dispatcher.redispatch_after_secs`. A server that refuses `INFO` is
-/// not checked.
-pub(crate) async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Result<()> {
-    let info: String = match redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn.clone())
-        .await
-    {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read Redis' eviction policy; not checked");
-            return Ok(());
-        }
-    };
-    let url = redact(url);
-    match (eviction(&info), key) {
-        (Eviction::AnyKey(p), "storage") => Err(Error::config(format!(
-            "key `storage`: Redis at `{url}` has a memory limit with maxmemory-policy `{p}`, \
-             which may delete pending jobs to make room; accepted: maxmemory-policy noeviction \
-             (or a volatile-* policy, which may only drop finished jobs early), or no maxmemory"
-        ))),
-        (Eviction::AnyKey(p), _) => {
-            tracing::warn!(
-                %url,
-                policy = %p,
-                "Redis may delete queued messages to make room (maxmemory-policy); their jobs \
-                 wait for dispatcher.redispatch_after_secs. Use noeviction"
-            );
-            Ok(())
-        }
-        (Eviction::KeysWithExpiry(p), "storage") => {
-            tracing::warn!(
-                %url,
-                policy = %p,
-                "Redis may delete finished jobs before their retention, and leadership locks \
-                 before their time, to make room (maxmemory-policy); use noeviction"
-            );
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Runs an idempotent call on `conn`, trying again a few times while the connection is being
 /// re-established (a killed connection fails the request in flight).
 pub(crate) async fn retrying<T, F, Fut>(
@@ -319,24 +177,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_eviction_policy() {
-        let info = |max: &str, policy: &str| {
-            format!("# Memory\r\nused_memory:1000\r\nmaxmemory:{max}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{policy}\r\n")
-        };
-        assert_eq!(eviction(&info("0", "allkeys-lru")), Eviction::Never);
-        assert_eq!(eviction(&info("1000000", "noeviction")), Eviction::Never);
-        assert_eq!(
-            eviction(&info("1000000", "allkeys-lru")),
-            Eviction::AnyKey("allkeys-lru".into())
-        );
-        assert_eq!(
-            eviction(&info("1000000", "volatile-ttl")),
-            Eviction::KeysWithExpiry("volatile-ttl".into())
-        );
-        assert_eq!(eviction(""), Eviction::Never);
-    }
-
-    #[test]
     fn a_cluster_redirection_names_the_node() {
         let e = RedisError::from((
             redis::ErrorKind::Moved,
@@ -348,13 +188,5 @@ mod tests {
             err.message().contains("10.0.0.7:7001") && err.message().contains("slot 4242"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn tells_whether_the_server_persists() {
-        assert!(persists("# Persistence\r\naof_enabled:1\r\n", Some("")));
-        assert!(persists("aof_enabled:0\r\n", Some("3600 1 300 100")));
-        assert!(!persists("aof_enabled:0\r\n", Some("")));
-        assert!(!persists("aof_enabled:0\r\n", None));
     }
 }

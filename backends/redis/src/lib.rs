@@ -14,6 +14,10 @@
 //!   backstop.
 //! * **Bounded memory**: finished jobs are logged in finishing order and pruned with every index
 //!   entry; their hash also expires after `finished_ttl` as a safety net.
+//! * **A safe server**, checked at connect: on Redis Cluster the node holding the instance's
+//!   slot; no `allkeys-*` eviction that could delete pending jobs; a warning without
+//!   persistence. A failover that answers `READONLY`, a server out of memory and a moved slot
+//!   are errors that say so.
 //!
 //! [`RedisQueue`] is the [`Queue`](switchyard_core::Queue) on Redis: the external queue of
 //! any storage (`queue = "redis://…"`), with leased receives (a message received and never
@@ -21,6 +25,7 @@
 //!
 //! See `docs/redis.md` for the key layout and the scripts.
 
+mod checks;
 mod config;
 mod connection;
 mod listener;

@@ -19,6 +19,7 @@ use switchyard_core::{
 };
 use uuid::Uuid;
 
+use crate::checks;
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
 use crate::listener::{self, Listener};
@@ -110,8 +111,8 @@ impl RedisQueue {
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
-        connection::check_slot(&conn.get(), &config.url, "queue", &config.prefix).await?;
-        connection::check_eviction(&conn.get(), &config.url, "queue").await?;
+        checks::check_slot(&conn.get(), &config.url, "queue", &config.prefix).await?;
+        checks::check_eviction(&conn.get(), &config.url, "queue").await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");
         let wakes: Arc<Mutex<HashMap<String, WakeHub>>> = Arc::default();

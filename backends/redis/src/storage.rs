@@ -15,6 +15,7 @@ use switchyard_core::{
 };
 use uuid::Uuid;
 
+use crate::checks;
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
 use crate::listener::{self, Listener};
@@ -77,9 +78,9 @@ impl RedisStorage {
     /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
-        connection::check_slot(&conn.get(), &config.url, "storage", &config.prefix).await?;
-        connection::check_eviction(&conn.get(), &config.url, "storage").await?;
-        connection::check_persistence(&conn.get(), &config.url).await;
+        checks::check_slot(&conn.get(), &config.url, "storage", &config.prefix).await?;
+        checks::check_eviction(&conn.get(), &config.url, "storage").await?;
+        checks::check_persistence(&conn.get(), &config.url).await;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());
