@@ -6,34 +6,37 @@ use redis::aio::ConnectionManager;
 use switchyard_core::{Error, Result};
 
 use crate::config::redact;
-use crate::connection::redis_err;
 
 /// On Redis Cluster, checks that the node `url` names holds the slot of the instance's keys
-/// (all of them share the hash tag `{prefix}`): switchyard-redis talks to that one node. A
-/// cluster that redirects is a `Config` error naming the node to use. A server that is not
-/// a cluster answers as any other.
+/// (all of them share the hash tag `{prefix}`; `probe` is one of them): switchyard-redis talks
+/// to that one node. A `MOVED` answer is a `Config` error naming the node to use (a replica
+/// answers with its primary). A server that is not a cluster answers as any other; any other
+/// error (an `ASK` while the slot migrates, an ACL that forbids `EXISTS`) leaves it unchecked.
 pub(crate) async fn check_slot(
     conn: &ConnectionManager,
     url: &str,
     key: &str,
     prefix: &str,
+    probe: &str,
 ) -> Result<()> {
-    let probe = format!("{{{prefix}}}:meta");
-    match redis::cmd("EXISTS")
-        .arg(&probe)
+    let Err(e) = redis::cmd("EXISTS")
+        .arg(probe)
         .query_async::<i64>(&mut conn.clone())
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => match e.redirect_node() {
-            Some((addr, slot)) => Err(Error::config(format!(
-                "key `{key}`: the Redis Cluster node at `{}` does not hold the keys of prefix \
-                 `{prefix}` (slot {slot}); accepted: the URL of the node that does, {addr} \
-                 (switchyard-redis talks to the one node that holds its instance's slot)",
-                redact(url)
-            ))),
-            None => Err(redis_err("check the instance's slot")(e)),
-        },
+    else {
+        return Ok(());
+    };
+    match (e.kind(), e.redirect_node()) {
+        (redis::ErrorKind::Moved, Some((addr, slot))) => Err(Error::config(format!(
+            "key `{key}`: the Redis Cluster node at `{}` does not serve the keys of prefix \
+             `{prefix}` (slot {slot}); accepted: the URL of the node that does, {addr} \
+             (switchyard-redis talks to the one node that holds its instance's slot)",
+            redact(url)
+        ))),
+        _ => {
+            tracing::debug!(error = %e, "cannot probe the instance's slot; not checked");
+            Ok(())
+        }
     }
 }
 

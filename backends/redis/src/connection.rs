@@ -12,9 +12,23 @@ use switchyard_core::{Error, ErrorKind, Result};
 
 use crate::config::{redact, RedisConfig};
 
+/// The server's error code of `e`, also when a script raised it on Redis before 7.0, which
+/// reports `ERR Error running script (…): … -READONLY …` for an error inside a script.
+pub(crate) fn server_code(e: &RedisError) -> Option<&str> {
+    match e.code() {
+        Some("ERR") => {
+            let detail = e.detail().unwrap_or_default();
+            ["READONLY", "OOM"]
+                .into_iter()
+                .find(|c| detail.contains(&format!("-{c} ")))
+        }
+        code => code,
+    }
+}
+
 /// Maps a Redis error to Switchyard's, naming the operation: `Unavailable` for connection
-/// trouble (the caller may try again), `Internal` otherwise. A Redis Cluster redirection says
-/// where the instance's slot went.
+/// trouble (the caller may try again), `Internal` otherwise. The message says what a failover
+/// to a replica, a server out of memory or a moved Redis Cluster slot mean.
 pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
     move |e| {
         let kind = if is_transient(&e) {
@@ -22,25 +36,23 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
         } else {
             ErrorKind::Internal
         };
-        let (kind, msg) = match (e.redirect_node(), e.code()) {
-            (Some((addr, slot)), _) => (
-                kind,
-                format!(
-                    "Redis {what} failed: Redis Cluster serves this instance's keys (slot \
-                     {slot}) on {addr} now; point the URL at that node"
-                ),
+        let msg = match (e.kind(), e.redirect_node(), server_code(&e)) {
+            (redis::ErrorKind::Moved, Some((addr, slot)), _) => format!(
+                "Redis {what} failed: Redis Cluster serves this instance's keys (slot {slot}) on \
+                 {addr} now; point the URL at that node"
             ),
-            // Redis refuses a script's first write when over maxmemory (and lets a script
-            // that has written finish), so nothing was written; pruning may free room.
-            (None, Some("OOM")) => (
-                ErrorKind::Unavailable,
-                format!(
-                    "Redis {what} refused: the server is out of memory (used memory above \
-                     maxmemory) and wrote nothing; prune finished jobs (pruner.retention_secs), \
-                     raise maxmemory, or give Redis more memory"
-                ),
+            (_, _, Some("READONLY")) => format!(
+                "Redis {what} failed: the server is a read-only replica (a failover demoted \
+                 it); reconnecting to reach the primary"
             ),
-            (None, _) => (kind, format!("Redis {what} failed")),
+            // Redis refuses a script at its first write when over maxmemory, and lets a
+            // script that has written finish, so this call wrote nothing.
+            (_, _, Some("OOM")) => format!(
+                "Redis {what} refused: the server is out of memory (used memory above \
+                 maxmemory) and this call wrote nothing; prune finished jobs \
+                 (pruner.retention_secs), raise maxmemory, or give Redis more memory"
+            ),
+            _ => format!("Redis {what} failed"),
         };
         Error::new(kind, msg).with_source(e)
     }
@@ -50,7 +62,10 @@ pub(crate) fn redis_err(what: &'static str) -> impl Fn(RedisError) -> Error {
 /// became a replica in a failover) counts: [`Conn`] then reconnects to reach the new primary.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
     use redis::ErrorKind as K;
-    e.is_io_error()
+    matches!(
+        server_code(e),
+        Some("READONLY" | "OOM" | "TRYAGAIN" | "LOADING")
+    ) || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
@@ -81,7 +96,22 @@ fn manager_config() -> ConnectionManagerConfig {
 pub(crate) struct Conn {
     client: redis::Client,
     current: RwLock<ConnectionManager>,
+    /// Set while a replacement runs, and until [`REPLACE_EVERY`] after it started, so a fleet
+    /// of failing calls during a failover reconnects once a second, not once per call.
     replacing: AtomicBool,
+}
+
+/// The shortest time between two replacements of a [`Conn`]'s connection.
+const REPLACE_EVERY: Duration = Duration::from_secs(1);
+
+/// Clears [`Conn::replacing`] when the replacement task ends, even if it is dropped (its
+/// runtime shut down), so replacements are never off for good.
+struct ClearOnDrop(Arc<Conn>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.replacing.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Conn {
@@ -97,20 +127,25 @@ impl Conn {
         redis_err(what)(e)
     }
 
-    /// Starts replacing the connection when `e` says the server turned read-only (once at a
-    /// time; calls meanwhile keep the old one and fail or are retried).
+    /// Starts replacing the connection when `e` says the server turned read-only: at most one
+    /// replacement at a time and one per [`REPLACE_EVERY`]; calls meanwhile keep the old
+    /// connection and fail or are retried. The wake-up listener keeps its own connection
+    /// (Pub/Sub messages reach replicas too; polling is the backstop).
     pub(crate) fn note(self: &Arc<Self>, e: &RedisError) {
-        if e.kind() != redis::ErrorKind::ReadOnly || self.replacing.swap(true, Ordering::SeqCst) {
+        if server_code(e) != Some("READONLY") || self.replacing.swap(true, Ordering::SeqCst) {
             return;
         }
         tracing::warn!("Redis answered READONLY (a failover made it a replica); reconnecting");
-        let this = Arc::clone(self);
+        let guard = ClearOnDrop(Arc::clone(self));
         tokio::spawn(async move {
-            match ConnectionManager::new_with_config(this.client.clone(), manager_config()).await {
-                Ok(fresh) => *this.current.write().expect("poisoned") = fresh,
+            let started = tokio::time::Instant::now();
+            match ConnectionManager::new_with_config(guard.0.client.clone(), manager_config()).await
+            {
+                Ok(fresh) => *guard.0.current.write().expect("poisoned") = fresh,
                 Err(e) => tracing::warn!(error = %e, "reconnecting after READONLY failed"),
             }
-            this.replacing.store(false, Ordering::SeqCst);
+            tokio::time::sleep_until(started + REPLACE_EVERY).await;
+            drop(guard);
         });
     }
 }
@@ -175,6 +210,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before Redis 7.0 an error raised inside a script came back as `ERR`; its code is read
+    /// from the detail.
+    #[test]
+    fn reads_the_code_of_an_error_raised_in_a_script() {
+        let wire = redis::parse_redis_value(
+            b"-ERR Error running script (call to f_1): @user_script:9: -READONLY You can't \
+              write against a read only replica.\r\n",
+        );
+        let wire = match wire {
+            Ok(redis::Value::ServerError(e)) => RedisError::from(e),
+            other => panic!("not a server error: {other:?}"),
+        };
+        assert_eq!(server_code(&wire), Some("READONLY"), "{wire:?}");
+        assert!(is_transient(&wire));
+        let err = redis_err("claim")(wire);
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.message().contains("read-only replica"), "{err}");
+    }
 
     #[test]
     fn a_cluster_redirection_names_the_node() {

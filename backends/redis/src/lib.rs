@@ -16,8 +16,8 @@
 //!   entry; their hash also expires after `finished_ttl` as a safety net.
 //! * **A safe server**, checked at connect: on Redis Cluster the node holding the instance's
 //!   slot; no `allkeys-*` eviction that could delete pending jobs; a warning without
-//!   persistence. A failover that answers `READONLY`, a server out of memory and a moved slot
-//!   are errors that say so.
+//!   persistence. A failover that answers `READONLY` (the connection is replaced), a server
+//!   out of memory and a moved slot are errors that say so.
 //!
 //! [`RedisQueue`] is the [`Queue`](switchyard_core::Queue) on Redis: the external queue of
 //! any storage (`queue = "redis://…"`), with leased receives (a message received and never

@@ -111,7 +111,8 @@ impl RedisQueue {
     /// `Unavailable`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
-        checks::check_slot(&conn.get(), &config.url, "queue", &config.prefix).await?;
+        let probe = format!("{{{}}}:mq:wake", config.prefix);
+        checks::check_slot(&conn.get(), &config.url, "queue", &config.prefix, &probe).await?;
         checks::check_eviction(&conn.get(), &config.url, "queue").await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");

@@ -78,7 +78,8 @@ impl RedisStorage {
     /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
-        checks::check_slot(&conn.get(), &config.url, "storage", &config.prefix).await?;
+        let probe = format!("{{{}}}:meta", config.prefix);
+        checks::check_slot(&conn.get(), &config.url, "storage", &config.prefix, &probe).await?;
         checks::check_eviction(&conn.get(), &config.url, "storage").await?;
         checks::check_persistence(&conn.get(), &config.url).await;
         let p = format!("{{{}}}:", config.prefix);

@@ -1057,11 +1057,17 @@ impl PrivateRedis {
         // Another process may take the probed port before redis-server binds it: then it
         // exits at once, and a new port is tried.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            // At most 55535: a cluster node also binds its port + 10000.
+            let port = loop {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                if port <= 55535 {
+                    break port;
+                }
+            };
             let dir = tempfile::tempdir().unwrap();
             let child = std::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -1162,6 +1168,7 @@ async fn a_server_turned_replica_is_unavailable_then_heals() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains("read-only replica"), "{e}");
     let s2 = s.clone();
     wait_for("a new connection", Duration::from_secs(5), move || {
         let s = s2.clone();
