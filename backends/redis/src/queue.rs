@@ -108,7 +108,8 @@ impl RedisQueue {
     /// not used) and starts the wake-up listener.
     ///
     /// A malformed URL or prefix is a `Config` error naming the key; an unreachable server is
-    /// `Unavailable`. Later calls reconnect by themselves.
+    /// `Unavailable`; a Redis Cluster node that does not hold the prefix's slot is a `Config`
+    /// error naming the one that does. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
         let probe = format!("{{{}}}:mq:wake", config.prefix);

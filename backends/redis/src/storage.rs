@@ -75,7 +75,9 @@ impl RedisStorage {
     ///
     /// A malformed URL or prefix is a `Config` error naming the key; an unreachable server is
     /// `Unavailable`; a server with a memory limit that may evict any key (`allkeys-*`) is a
-    /// `Config` error, since it could delete pending jobs. Later calls reconnect by themselves.
+    /// `Config` error, since it could delete pending jobs, and so is a Redis Cluster node that
+    /// does not hold the prefix's slot (the error names the one that does); see
+    /// `crate::checks`. Later calls reconnect by themselves.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
         let probe = format!("{{{}}}:meta", config.prefix);
