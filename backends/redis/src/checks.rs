@@ -5,14 +5,31 @@
 use redis::aio::ConnectionManager;
 use switchyard_core::{Error, Result};
 
-use crate::config::redact;
+use crate::config::{redact, RedisConfig};
+
+/// Every check, for the storage (`key` = `storage`) or the queue (`queue`) of `config`,
+/// whose key `probe` lies in the instance's slot: the cluster slot, eviction, and for the
+/// storage persistence.
+pub(crate) async fn check_server(
+    conn: &ConnectionManager,
+    config: &RedisConfig,
+    key: &str,
+    probe: &str,
+) -> Result<()> {
+    check_slot(conn, &config.url, key, &config.prefix, probe).await?;
+    check_eviction(conn, &config.url, key).await?;
+    if key == "storage" {
+        check_persistence(conn, &config.url).await;
+    }
+    Ok(())
+}
 
 /// On Redis Cluster, checks that the node `url` names holds the slot of the instance's keys
 /// (all of them share the hash tag `{prefix}`; `probe` is one of them): switchyard-redis talks
 /// to that one node. A `MOVED` answer is a `Config` error naming the node to use (a replica
 /// answers with its primary). A server that is not a cluster answers as any other; any other
 /// error (an `ASK` while the slot migrates, an ACL that forbids `EXISTS`) leaves it unchecked.
-pub(crate) async fn check_slot(
+async fn check_slot(
     conn: &ConnectionManager,
     url: &str,
     key: &str,
@@ -80,7 +97,7 @@ pub(crate) fn persists(info: &str, save: Option<&str>) -> bool {
 /// Warns when the storage's server keeps nothing over a restart (no append-only file, no
 /// snapshots): every job would be lost with it. Servers that refuse `INFO` or `CONFIG GET`
 /// (managed services often rename `CONFIG`) are not checked.
-pub(crate) async fn check_persistence(conn: &ConnectionManager, url: &str) {
+async fn check_persistence(conn: &ConnectionManager, url: &str) {
     let mut c = conn.clone();
     let Ok(info) = redis::cmd("INFO")
         .arg("persistence")
@@ -113,7 +130,7 @@ pub(crate) async fn check_persistence(conn: &ConnectionManager, url: &str) {
 /// the queue an `allkeys-*` policy is a warning: a message it deletes is published again by
 /// the dispatcher after `dispatcher.redispatch_after_secs`. A server that refuses `INFO` is
 /// not checked.
-pub(crate) async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Result<()> {
+async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Result<()> {
     let info: String = match redis::cmd("INFO")
         .arg("memory")
         .query_async(&mut conn.clone())

@@ -113,8 +113,7 @@ impl RedisQueue {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "queue").await?;
         let probe = format!("{{{}}}:mq:wake", config.prefix);
-        checks::check_slot(&conn.get(), &config.url, "queue", &config.prefix, &probe).await?;
-        checks::check_eviction(&conn.get(), &config.url, "queue").await?;
+        checks::check_server(&conn.get(), &config, "queue", &probe).await?;
         let p = format!("{{{}}}:mq:", config.prefix);
         let wake_channel = format!("{p}wake");
         let wakes: Arc<Mutex<HashMap<String, WakeHub>>> = Arc::default();

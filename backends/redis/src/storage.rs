@@ -81,9 +81,7 @@ impl RedisStorage {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let (client, conn) = connection::open(&config, "storage").await?;
         let probe = format!("{{{}}}:meta", config.prefix);
-        checks::check_slot(&conn.get(), &config.url, "storage", &config.prefix, &probe).await?;
-        checks::check_eviction(&conn.get(), &config.url, "storage").await?;
-        checks::check_persistence(&conn.get(), &config.url).await;
+        checks::check_server(&conn.get(), &config, "storage", &probe).await?;
         let p = format!("{{{}}}:", config.prefix);
         let wake = WakeHub::new();
         let listener = listener::spawn(client, format!("{p}wake"), wake.clone());
