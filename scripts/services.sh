@@ -23,6 +23,14 @@ if command -v psql >/dev/null; then
     || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" postgres >/dev/null 2>&1 || true
 fi
 
+# The Redis tests also start private servers (eviction, failover, a three-node cluster).
+for bin in redis-server redis-cli; do
+  if ! command -v "$bin" >/dev/null; then
+    echo "services: \`$bin\` is not installed; the Redis tests start private servers with it" \
+      "(Debian/Ubuntu: apt-get install redis-server)" >&2
+    exit 1
+  fi
+done
 if ! up 6379; then
   echo "services: starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
