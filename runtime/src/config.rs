@@ -240,7 +240,9 @@ impl Default for PostgresSection {
 }
 
 /// The longest expiry `redis.finished_ttl_secs` accepts (about 31,700 years; Redis refuses
-/// an `EXPIRE` whose end in milliseconds does not fit in 64 bits).
+/// an `EXPIRE` whose end in milliseconds does not fit in 64 bits). `RedisStorage::connect`
+/// clamps its `finished_ttl` to the same bound for code that builds a `RedisConfig` itself;
+/// this crate compiles without switchyard-redis, so the bound is stated in both.
 pub const MAX_REDIS_TTL_SECS: f64 = 1e12;
 
 fn secs(key: &str, v: f64) -> Result<Duration> {

@@ -94,7 +94,8 @@ impl RedisStorage {
                     .with_max_payload_bytes(config.max_payload_bytes)
                     .with_cross_process_wakeups(true),
                 // At most 1e12 s (about 31,700 years): Redis refuses an `EXPIRE` whose end in
-                // milliseconds overflows, and the completion script sets it last.
+                // milliseconds overflows, and the completion script sets it last. The
+                // runtime's `MAX_REDIS_TTL_SECS` refuses larger configured values.
                 finished_ttl_secs: if ttl.is_zero() {
                     0
                 } else {
