@@ -1232,6 +1232,36 @@ pub async fn oversized_payload_rejected(b: Backend) {
     );
 }
 
+/// A NUL character in a kind, queue, unique key or tag is refused at enqueue with the field
+/// named, alike on every backend, and nothing of the batch is stored.
+pub async fn nul_in_names_rejected(b: Backend) {
+    let q = queue_name();
+    let bad = [
+        ("kind", job("bad\0kind", &q, json!({}))),
+        ("queue", job("x", &format!("{q}\0"), json!({}))),
+        (
+            "unique key",
+            job("x", &q, json!({})).with_unique_key("a\0b"),
+        ),
+        ("tag", job("x", &q, json!({})).with_tag("t\0")),
+    ];
+    for (what, bad) in bad {
+        let ok = job("x", &q, json!({}));
+        let ok_id = ok.id;
+        let err = b.storage.enqueue(vec![ok, bad]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{what} containing a NUL")),
+            "{err}"
+        );
+        assert!(
+            b.storage.get(ok_id).await.unwrap().is_none(),
+            "{what}: a partial batch was stored"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- 12. shutdown
 
 /// Graceful shutdown stops fetching and lets running jobs finish.

@@ -148,6 +148,7 @@ macro_rules! conformance_suite {
             unknown_kind_fails_clearly,
             undecodable_payload_fails_clearly,
             oversized_payload_rejected,
+            nul_in_names_rejected,
             graceful_shutdown_drains,
             hard_shutdown_releases_jobs,
         );

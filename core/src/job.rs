@@ -220,8 +220,9 @@ impl NewJob {
     }
 }
 
-/// Checks a job before a backend stores it: non-empty kind and queue, at least one attempt, and a
-/// payload within the storage's limit. Every `Storage::enqueue` calls it, so an oversized payload
+/// Checks a job before a backend stores it: non-empty kind and queue, no NUL character in the
+/// kind, queue, unique key or tags, at least one attempt, and a payload within the storage's
+/// limit. Every `Storage::enqueue` calls it, so an oversized payload
 /// is rejected at enqueue with a message that names the limit.
 pub fn validate_new_job(job: &NewJob, caps: &StorageCapabilities) -> Result<()> {
     if job.kind.trim().is_empty() {
@@ -235,6 +236,23 @@ pub fn validate_new_job(job: &NewJob, caps: &StorageCapabilities) -> Result<()> 
             "job {} has queue `{}`; a queue name is 1 to 128 characters",
             job.id, job.queue
         )));
+    }
+    // A NUL character is refused in every name-like field: PostgreSQL's text cannot store one,
+    // and the Redis storage uses it as a separator, so every backend refuses it alike.
+    let named = [
+        ("kind", Some(job.kind.as_str())),
+        ("queue", Some(job.queue.as_str())),
+        ("unique key", job.unique_key.as_deref()),
+    ];
+    let tags = job.tags.iter().map(|t| ("tag", Some(t.as_str())));
+    for (what, value) in named.into_iter().chain(tags) {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "job {} has a {what} containing a NUL character (\\0); any other Unicode \
+                 character is accepted",
+                job.id
+            )));
+        }
     }
     if job.max_attempts == 0 {
         return Err(Error::invalid(format!(

@@ -89,6 +89,11 @@ async fn main() {
         worker_id: "loop".into(),
         lease: Duration::from_secs(30),
     };
+    if std::env::var_os("SWITCHYARD_LOOP_PAUSE").is_some() {
+        println!("enqueued; press enter to drain");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).expect("stdin");
+    }
     let () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(&mut s.connection())

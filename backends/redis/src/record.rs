@@ -152,54 +152,58 @@ fn decode(mut f: Fields) -> Result<JobRecord> {
     })
 }
 
-/// How many values a claim script returns for each job: its id, its token, then the fields of
+/// How many NUL-separated values a claim script returns for each job: the fields of
 /// `CLAIM_FIELDS` in `lua/prelude.lua` (state, attempt, kind, queue, payload, priority,
 /// max_attempts, run_at, created_at, errors, result, unique_key, cancel_requested, timeout_ms,
-/// tags) as they were before the claim.
+/// tags) as they were before the claim, then its id and its token.
 const CLAIMED_WIDTH: usize = 17;
 
-/// The reply of a claim script: `now`, the lease expiry, then [`CLAIMED_WIDTH`] values per
-/// job. Returns the claimed jobs as running records.
-pub(crate) fn decode_claimed(
-    reply: Vec<Option<String>>,
-    worker_id: &str,
-) -> Result<Vec<JobRecord>> {
+/// The reply of a claim script: `now`, the lease expiry, then one string per job holding
+/// [`CLAIMED_WIDTH`] values joined by NUL bytes (see `claim_one` in `lua/prelude.lua`).
+/// Returns the claimed jobs as running records.
+pub(crate) fn decode_claimed(reply: Vec<String>, worker_id: &str) -> Result<Vec<JobRecord>> {
     let bad = |what: &str| Error::corrupt(format!("Redis claim returned a bad {what}"));
     let mut it = reply.into_iter();
-    let (Some(Some(now)), Some(Some(exp))) = (it.next(), it.next()) else {
+    let (Some(now), Some(exp)) = (it.next(), it.next()) else {
         return Err(bad("reply"));
     };
-    let rest: Vec<Option<String>> = it.collect();
-    if rest.len() % CLAIMED_WIDTH != 0 {
-        return Err(bad("reply length"));
-    }
-    let mut out = Vec::with_capacity(rest.len() / CLAIMED_WIDTH);
-    let mut values = rest.into_iter();
-    while let Some(id) = values.next() {
-        let mut next = || values.next().flatten();
-        let token = next();
-        let _state_before = next();
-        let attempt = next()
-            .and_then(|a| a.parse::<u32>().ok())
-            .ok_or_else(|| bad("attempt"))?;
+    let mut out = Vec::with_capacity(it.len());
+    for job in it {
+        let v: Vec<&str> = job.split('\0').collect();
+        let [_state_before, attempt, kind, queue, payload, priority, max_attempts, run_at, created_at, errors, result, unique_key, cancel_requested, timeout_ms, tags, id, token] =
+            v[..]
+        else {
+            return Err(bad(&format!(
+                "job entry ({} values where {CLAIMED_WIDTH} were expected)",
+                v.len()
+            )));
+        };
+        let attempt = attempt.parse::<u32>().map_err(|_| bad("attempt"))?;
+        let s = |v: &str| Some(v.to_string());
+        // The token tells whether the job has a unique key (see `token` in the prelude), so
+        // an empty one is told apart from none.
+        let unique = token
+            .as_bytes()
+            .get(32)
+            .is_some_and(|b| matches!(b, b'8'..=b'9' | b'a'..=b'f'));
         let f = Fields {
-            id: Some(id.ok_or_else(|| bad("id"))?),
-            lease_token: Some(token.ok_or_else(|| bad("token"))?),
+            id: s(id),
+            lease_token: s(token),
             state: Some(JobState::Running.as_str().to_string()),
             attempt: Some((attempt + 1).to_string()),
-            kind: next(),
-            queue: next(),
-            payload: next(),
-            priority: next(),
-            max_attempts: next(),
-            run_at: next(),
-            created_at: next(),
-            errors: next(),
-            result: next(),
-            unique_key: next(),
-            cancel_requested: next(),
-            timeout_ms: next(),
-            tags: next(),
+            kind: s(kind),
+            queue: s(queue),
+            payload: s(payload),
+            priority: s(priority),
+            max_attempts: s(max_attempts),
+            run_at: s(run_at),
+            created_at: s(created_at),
+            errors: s(errors),
+            result: s(result),
+            unique_key: unique.then(|| unique_key.to_string()),
+            cancel_requested: s(cancel_requested),
+            timeout_ms: s(timeout_ms),
+            tags: s(tags),
             lease_expires_at: Some(exp.clone()),
             started_at: Some(now.clone()),
             worker_id: Some(worker_id.to_string()),

@@ -26,8 +26,9 @@ use crate::scripts::Scripts;
 const CHUNK: usize = 1000;
 /// The schema version written by `migrate`. Version 2 dropped the per-queue `running` state
 /// indexes (the lease set lists running jobs) and replaced the `finished` sorted set with the
-/// `finlog` list.
-const SCHEMA_VERSION: u32 = 2;
+/// `finlog` list. Version 3 names each lease in the lease set as `<id>|<token>` instead of
+/// the bare id.
+const SCHEMA_VERSION: u32 = 3;
 
 /// One step of the version 1 → 2 migration: moves the first thousand members of the
 /// `finished` sorted set (`<state>|<id>|<queue>` scored by finish time) to the end of the
@@ -40,6 +41,27 @@ for i = 1, #m, 2 do out[#out + 1] = string.format('%.0f', tonumber(m[i + 1])) ..
 redis.call('RPUSH', KEYS[2], unpack(out))
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #out - 1)
 return #out
+";
+
+/// The version 2 → 3 migration: rewrites each bare-id member of the lease set as
+/// `<id>|<lease token>` with the same deadline, and drops those whose job is not running.
+/// ARGV: the key prefix. Returns how many members it rewrote. (The lease set holds running
+/// jobs only, a few per worker slot, so one atomic call takes them all.)
+const MIGRATE_LEASES: &str = r"
+local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local n = 0
+for i = 1, #m, 2 do
+  local id = m[i]
+  if not string.find(id, '|', 1, true) then
+    redis.call('ZREM', KEYS[1], id)
+    local f = redis.call('HMGET', ARGV[1] .. 'job:' .. id, 'state', 'lease_token')
+    if f[1] == 'running' and f[2] and f[2] ~= '' then
+      redis.call('ZADD', KEYS[1], m[i + 1], id .. '|' .. f[2])
+    end
+    n = n + 1
+  end
+end
+return n
 ";
 
 /// Switchyard storage on one Redis server (or one slot of a Redis Cluster).
@@ -189,7 +211,7 @@ impl RedisStorage {
         }
         // Not retried: if the reply is lost, the claimed jobs sit in the lease set and the
         // rescuer returns them once their lease expires.
-        let reply: Vec<Option<String>> = inv
+        let reply: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
             .map_err(self.err("claim"))?;
@@ -218,10 +240,11 @@ impl RedisStorage {
 
     /// The running jobs as (id, queue): the lease set names them (running jobs have no
     /// per-queue state index, see `reindex` in `lua/prelude.lua`), their hashes give their
-    /// queue. Stale lease entries (jobs no longer running) are left out.
+    /// queue. Stale lease entries (jobs no longer running, or running under another lease)
+    /// are left out.
     async fn running_jobs(&self) -> Result<Vec<(String, String)>> {
         let leases = self.k("leases");
-        let ids: Vec<String> = self
+        let members: Vec<String> = self
             .retrying("read the lease set", |mut c| {
                 let leases = leases.clone();
                 async move {
@@ -234,23 +257,31 @@ impl RedisStorage {
                 }
             })
             .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<(Option<String>, Option<String>)> = self
+        // A member is `<id>|<token>` (see LEASES in `lua/prelude.lua`).
+        let leases: Vec<(&str, &str)> = members
+            .iter()
+            .map(|m| m.split_once('|').unwrap_or((m, "")))
+            .collect();
+        let mut out = Vec::with_capacity(leases.len());
+        for chunk in leases.chunks(CHUNK) {
+            let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self
                 .retrying("read running jobs", |mut c| {
                     let mut pipe = redis::pipe();
-                    for id in chunk {
+                    for (id, _) in chunk {
                         pipe.cmd("HMGET")
                             .arg(self.job_key(id))
                             .arg("state")
-                            .arg("queue");
+                            .arg("queue")
+                            .arg("lease_token");
                     }
                     async move { pipe.query_async(&mut c).await }
                 })
                 .await?;
-            for (id, (state, queue)) in chunk.iter().zip(rows) {
+            for ((id, token), (state, queue, current)) in chunk.iter().zip(rows) {
                 if let (Some("running"), Some(q)) = (state.as_deref(), queue) {
-                    out.push((id.clone(), q));
+                    if current.as_deref() == Some(*token) {
+                        out.push((id.to_string(), q));
+                    }
                 }
             }
         }
@@ -344,6 +375,15 @@ impl Storage for RedisStorage {
                     .await
                     .map_err(self.err("drop the version 1 running indexes"))?;
             }
+        }
+        if matches!(current, Some(1 | 2)) {
+            // Version 3 names each lease by job id and token.
+            let _: i64 = Script::new(MIGRATE_LEASES)
+                .key(self.k("leases"))
+                .arg(&self.inner.p)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(self.err("name the lease set's leases by token"))?;
         }
         let () = redis::cmd("HSET")
             .arg(&meta)

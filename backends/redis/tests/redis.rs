@@ -574,7 +574,7 @@ async fn migrate_from_version_1() {
         .query_async(&mut c)
         .await
         .unwrap();
-    assert_eq!(schema, 2);
+    assert_eq!(schema, 3);
     // The migrated entries prune the jobs they name, and only those.
     let pruned = s
         .prune(Utc::now() + chrono::Duration::seconds(1), 100)
@@ -587,6 +587,183 @@ async fn migrate_from_version_1() {
     let counts = s.counts().await.unwrap();
     assert_eq!(counts.len(), 1);
     assert_eq!(counts[0].counts.get(&JobState::Available), Some(&1));
+    s.destroy().await.unwrap();
+}
+
+/// The lease set's members, each with its deadline.
+async fn lease_set(s: &RedisStorage) -> Vec<(String, f64)> {
+    redis::cmd("ZRANGE")
+        .arg(format!("{}leases", s.key_prefix()))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut s.connection())
+        .await
+        .unwrap()
+}
+
+/// `migrate` takes an instance of schema version 2, whose lease set names leases by bare job
+/// id, to version 3 (`<id>|<token>`): running jobs keep their deadlines and go on to complete,
+/// renew and be rescued; entries of jobs no longer running are dropped.
+#[tokio::test]
+async fn migrate_from_version_2() {
+    let s = storage().await;
+    let p = s.key_prefix().to_string();
+    let jobs: Vec<_> = (0..3)
+        .map(|i| NewJob::new("k", serde_json::json!(i)).with_queue("q"))
+        .collect();
+    s.enqueue(jobs).await.unwrap();
+    let claimed = s
+        .claim(&req("q", 3, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let [a, b, done] = &claimed[..] else {
+        panic!("claimed {claimed:?}")
+    };
+    let applied = s
+        .complete(&[Completion {
+            id: done.id,
+            token: done.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![CompletionStatus::Applied]);
+    let before = lease_set(&s).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    // Rewrite the lease set as version 2 wrote it, plus an entry for the finished job.
+    let mut c = s.connection();
+    let () = redis::cmd("DEL")
+        .arg(format!("{p}leases"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for (member, deadline) in &before {
+        let id = member.split_once('|').unwrap().0;
+        let () = redis::cmd("ZADD")
+            .arg(format!("{p}leases"))
+            .arg(deadline)
+            .arg(id)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let () = redis::cmd("ZADD")
+        .arg(format!("{p}leases"))
+        .arg(1)
+        .arg(done.id.to_string())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(format!("{p}meta"))
+        .arg("schema")
+        .arg(2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    s.migrate().await.unwrap();
+    let mut after = lease_set(&s).await;
+    after.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut expected = before.clone();
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        after, expected,
+        "each running job's lease, by id and token, same deadline"
+    );
+    for j in [a, b] {
+        let member = format!("{}|{}", j.id, j.lease_token.unwrap());
+        assert!(
+            after.iter().any(|(m, _)| *m == member),
+            "{member} in {after:?}"
+        );
+    }
+    let schema: u32 = redis::cmd("HGET")
+        .arg(format!("{p}meta"))
+        .arg("schema")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(schema, 3);
+    // Both migrated leases work: one completes, the other renews and is later rescued.
+    let applied = s
+        .complete(&[Completion {
+            id: a.id,
+            token: a.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![CompletionStatus::Applied]);
+    let held = s
+        .heartbeat(
+            &[LeaseRef {
+                id: b.id,
+                token: b.lease_token.unwrap(),
+            }],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        vec![LeaseStatus::Held {
+            cancel_requested: false
+        }]
+    );
+    assert_eq!(lease_set(&s).await.len(), 1);
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts[0].counts.get(&JobState::Running), Some(&1));
+    let report = s
+        .rescue_expired(Utc::now() + chrono::Duration::seconds(60), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.retried, vec![b.id]);
+    assert!(lease_set(&s).await.is_empty());
+    s.destroy().await.unwrap();
+}
+
+/// A lease set entry left by an earlier lease of a job that runs again under a new one (as a
+/// lost write or an older build could leave) is dropped by the rescuer: the job's current
+/// lease is neither rescued nor counted twice.
+#[tokio::test]
+async fn a_stale_lease_entry_never_rescues_the_current_lease() {
+    let s = storage().await;
+    let job = NewJob::new("k", serde_json::json!({})).with_queue("q");
+    s.enqueue(vec![job.clone()]).await.unwrap();
+    let claimed = s
+        .claim(&req("q", 1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let current = format!("{}|{}", job.id, claimed[0].lease_token.unwrap());
+    let stale = format!("{}|{}", job.id, uuid::Uuid::new_v4());
+    let () = redis::cmd("ZADD")
+        .arg(format!("{}leases", s.key_prefix()))
+        .arg(1)
+        .arg(&stale)
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
+    let running = |s: RedisStorage| async move {
+        let counts = s.counts().await.unwrap();
+        counts[0].counts.get(&JobState::Running).copied()
+    };
+    assert_eq!(
+        running(s.clone()).await,
+        Some(1),
+        "the stale entry is not counted"
+    );
+    let report = s.rescue_expired(Utc::now(), 100).await.unwrap();
+    assert!(
+        report.retried.is_empty() && report.dropped.is_empty(),
+        "{report:?}"
+    );
+    let leases: Vec<String> = lease_set(&s).await.into_iter().map(|(m, _)| m).collect();
+    assert_eq!(leases, vec![current]);
+    let r = s.get(job.id).await.unwrap().unwrap();
+    assert_eq!(r.state, JobState::Running);
+    assert_eq!(r.lease_token, claimed[0].lease_token);
     s.destroy().await.unwrap();
 }
 

@@ -26,9 +26,12 @@ local k = 0
 if nq == 1 then
   -- One queue (the common case): pop its best `limit` at once. An entry whose job is no
   -- longer pending is dropped all the same; the next claim takes more.
+  -- (ZRANGE + ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a
+  -- formatted double.)
   local q = ARGV[7]
-  local r = redis.call('ZPOPMIN', rkey(q), limit)
-  for j = 1, #r, 2 do
+  local r = redis.call('ZRANGE', rkey(q), 0, limit - 1)
+  if #r > 0 then redis.call('ZREMRANGEBYRANK', rkey(q), 0, #r - 1) end
+  for j = 1, #r do
     local id = string.sub(r[j], 15)
     if claim_one(out, jkey(id), id, q, now, exp, worker, base, k + 1) then k = k + 1 end
   end

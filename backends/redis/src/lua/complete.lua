@@ -16,7 +16,7 @@ for i = 3, #ARGV, 5 do
   if f[1] ~= 'running' or f[2] ~= tok then
     out[#out + 1] = 0
   else
-    local q, uk = f[3], nil
+    local q, uk, lease = f[3], nil, lmember(id, tok)
     if has_unique(tok) then uk = redis.call('HGET', key, 'unique_key') end
     local prio, run_at, attempt, max_attempts
     if code == 'R' or code == 'A' then
@@ -26,27 +26,28 @@ for i = 3, #ARGV, 5 do
     if code == 'S' then
       local extra = nil
       if string.sub(a1, 1, 1) == '+' then extra = {'result', string.sub(a1, 2)} end
-      finish(key, id, q, 'running', 'completed', now, ttl, uk, extra)
+      finish(key, id, q, 'running', 'completed', now, ttl, uk, extra, lease)
     elseif code == 'R' then
       requeue(key, id, q, 'running', prio, a2, now,
-        {'state', 'retrying', 'run_at', a2, 'errors', with_error(key, a1)})
+        {'state', 'retrying', 'run_at', a2, 'errors', with_error(key, a1)}, lease)
       if tonumber(a2) <= now then wake = true end
     elseif code == 'F' then
-      finish(key, id, q, 'running', 'failed', now, ttl, uk, {'errors', with_error(key, a1)})
+      finish(key, id, q, 'running', 'failed', now, ttl, uk, {'errors', with_error(key, a1)},
+        lease)
     elseif code == 'C' then
       local extra = nil
       if string.sub(a1, 1, 1) == '+' then
         extra = {'errors', with_error(key, string.sub(a1, 2))}
       end
-      finish(key, id, q, 'running', 'cancelled', now, ttl, uk, extra)
+      finish(key, id, q, 'running', 'cancelled', now, ttl, uk, extra, lease)
     else
       local errors = with_error(key, a1)
       if tonumber(attempt) < tonumber(max_attempts) then
         requeue(key, id, q, 'running', prio, run_at, now,
-          {'state', 'available', 'errors', errors})
+          {'state', 'available', 'errors', errors}, lease)
         wake = true
       else
-        finish(key, id, q, 'running', 'dropped', now, ttl, uk, {'errors', errors})
+        finish(key, id, q, 'running', 'dropped', now, ttl, uk, {'errors', errors}, lease)
       end
     end
     out[#out + 1] = 1

@@ -9,7 +9,7 @@ for i = 3, #ARGV, 2 do
   local f = redis.call('HMGET', key, 'state', 'lease_token', 'cancel_requested')
   if f[1] == 'running' and f[2] == tok then
     redis.call('HSET', key, 'lease_expires_at', exps)
-    zadd(LEASES, exps, id)
+    zadd(LEASES, exps, lmember(id, tok))
     if f[3] == '1' then out[#out + 1] = 2 else out[#out + 1] = 1 end
   else
     out[#out + 1] = 0

@@ -30,7 +30,19 @@ local function jkey(id) return P .. 'job:' .. id end
 local function rkey(q) return P .. 'ready:' .. q end
 local function schkey(q) return P .. 'sched:' .. q end
 local function skey(q, st) return P .. 's:' .. q .. ':' .. st end
+-- The lease set: a running job's '<id>|<lease token>' scored by its lease deadline. A member
+-- names the lease, not only the job: an entry left by an older lease is told apart from the
+-- job's current one. (Members are 73 bytes, over Redis' 64-byte listpack limit, so the set is
+-- a skip list from its first member: inserting into a listpack sorted set parses every score
+-- before the insertion point, which cost more than the rest of a claim's index writes.)
 local LEASES = P .. 'leases'
+local function lmember(id, tok) return id .. '|' .. tok end
+-- A lease set member's id and token (schema 2 members are a bare id: token nil).
+local function lsplit(m)
+  local bar = string.find(m, '|', 1, true)
+  if not bar then return m, nil end
+  return string.sub(m, 1, bar - 1), string.sub(m, bar + 1)
+end
 -- The finish log: a list of '<finished_at ms>|<state>|<id>|<queue>', appended in finishing
 -- order (server time), which the pruner consumes from its head.
 local FINLOG = P .. 'finlog'
@@ -124,28 +136,29 @@ local LEASE_CLEARED = {'lease_token', '', 'lease_expires_at', '', 'worker_id', '
   'dispatched_at', ''}
 
 -- A job that was running (or pending) is pending again: clears its lease, `fields` are set
--- (state, run_at, errors ...), in one write.
-local function requeue(key, id, q, from, prio, run_at, now, fields)
+-- (state, run_at, errors ...), in one write. `lease` is its lease set member when `from` is
+-- running.
+local function requeue(key, id, q, from, prio, run_at, now, fields, lease)
   local all = {unpack(fields)}
   for _, v in ipairs(LEASE_CLEARED) do all[#all + 1] = v end
   redis.call('HSET', key, unpack(all))
-  if from == 'running' then zrem(LEASES, id) end
+  if from == 'running' then zrem(LEASES, lease) end
   reindex(q, id, from, fields[2])
   make_pending(id, q, prio, run_at, now)
 end
 
 -- A job reached a finished state at `now` (server time, so the finish log stays in order):
--- stamp it (plus `extra` field, value pairs), drop its lease (its lease fields stay,
--- meaningless, see JOB_LAYOUT), log it for the pruner, release its unique key and let its
--- hash expire as a safety net.
-local function finish(key, id, q, from, state, now, ttl, uk, extra)
+-- stamp it (plus `extra` field, value pairs), drop its lease (`lease`, its lease set member
+-- when `from` is running; its lease fields stay, meaningless, see JOB_LAYOUT), log it for the
+-- pruner, release its unique key and let its hash expire as a safety net.
+local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
   local at = n2s(now)
   local f = {'state', state, 'finished_at', at}
   if extra then
     for _, v in ipairs(extra) do f[#f + 1] = v end
   end
   redis.call('HSET', key, unpack(f))
-  if from == 'running' then zrem(LEASES, id) end
+  if from == 'running' then zrem(LEASES, lease) end
   reindex(q, id, from, state)
   rpush(FINLOG, at .. '|' .. state .. '|' .. id .. '|' .. q)
   if uk and redis.call('HGET', UNIQUE, uk) == id then
@@ -175,20 +188,26 @@ local function has_unique(tok)
 end
 
 -- Claims one job (already out of the ready set) if it is pending: running until `exp` under
--- the token for the `k`th job of a claim. Appends id, token, then CLAIM_FIELDS as they were
--- before the claim to `out` and returns true; returns false when the job is not pending.
+-- the token for the `k`th job of a claim. Appends one string to `out`: CLAIM_FIELDS as they
+-- were before the claim, then the id and the token, joined by NUL bytes (none of them can hold
+-- one: JSON fields escape it, and kind, queue, unique key and tags are refused at enqueue when
+-- they contain one; an absent unique key is '', told apart from an empty one by the token).
+-- One string per job instead of 17 replies is a fifth of a claim's cost. Returns true, or false
+-- when the job is not pending.
 local function claim_one(out, key, id, q, now, exp, worker, base, k)
   local f = redis.call('HMGET', key, unpack(CLAIM_FIELDS))
   local st = f[1]
   if not st or not PENDING[st] then return false end
-  local tok = token(base, k, f[12])
+  local uk = f[12]
+  local tok = token(base, k, uk)
   local attempt = tonumber(f[2]) + 1
   redis.call('HSET', key, 'state', 'running', 'attempt', n2s(attempt), 'lease_token', tok,
     'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)
-  zadd(LEASES, n2s(exp), id)
+  zadd(LEASES, n2s(exp), lmember(id, tok))
   reindex(q, id, st, 'running')
-  out[#out + 1] = id
-  out[#out + 1] = tok
-  for i = 1, #CLAIM_FIELDS do out[#out + 1] = f[i] end
+  if not uk then f[12] = '' end
+  f[16] = id
+  f[17] = tok
+  out[#out + 1] = table.concat(f, '\0')
   return true
 end

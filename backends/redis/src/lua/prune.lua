@@ -40,8 +40,8 @@ local running = nil
 local function runs_a_job(q)
   if not running then
     running = {}
-    for _, id in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
-      local f = redis.call('HMGET', jkey(id), 'state', 'queue')
+    for _, m in ipairs(redis.call('ZRANGE', LEASES, 0, -1)) do
+      local f = redis.call('HMGET', jkey((lsplit(m))), 'state', 'queue')
       if f[1] == 'running' and f[2] then running[f[2]] = true end
     end
   end

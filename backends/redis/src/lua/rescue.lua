@@ -7,12 +7,13 @@ local limit = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 local server_now = now_ms()
 local retried, dropped = {}, {}
-local ids = redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. n2s(now), 'LIMIT', 0, limit)
-for _, id in ipairs(ids) do
+local leases = redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. n2s(now), 'LIMIT', 0, limit)
+for _, m in ipairs(leases) do
+  local id, tok = lsplit(m)
   local key = jkey(id)
   local f = redis.call('HMGET', key, 'state', 'queue', 'priority', 'run_at', 'attempt',
-    'max_attempts', 'worker_id', 'unique_key')
-  if f[1] == 'running' then
+    'max_attempts', 'worker_id', 'unique_key', 'lease_token')
+  if f[1] == 'running' and (not tok or f[9] == tok) then
     local q = f[2]
     local attempt = tonumber(f[5])
     local errors = with_error(key, cjson.encode({
@@ -21,15 +22,15 @@ for _, id in ipairs(ids) do
         ' stopped renewing it (crashed or stalled)'}))
     if attempt < tonumber(f[6]) then
       requeue(key, id, q, 'running', f[3], f[4], server_now,
-        {'state', 'available', 'errors', errors})
+        {'state', 'available', 'errors', errors}, m)
       retried[#retried + 1] = id
     else
-      finish(key, id, q, 'running', 'dropped', server_now, ttl, f[8], {'errors', errors})
+      finish(key, id, q, 'running', 'dropped', server_now, ttl, f[8], {'errors', errors}, m)
       dropped[#dropped + 1] = id
     end
   else
-    -- Not running any more (or its hash is gone): the lease entry is stale.
-    zrem(LEASES, id)
+    -- Not running any more, or under another lease (or its hash is gone): the entry is stale.
+    zrem(LEASES, m)
   end
 end
 flush()
