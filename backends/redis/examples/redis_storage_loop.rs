@@ -78,7 +78,13 @@ async fn main() {
     .expect("connect");
     s.migrate().await.expect("migrate");
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob::new("bench", serde_json::json!({ "n": i })).with_queue("bench"))
+        .map(|i| {
+            NewJob::new(
+                "bench",
+                serde_json::json!({ "n": i, "pad": "x".repeat(arg("--pad", 0)) }),
+            )
+            .with_queue("bench")
+        })
         .collect();
     for c in jobs.chunks(1000) {
         s.enqueue(c.to_vec()).await.expect("enqueue");

@@ -44,16 +44,37 @@ struct Fields {
     tags: Option<String>,
 }
 
+/// Splits a `spec` field (kind, created_at, timeout_ms, tags and payload joined by NUL bytes,
+/// see `spec` in `lua/prelude.lua`) into `f`.
+fn unpack_spec(f: &mut Fields, spec: &str) -> Result<()> {
+    let parts: Vec<&str> = spec.splitn(5, '\0').collect();
+    let [kind, created_at, timeout_ms, tags, payload] = parts[..] else {
+        let id = f.id.clone().unwrap_or_default();
+        return Err(corrupt(
+            &id,
+            "spec",
+            format!("{} parts where 5 were expected", parts.len()),
+        ));
+    };
+    let s = |v: &str| Some(v.to_string());
+    (f.kind, f.created_at, f.timeout_ms, f.tags, f.payload) =
+        (s(kind), s(created_at), s(timeout_ms), s(tags), s(payload));
+    Ok(())
+}
+
 /// A job hash as returned by `HGETALL` (field, value, field, value, …); `None` when the hash
-/// does not exist. Fields the record does not show (`dispatched_at`) are skipped.
+/// does not exist. Fields the record does not show (`dispatched_at`) are skipped. Reads both
+/// layouts: the `spec` field of schema 3 and the separate fields of earlier schemas.
 pub(crate) fn decode_flat(flat: Vec<String>) -> Result<Option<JobRecord>> {
     if flat.is_empty() {
         return Ok(None);
     }
     let mut f = Fields::default();
+    let mut spec = None;
     let mut it = flat.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let slot = match k.as_str() {
+            "spec" => &mut spec,
             "id" => &mut f.id,
             "kind" => &mut f.kind,
             "queue" => &mut f.queue,
@@ -78,6 +99,9 @@ pub(crate) fn decode_flat(flat: Vec<String>) -> Result<Option<JobRecord>> {
             _ => continue,
         };
         *slot = Some(v);
+    }
+    if let Some(spec) = spec {
+        unpack_spec(&mut f, &spec)?;
     }
     decode(f).map(Some)
 }
@@ -152,15 +176,14 @@ fn decode(mut f: Fields) -> Result<JobRecord> {
     })
 }
 
-/// How many NUL-separated values a claim script returns for each job: the fields of
-/// `CLAIM_FIELDS` in `lua/prelude.lua` (state, attempt, kind, queue, payload, priority,
-/// max_attempts, run_at, created_at, errors, result, unique_key, cancel_requested, timeout_ms,
-/// tags) as they were before the claim, then its id and its token.
+/// How many NUL-separated values a claim script returns for each job (see `claim_one` in
+/// `lua/prelude.lua`): state, attempt, queue, priority, max_attempts, run_at, errors, result,
+/// unique_key, cancel_requested as they were before the claim, the five parts of `spec` (kind,
+/// created_at, timeout_ms, tags, payload), then its id and its token.
 const CLAIMED_WIDTH: usize = 17;
 
 /// The reply of a claim script: `now`, the lease expiry, then one string per job holding
-/// [`CLAIMED_WIDTH`] values joined by NUL bytes (see `claim_one` in `lua/prelude.lua`).
-/// Returns the claimed jobs as running records.
+/// [`CLAIMED_WIDTH`] values joined by NUL bytes. Returns the claimed jobs as running records.
 pub(crate) fn decode_claimed(reply: Vec<String>, worker_id: &str) -> Result<Vec<JobRecord>> {
     let bad = |what: &str| Error::corrupt(format!("Redis claim returned a bad {what}"));
     let mut it = reply.into_iter();
@@ -170,7 +193,7 @@ pub(crate) fn decode_claimed(reply: Vec<String>, worker_id: &str) -> Result<Vec<
     let mut out = Vec::with_capacity(it.len());
     for job in it {
         let v: Vec<&str> = job.split('\0').collect();
-        let [_state_before, attempt, kind, queue, payload, priority, max_attempts, run_at, created_at, errors, result, unique_key, cancel_requested, timeout_ms, tags, id, token] =
+        let [_state_before, attempt, queue, priority, max_attempts, run_at, errors, result, unique_key, cancel_requested, kind, created_at, timeout_ms, tags, payload, id, token] =
             v[..]
         else {
             return Err(bad(&format!(

@@ -604,7 +604,9 @@ async fn lease_set(s: &RedisStorage) -> Vec<(String, f64)> {
 
 /// `migrate` takes an instance of schema version 2, whose lease set names leases by bare job
 /// id, to version 3 (`<id>|<token>`): running jobs keep their deadlines and go on to complete,
-/// renew and be rescued; entries of jobs no longer running are dropped.
+/// renew and be rescued; entries of jobs no longer running are dropped. A job hash in the
+/// version 2 layout (kind, created_at, timeout_ms, tags and payload apart instead of packed in
+/// `spec`) reads and claims as before.
 #[tokio::test]
 async fn migrate_from_version_2() {
     let s = storage().await;
@@ -613,6 +615,41 @@ async fn migrate_from_version_2() {
         .map(|i| NewJob::new("k", serde_json::json!(i)).with_queue("q"))
         .collect();
     s.enqueue(jobs).await.unwrap();
+    let old = NewJob::new("old-kind", serde_json::json!({"v": 2}))
+        .with_queue("q2")
+        .with_unique_key("u")
+        .with_tag("t")
+        .with_timeout(Duration::from_secs(9));
+    s.enqueue(vec![old.clone()]).await.unwrap();
+    let fresh = s.get(old.id).await.unwrap().unwrap();
+    let mut c = s.connection();
+    let key = format!("{p}job:{}", old.id);
+    let () = redis::cmd("HDEL")
+        .arg(&key)
+        .arg("spec")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&[
+            ("kind", "old-kind".to_string()),
+            (
+                "created_at",
+                fresh.created_at.timestamp_millis().to_string(),
+            ),
+            ("timeout_ms", "9000".to_string()),
+            ("tags", "[\"t\"]".to_string()),
+            ("payload", "{\"v\":2}".to_string()),
+        ])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(old.id).await.unwrap().unwrap(),
+        fresh,
+        "read in the old layout"
+    );
     let claimed = s
         .claim(&req("q", 3, Duration::from_secs(30)))
         .await
@@ -632,7 +669,6 @@ async fn migrate_from_version_2() {
     let before = lease_set(&s).await;
     assert_eq!(before.len(), 2, "{before:?}");
     // Rewrite the lease set as version 2 wrote it, plus an entry for the finished job.
-    let mut c = s.connection();
     let () = redis::cmd("DEL")
         .arg(format!("{p}leases"))
         .query_async(&mut c)
@@ -720,6 +756,31 @@ async fn migrate_from_version_2() {
         .unwrap();
     assert_eq!(report.retried, vec![b.id]);
     assert!(lease_set(&s).await.is_empty());
+    // The job in the old layout claims with every field.
+    let claimed = s
+        .claim(&req("q2", 5, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let got = &claimed[0];
+    assert_eq!(
+        (
+            &got.kind,
+            &got.payload,
+            &got.tags,
+            got.timeout_ms,
+            &got.unique_key
+        ),
+        (
+            &fresh.kind,
+            &fresh.payload,
+            &fresh.tags,
+            Some(9000),
+            &Some("u".to_string())
+        )
+    );
+    assert_eq!(got.created_at, fresh.created_at);
+    assert_eq!(s.get(old.id).await.unwrap().unwrap(), *got);
     s.destroy().await.unwrap();
 }
 

@@ -1,7 +1,7 @@
 -- Claims up to `limit` runnable jobs on the given queues, in priority, run_at, id order.
 -- KEYS: leases, then ready and schedule of each queue.
 -- ARGV: prefix, limit, lease_ms, worker_id, token base (a UUID), nq, queue names...
--- Returns {now, lease expiry, then for each claimed job: id, token, CLAIM_FIELDS}.
+-- Returns {now, lease expiry, then one string per claimed job (see `claim_one`)}.
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local exp = now + tonumber(ARGV[3])

@@ -1,7 +1,7 @@
 -- Claims the named jobs that are runnable now on the given queues (deliveries from an
 -- external queue). KEYS: leases. ARGV: prefix, limit, lease_ms, worker_id, token base, nq,
--- queue names..., then job ids. Returns {now, lease expiry, then for each
--- claimed job: id, token, CLAIM_FIELDS}.
+-- queue names..., then job ids. Returns {now, lease expiry, then one string per claimed job
+-- (see `claim_one`)}.
 local now = now_ms()
 local limit = tonumber(ARGV[2])
 local exp = now + tonumber(ARGV[3])

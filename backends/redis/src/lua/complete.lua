@@ -25,7 +25,7 @@ for i = 3, #ARGV, 5 do
     end
     if code == 'S' then
       local extra = nil
-      if string.sub(a1, 1, 1) == '+' then extra = {'result', string.sub(a1, 2)} end
+      if string.byte(a1) == 43 then extra = {'result', string.sub(a1, 2)} end -- '+'
       finish(key, id, q, 'running', 'completed', now, ttl, uk, extra, lease)
     elseif code == 'R' then
       requeue(key, id, q, 'running', prio, a2, now,

@@ -37,13 +37,13 @@ for i = 0, n - 1 do
     if run_raw ~= '' then run_at = tonumber(run_raw) end
     local state = 'available'
     if run_at > now then state = 'scheduled' end
-    -- Every field a claim or a completion touches exists from the start (see JOB_LAYOUT in
-    -- the prelude); '' stands for "none".
-    local f = {'state', state, 'attempt', '0', 'queue', q, 'priority', prio,
-      'run_at', n2s(run_at), 'max_attempts', max_attempts, 'cancel_requested', '0',
-      'errors', '[]', 'result', '', 'timeout_ms', timeout, 'kind', kind, 'tags', tags,
-      'created_at', n2s(now), 'payload', payload, 'lease_token', '', 'lease_expires_at', '',
-      'worker_id', '', 'started_at', '', 'finished_at', ''}
+    -- Every field a claim or a completion touches exists from the start, the ones they read
+    -- first, and the fields no script reads are packed into `spec` (see JOB_LAYOUT in the
+    -- prelude); '' stands for "none".
+    local f = {'state', state, 'attempt', '0', 'lease_token', '', 'queue', q, 'priority', prio,
+      'max_attempts', max_attempts, 'run_at', n2s(run_at), 'errors', '[]', 'result', '',
+      'cancel_requested', '0', 'lease_expires_at', '', 'started_at', '', 'worker_id', '',
+      'finished_at', '', 'spec', spec(kind, n2s(now), timeout, tags, payload)}
     if uk then
       f[#f + 1] = 'unique_key'
       f[#f + 1] = uk

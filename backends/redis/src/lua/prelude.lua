@@ -29,7 +29,16 @@ end
 local function jkey(id) return P .. 'job:' .. id end
 local function rkey(q) return P .. 'ready:' .. q end
 local function schkey(q) return P .. 'sched:' .. q end
-local function skey(q, st) return P .. 's:' .. q .. ':' .. st end
+-- State index keys, built once per queue and state in a call (a claim or a completion batch
+-- names the same few).
+local SKEYS = {}
+local function skey(q, st)
+  local byq = SKEYS[q]
+  if not byq then byq = {}; SKEYS[q] = byq end
+  local k = byq[st]
+  if not k then k = P .. 's:' .. q .. ':' .. st; byq[st] = k end
+  return k
+end
 -- The lease set: a running job's '<id>|<lease token>' scored by its lease deadline. A member
 -- names the lease, not only the job: an entry left by an older lease is told apart from the
 -- job's current one. (Members are 73 bytes, over Redis' 64-byte listpack limit, so the set is
@@ -126,12 +135,14 @@ end
 -- JOB_LAYOUT. A job hash is a listpack while it is small, so every field read or write is a
 -- scan from its first field, and a missing field costs a scan of all of them (plus an append
 -- when written). enqueue.lua therefore creates every field the claim and completion paths
--- touch, in the order a claim reads them, then the lease fields, with '' for "none"; the
--- lease fields are set to '' rather than deleted; and a finished job keeps its last lease's
--- fields, which mean nothing unless the state is running (record.rs ignores them then, and
--- every fence tests the state before the token). `unique_key` exists only when the job has
--- one; the claim marks such a job's lease token (see `token`) so that a completion reads the
--- field only when it exists.
+-- touch, those read first at the front, with '' for "none"; the lease fields are set to ''
+-- rather than deleted; and a finished job keeps its last lease's fields, which mean nothing
+-- unless the state is running (record.rs ignores them then, and every fence tests the state
+-- before the token). `unique_key` exists only when the job has one; the claim marks such a
+-- job's lease token (see `token`) so that a completion reads the field only when it exists.
+-- The fields no script reads or changes (kind, created_at, timeout_ms, tags, payload) are one
+-- field, `spec`: five fewer fields for every lookup to pass and a claim to read (hashes of
+-- schema 2 and before have them apart; the claim and record.rs read both forms).
 local LEASE_CLEARED = {'lease_token', '', 'lease_expires_at', '', 'worker_id', '',
   'dispatched_at', ''}
 
@@ -153,11 +164,11 @@ end
 -- pruner, release its unique key and let its hash expire as a safety net.
 local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
   local at = n2s(now)
-  local f = {'state', state, 'finished_at', at}
   if extra then
-    for _, v in ipairs(extra) do f[#f + 1] = v end
+    redis.call('HSET', key, 'state', state, 'finished_at', at, unpack(extra))
+  else
+    redis.call('HSET', key, 'state', state, 'finished_at', at)
   end
-  redis.call('HSET', key, unpack(f))
   if from == 'running' then zrem(LEASES, lease) end
   reindex(q, id, from, state)
   rpush(FINLOG, at .. '|' .. state .. '|' .. id .. '|' .. q)
@@ -167,12 +178,12 @@ local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
   if ttl > 0 then redis.call('EXPIRE', key, n2s(ttl)) end
 end
 
--- Fields a claim returns, in this order (record.rs decodes them by position). Reading named
--- fields is much cheaper than HGETALL: converting a whole hash to Lua and back costs more than
--- the claim itself.
-local CLAIM_FIELDS = {'state', 'attempt', 'kind', 'queue', 'payload', 'priority',
-  'max_attempts', 'run_at', 'created_at', 'errors', 'result', 'unique_key', 'cancel_requested',
-  'timeout_ms', 'tags'}
+-- The `spec` field: kind, created_at (ms), timeout_ms ('' = none), tags (JSON) and payload
+-- (JSON), joined by NUL bytes (none can hold one, see `claim_one`).
+local SPEC_PARTS = {'kind', 'created_at', 'timeout_ms', 'tags', 'payload'}
+local function spec(kind, created_at, timeout_ms, tags, payload)
+  return kind .. '\0' .. created_at .. '\0' .. timeout_ms .. '\0' .. tags .. '\0' .. payload
+end
 
 -- The lease token of the `k`th job of a claim: the claim's UUID with its last four hex digits
 -- replaced by k (a claim takes at most 1,000 jobs), plus 0x8000 when the job has a unique key
@@ -188,26 +199,34 @@ local function has_unique(tok)
 end
 
 -- Claims one job (already out of the ready set) if it is pending: running until `exp` under
--- the token for the `k`th job of a claim. Appends one string to `out`: CLAIM_FIELDS as they
--- were before the claim, then the id and the token, joined by NUL bytes (none of them can hold
--- one: JSON fields escape it, and kind, queue, unique key and tags are refused at enqueue when
--- they contain one; an absent unique key is '', told apart from an empty one by the token).
--- One string per job instead of 17 replies is a fifth of a claim's cost. Returns true, or false
--- when the job is not pending.
+-- the token for the `k`th job of a claim. Appends one string to `out`: the fields state,
+-- attempt, queue, priority, max_attempts, run_at, errors, result, unique_key,
+-- cancel_requested and spec as they were before the claim, then the id and the token, joined
+-- by NUL bytes (record.rs `decode_claimed` splits it). None of them can hold a NUL: JSON
+-- escapes it, and kind, queue, unique key and tags are refused at enqueue when they contain
+-- one; an absent unique key is '', told apart from an empty one by the token. One string per
+-- job costs a fraction of 17 replies. Returns true, or false when the job is not pending.
 local function claim_one(out, key, id, q, now, exp, worker, base, k)
-  local f = redis.call('HMGET', key, unpack(CLAIM_FIELDS))
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'queue', 'priority', 'max_attempts',
+    'run_at', 'errors', 'result', 'unique_key', 'cancel_requested', 'spec')
   local st = f[1]
   if not st or not PENDING[st] then return false end
-  local uk = f[12]
+  if not f[11] then
+    -- A hash of schema 2 or before: its spec fields are apart.
+    local o = redis.call('HMGET', key, unpack(SPEC_PARTS))
+    for i = 1, 5 do o[i] = o[i] or '' end
+    f[11] = spec(o[1], o[2], o[3], o[4], o[5])
+  end
+  local uk = f[9]
   local tok = token(base, k, uk)
   local attempt = tonumber(f[2]) + 1
   redis.call('HSET', key, 'state', 'running', 'attempt', n2s(attempt), 'lease_token', tok,
     'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)
   zadd(LEASES, n2s(exp), lmember(id, tok))
   reindex(q, id, st, 'running')
-  if not uk then f[12] = '' end
-  f[16] = id
-  f[17] = tok
+  if not uk then f[9] = '' end
+  f[12] = id
+  f[13] = tok
   out[#out + 1] = table.concat(f, '\0')
   return true
 end
