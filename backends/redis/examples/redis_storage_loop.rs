@@ -6,7 +6,11 @@
 //! queue is empty. Prints jobs/s and the CPU time Redis (`INFO cpu`) and this process spent
 //! per job during the drain (and the part of it spent in scripts, from `INFO commandstats`;
 //! the run resets those statistics). Reads `SWITCHYARD_TEST_REDIS_URL` (default
-//! `redis://127.0.0.1:6379`).
+//! `redis://127.0.0.1:6379`). `--pad N` adds an N-byte string to each payload (payloads over
+//! 64 bytes make job hashes hash tables instead of listpacks). With `SWITCHYARD_LOOP_PAUSE`
+//! set, it waits for a line on standard input between enqueue and drain, so a profiler (e.g.
+//! `callgrind_control -i on` on a Redis under `valgrind --tool=callgrind --instr-atstart=no`)
+//! can cover the drain alone, as in docs/redis.md#performance.
 
 use std::time::{Duration, Instant};
 
