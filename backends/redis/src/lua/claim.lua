@@ -3,6 +3,7 @@
 -- ARGV: prefix, limit, lease_ms, worker_id, token base (a UUID), nq, queue names...
 -- Returns {now, lease expiry, then one string per claimed job (see `claim_one`)}.
 local now = now_ms()
+local nows = n2s(now)
 local limit = tonumber(ARGV[2])
 local exp = now + tonumber(ARGV[3])
 local worker = ARGV[4]
@@ -11,7 +12,7 @@ local nq = tonumber(ARGV[6])
 -- Promote due scheduled jobs into their ready set.
 for i = 1, nq do
   local q = ARGV[6 + i]
-  local due = redis.call('ZRANGEBYSCORE', schkey(q), '-inf', now, 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', schkey(q), '-inf', nows, 'LIMIT', '0', '1000')
   for _, id in ipairs(due) do
     local f = redis.call('HMGET', jkey(id), 'priority', 'run_at', 'state')
     if f[1] and f[3] and PENDING[f[3]] then
@@ -21,7 +22,7 @@ for i = 1, nq do
   end
 end
 flush()
-local out = {n2s(now), n2s(exp)}
+local out = {nows, n2s(exp)}
 local k = 0
 if nq == 1 then
   -- One queue (the common case): pop its best `limit` at once. An entry whose job is no
@@ -29,8 +30,13 @@ if nq == 1 then
   -- (ZRANGE + ZREMRANGEBYRANK rather than ZPOPMIN, whose reply carries every score as a
   -- formatted double.)
   local q = ARGV[7]
-  local r = redis.call('ZRANGE', rkey(q), 0, limit - 1)
-  if #r > 0 then redis.call('ZREMRANGEBYRANK', rkey(q), 0, #r - 1) end
+  local last = n2s(limit - 1)
+  local r = redis.call('ZRANGE', rkey(q), '0', last)
+  if #r == limit then
+    redis.call('ZREMRANGEBYRANK', rkey(q), '0', last)
+  elseif #r > 0 then
+    redis.call('ZREMRANGEBYRANK', rkey(q), '0', n2s(#r - 1))
+  end
   for j = 1, #r do
     local id = string.sub(r[j], 15)
     if claim_one(out, jkey(id), id, q, now, exp, worker, base, k + 1) then k = k + 1 end
@@ -42,7 +48,7 @@ end
 local cands = {}
 for i = 1, nq do
   local q = ARGV[6 + i]
-  local r = redis.call('ZRANGE', rkey(q), 0, limit - 1, 'WITHSCORES')
+  local r = redis.call('ZRANGE', rkey(q), '0', n2s(limit - 1), 'WITHSCORES')
   for j = 1, #r, 2 do
     cands[#cands + 1] = {tonumber(r[j + 1]), r[j], q}
   end

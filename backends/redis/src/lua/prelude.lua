@@ -8,17 +8,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Numbers go to Redis as strings. Formatting a number (here, or Lua's own conversion of a
--- number argument to redis.call) goes through printf and is a visible share of a claim's or a
--- completion's cost, so each distinct value is formatted once per script call: n2s remembers
--- the first 64 values it formats (a claim or completion batch has a handful: now, the lease
--- expiry, the attempt, the ttl). The claim and completion paths pass their numbers through it.
+-- Numbers go to Redis as strings. Formatting a number goes through printf: Lua's own
+-- conversion of a number argument to redis.call uses '%.14g', a floating-point format that
+-- costs several times an integer one, so the hot paths pass strings (literals, or values from
+-- n2s) and never a Lua number. n2s formats an integral number as an integer, each distinct
+-- value once per script call: it remembers the first 64 values it formats (a claim or
+-- completion batch has a handful: now, the lease expiry, the attempt, the ttl).
 local N2S = {}
 local N2S_SIZE = 0
 local function n2s(n)
   local s = N2S[n]
   if s then return s end
-  s = string.format('%.0f', n)
+  s = string.format('%d', n)
   if N2S_SIZE < 64 then
     N2S[n] = s
     N2S_SIZE = N2S_SIZE + 1
@@ -98,7 +99,7 @@ end
 -- Member of a ready set: run_at (13 digits) then id, so that within one score (= -priority)
 -- members sort by run_at, then id.
 local function rmember(run_at, id)
-  return string.format('%013.0f', tonumber(run_at)) .. '|' .. id
+  return string.format('%013d', tonumber(run_at)) .. '|' .. id
 end
 
 -- Moves a job between state indexes of its queue. Running jobs have no state index: LEASES
@@ -188,9 +189,14 @@ end
 -- The lease token of the `k`th job of a claim: the claim's UUID with its last four hex digits
 -- replaced by k (a claim takes at most 1,000 jobs), plus 0x8000 when the job has a unique key
 -- (see JOB_LAYOUT and `has_unique`).
+local HEX = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'}
 local function token(base, k, unique)
   if unique then k = k + 0x8000 end
-  return base .. string.format('%04x', k)
+  local d0 = k % 16
+  local d1 = (k - d0) / 16 % 16
+  local d2 = (k - d0 - d1 * 16) / 256 % 16
+  local d3 = (k - d0 - d1 * 16 - d2 * 256) / 4096
+  return base .. HEX[d3] .. HEX[d2] .. HEX[d1] .. HEX[d0]
 end
 
 -- Whether a lease token was made for a job with a unique key.
