@@ -182,57 +182,96 @@ fn decode(mut f: Fields) -> Result<JobRecord> {
 /// created_at, timeout_ms, tags, payload), then its id and its token.
 const CLAIMED_WIDTH: usize = 17;
 
+/// A claimed job whose stored record does not decode (a hash corrupted, or written by an
+/// older version with a value it no longer accepts): its lease, to fail it with the reason.
+#[derive(Debug)]
+pub(crate) struct Undecodable {
+    pub id: Uuid,
+    pub token: Uuid,
+    pub attempt: u32,
+    pub reason: String,
+}
+
 /// The reply of a claim script: `now`, the lease expiry, then one string per job holding
-/// [`CLAIMED_WIDTH`] values joined by NUL bytes. Returns the claimed jobs as running records.
-pub(crate) fn decode_claimed(reply: Vec<String>, worker_id: &str) -> Result<Vec<JobRecord>> {
+/// [`CLAIMED_WIDTH`] values joined by NUL bytes. Returns the claimed jobs as running records,
+/// and apart those that do not decode (each entry ends with the job's id and token, which
+/// hold no NUL, so those are known even when the rest is not).
+pub(crate) fn decode_claimed(
+    reply: Vec<String>,
+    worker_id: &str,
+) -> Result<(Vec<JobRecord>, Vec<Undecodable>)> {
     let bad = |what: &str| Error::corrupt(format!("Redis claim returned a bad {what}"));
     let mut it = reply.into_iter();
     let (Some(now), Some(exp)) = (it.next(), it.next()) else {
         return Err(bad("reply"));
     };
     let mut out = Vec::with_capacity(it.len());
+    let mut undecodable = Vec::new();
     for job in it {
         let v: Vec<&str> = job.split('\0').collect();
-        let [_state_before, attempt, queue, priority, max_attempts, run_at, errors, result, unique_key, cancel_requested, kind, created_at, timeout_ms, tags, payload, id, token] =
-            v[..]
-        else {
-            return Err(bad(&format!(
-                "job entry ({} values where {CLAIMED_WIDTH} were expected)",
-                v.len()
-            )));
+        let [.., id, token] = v[..] else {
+            return Err(bad("job entry"));
         };
-        let attempt = attempt.parse::<u32>().map_err(|_| bad("attempt"))?;
-        let s = |v: &str| Some(v.to_string());
-        // The token tells whether the job has a unique key (see `token` in the prelude), so
-        // an empty one is told apart from none.
-        let unique = token
-            .as_bytes()
-            .get(32)
-            .is_some_and(|b| matches!(b, b'8'..=b'9' | b'a'..=b'f'));
-        let f = Fields {
-            id: s(id),
-            lease_token: s(token),
-            state: Some(JobState::Running.as_str().to_string()),
-            attempt: Some((attempt + 1).to_string()),
-            kind: s(kind),
-            queue: s(queue),
-            payload: s(payload),
-            priority: s(priority),
-            max_attempts: s(max_attempts),
-            run_at: s(run_at),
-            created_at: s(created_at),
-            errors: s(errors),
-            result: s(result),
-            unique_key: unique.then(|| unique_key.to_string()),
-            cancel_requested: s(cancel_requested),
-            timeout_ms: s(timeout_ms),
-            tags: s(tags),
-            lease_expires_at: Some(exp.clone()),
-            started_at: Some(now.clone()),
-            worker_id: Some(worker_id.to_string()),
-            finished_at: None,
+        let (Ok(uid), Ok(utoken)) = (Uuid::parse_str(id), Uuid::parse_str(token)) else {
+            return Err(bad(&format!("job entry ending `{id}`, `{token}`")));
         };
-        out.push(decode(f)?);
+        let attempt = v[1].parse::<u32>().map(|a| a + 1).unwrap_or(1);
+        match decode_claimed_one(&v, &now, &exp, worker_id) {
+            Ok(record) => out.push(record),
+            Err(e) => undecodable.push(Undecodable {
+                id: uid,
+                token: utoken,
+                attempt,
+                reason: e.to_string(),
+            }),
+        }
     }
-    Ok(out)
+    Ok((out, undecodable))
+}
+
+/// One job entry of a claim reply, split on NUL bytes, as a running record.
+fn decode_claimed_one(v: &[&str], now: &str, exp: &str, worker_id: &str) -> Result<JobRecord> {
+    let [_state_before, attempt, queue, priority, max_attempts, run_at, errors, result, unique_key, cancel_requested, kind, created_at, timeout_ms, tags, payload, id, token] =
+        v[..]
+    else {
+        return Err(Error::corrupt(format!(
+            "Redis job hash {} has {} claim values where {CLAIMED_WIDTH} were expected (a NUL \
+             character in its kind, queue or unique key?)",
+            v[v.len() - 2],
+            v.len()
+        )));
+    };
+    let attempt = attempt
+        .parse::<u32>()
+        .map_err(|e| corrupt(id, "attempt", e))?;
+    let s = |v: &str| Some(v.to_string());
+    // The token tells whether the job has a unique key (see `token` in the prelude), so an
+    // empty one is told apart from none.
+    let unique = token
+        .as_bytes()
+        .get(32)
+        .is_some_and(|b| matches!(b, b'8'..=b'9' | b'a'..=b'f'));
+    decode(Fields {
+        id: s(id),
+        lease_token: s(token),
+        state: Some(JobState::Running.as_str().to_string()),
+        attempt: Some((attempt + 1).to_string()),
+        kind: s(kind),
+        queue: s(queue),
+        payload: s(payload),
+        priority: s(priority),
+        max_attempts: s(max_attempts),
+        run_at: s(run_at),
+        created_at: s(created_at),
+        errors: s(errors),
+        result: s(result),
+        unique_key: unique.then(|| unique_key.to_string()),
+        cancel_requested: s(cancel_requested),
+        timeout_ms: s(timeout_ms),
+        tags: s(tags),
+        lease_expires_at: Some(exp.to_string()),
+        started_at: Some(now.to_string()),
+        worker_id: Some(worker_id.to_string()),
+        finished_at: None,
+    })
 }

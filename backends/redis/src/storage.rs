@@ -8,9 +8,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 use switchyard_core::{
-    async_trait, validate_new_job, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
-    DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, JobState,
-    LeaseRef, LeaseStatus, ListOrder, NewJob, Outcome, QueueCounts, RescueReport, Result,
+    async_trait, validate_new_job, AttemptError, CancelOutcome, ClaimRequest, Completion,
+    CompletionStatus, DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord,
+    JobState, LeaseRef, LeaseStatus, ListOrder, NewJob, Outcome, QueueCounts, RescueReport, Result,
     RetryOutcome, Storage, StorageCapabilities, WakeHub, WakeSubscription,
 };
 use uuid::Uuid;
@@ -42,6 +42,12 @@ redis.call('RPUSH', KEYS[2], unpack(out))
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #out - 1)
 return #out
 ";
+
+/// A lease in milliseconds, at most 10^12 (about 31 years): scripts add it to the server's
+/// clock and format the deadline as a 64-bit integer, which a longer one would overflow.
+fn lease_ms(lease: Duration) -> u64 {
+    (lease.as_millis() as u64).min(1_000_000_000_000)
+}
 
 /// The version 2 → 3 migration: rewrites each bare-id member of the lease set as
 /// `<id>|<lease token>` with the same deadline, and drops those whose job is not running.
@@ -199,7 +205,7 @@ impl RedisStorage {
             }
         }
         inv.arg(limit)
-            .arg(req.lease.as_millis() as u64)
+            .arg(lease_ms(req.lease))
             .arg(&req.worker_id)
             .arg(Uuid::new_v4().to_string())
             .arg(req.queues.len());
@@ -215,7 +221,39 @@ impl RedisStorage {
             .invoke_async(&mut self.conn())
             .await
             .map_err(self.err("claim"))?;
-        decode_claimed(reply, &req.worker_id)
+        let (claimed, undecodable) = decode_claimed(reply, &req.worker_id)?;
+        if !undecodable.is_empty() {
+            self.fail_undecodable(undecodable).await;
+        }
+        Ok(claimed)
+    }
+
+    /// Fails claimed jobs whose stored record does not decode, naming why, instead of leaving
+    /// them to be claimed and rescued until their attempts run out. (If this fails too, their
+    /// leases expire and the rescuer takes them back.)
+    async fn fail_undecodable(&self, jobs: Vec<crate::record::Undecodable>) {
+        let now = Utc::now();
+        let completions: Vec<Completion> = jobs
+            .into_iter()
+            .map(|j| {
+                tracing::error!(job = %j.id, reason = %j.reason, "a claimed job's stored record does not decode; failing it");
+                Completion {
+                    id: j.id,
+                    token: j.token,
+                    outcome: Outcome::Failed {
+                        error: AttemptError {
+                            attempt: j.attempt,
+                            at: now,
+                            kind: "decode".into(),
+                            message: format!("the job's stored record does not decode: {}", j.reason),
+                        },
+                    },
+                }
+            })
+            .collect();
+        if let Err(e) = self.complete(&completions).await {
+            tracing::warn!(error = %e, "could not fail undecodable jobs; their leases will expire");
+        }
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
@@ -526,7 +564,7 @@ impl Storage for RedisStorage {
             let codes: Vec<i64> = self
                 .retrying("heartbeat", |mut c| {
                     let mut inv = self.invocation(&self.inner.scripts.heartbeat);
-                    inv.key(self.k("leases")).arg(lease.as_millis() as u64);
+                    inv.key(self.k("leases")).arg(lease_ms(lease));
                     for l in chunk {
                         inv.arg(l.id.to_string()).arg(l.token.to_string());
                     }

@@ -784,9 +784,127 @@ async fn migrate_from_version_2() {
     s.destroy().await.unwrap();
 }
 
-/// A lease set entry left by an earlier lease of a job that runs again under a new one (as a
-/// lost write or an older build could leave) is dropped by the rescuer: the job's current
-/// lease is neither rescued nor counted twice.
+/// Stores a pending job hash by hand, as an older version could have left it (`fields` only),
+/// in the ready set and available index of `queue`; returns its id.
+async fn store_raw_job(s: &RedisStorage, queue: &str, fields: &[(&str, &str)]) -> uuid::Uuid {
+    let p = s.key_prefix().to_string();
+    let id = uuid::Uuid::now_v7();
+    let run_at = Utc::now().timestamp_millis().to_string();
+    let mut c = s.connection();
+    let mut hset = redis::cmd("HSET");
+    hset.arg(format!("{p}job:{id}"))
+        .arg("id")
+        .arg(id.to_string())
+        .arg("run_at")
+        .arg(&run_at);
+    for (k, v) in fields {
+        hset.arg(*k).arg(*v);
+    }
+    let () = hset.query_async(&mut c).await.unwrap();
+    let () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{p}ready:{queue}"))
+        .arg(0)
+        .arg(format!("{run_at:0>13}|{id}"))
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{p}s:{queue}:available"))
+        .arg(0)
+        .arg(id.to_string())
+        .ignore()
+        .cmd("SADD")
+        .arg(format!("{p}queues"))
+        .arg(queue)
+        .ignore()
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    id
+}
+
+/// A job hash as the first versions wrote it (no `result`, `errors`, `tags`, `timeout_ms`,
+/// `cancel_requested` or lease fields) claims with those as none, in the same batch as a
+/// current one; a hash whose record does not decode is failed with the reason instead of
+/// failing the batch, and nothing is left leased.
+#[tokio::test]
+async fn old_and_undecodable_job_hashes_in_a_claim() {
+    let s = storage().await;
+    let old = store_raw_job(
+        &s,
+        "q",
+        &[
+            ("kind", "k"),
+            ("queue", "q"),
+            ("payload", "{\"v\":1}"),
+            ("priority", "0"),
+            ("state", "available"),
+            ("attempt", "0"),
+            ("max_attempts", "3"),
+            ("created_at", "1764400000000"),
+        ],
+    )
+    .await;
+    let broken = store_raw_job(
+        &s,
+        "q",
+        &[
+            ("spec", "k\x001764400000000\x00\x00[]\x00not json"),
+            ("queue", "q"),
+            ("priority", "0"),
+            ("state", "available"),
+            ("attempt", "0"),
+            ("max_attempts", "3"),
+        ],
+    )
+    .await;
+    let current = NewJob::new("k", serde_json::json!(2)).with_queue("q");
+    s.enqueue(vec![current.clone()]).await.unwrap();
+    let claimed = s
+        .claim(&req("q", 10, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|j| j.id).collect();
+    ids.sort();
+    let mut expected = vec![old, current.id];
+    expected.sort();
+    assert_eq!(ids, expected, "the undecodable job is not handed out");
+    let o = claimed.iter().find(|j| j.id == old).unwrap();
+    assert_eq!(o.payload, serde_json::json!({"v": 1}));
+    assert_eq!(o.attempt, 1);
+    assert!(o.result.is_none() && o.errors.is_empty() && o.tags.is_empty());
+    assert!(o.timeout_ms.is_none() && o.unique_key.is_none() && !o.cancel_requested);
+    assert_eq!(s.get(old).await.unwrap().unwrap(), *o);
+    let b = redis::cmd("HMGET")
+        .arg(format!("{}job:{broken}", s.key_prefix()))
+        .arg("state")
+        .arg("errors")
+        .query_async::<(String, String)>(&mut s.connection())
+        .await
+        .unwrap();
+    assert_eq!(b.0, "failed");
+    assert!(
+        b.1.contains("does not decode") && b.1.contains("payload"),
+        "{}",
+        b.1
+    );
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|j| Completion {
+            id: j.id,
+            token: j.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        })
+        .collect();
+    let applied = s.complete(&done).await.unwrap();
+    assert!(applied.iter().all(|a| *a == CompletionStatus::Applied));
+    assert!(lease_set(&s).await.is_empty(), "{:?}", lease_set(&s).await);
+    s.destroy().await.unwrap();
+}
+
+/// Lease set entries left by an earlier lease of a job that runs again under a new one, or a
+/// bare-id entry of schema 2 beside the current one (as a lost write or an older build could
+/// leave), are dropped by the rescuer: the job's current lease is neither rescued nor counted
+/// twice.
 #[tokio::test]
 async fn a_stale_lease_entry_never_rescues_the_current_lease() {
     let s = storage().await;
@@ -799,10 +917,13 @@ async fn a_stale_lease_entry_never_rescues_the_current_lease() {
     assert_eq!(claimed.len(), 1);
     let current = format!("{}|{}", job.id, claimed[0].lease_token.unwrap());
     let stale = format!("{}|{}", job.id, uuid::Uuid::new_v4());
+    // Also a bare-id entry, as a process of schema 2 renewing the lease would write.
     let () = redis::cmd("ZADD")
         .arg(format!("{}leases", s.key_prefix()))
         .arg(1)
         .arg(&stale)
+        .arg(2)
+        .arg(job.id.to_string())
         .query_async(&mut s.connection())
         .await
         .unwrap();

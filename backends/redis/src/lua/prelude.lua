@@ -212,6 +212,9 @@ end
 -- escapes it, and kind, queue, unique key and tags are refused at enqueue when they contain
 -- one; an absent unique key is '', told apart from an empty one by the token. One string per
 -- job costs a fraction of 17 replies. Returns true, or false when the job is not pending.
+--
+-- Everything that could fail (a field missing from a hash an older version wrote) is dealt
+-- with before the first write: Redis keeps a failing script's earlier writes.
 local function claim_one(out, key, id, q, now, exp, worker, base, k)
   local f = redis.call('HMGET', key, 'state', 'attempt', 'queue', 'priority', 'max_attempts',
     'run_at', 'errors', 'result', 'unique_key', 'cancel_requested', 'spec')
@@ -225,14 +228,16 @@ local function claim_one(out, key, id, q, now, exp, worker, base, k)
   end
   local uk = f[9]
   local tok = token(base, k, uk)
-  local attempt = tonumber(f[2]) + 1
+  local attempt = (tonumber(f[2]) or 0) + 1
+  -- Fields older versions did not always create (`result`, `cancel_requested` ...) read as ''.
+  for i = 1, 10 do f[i] = f[i] or '' end
+  f[12] = id
+  f[13] = tok
+  local entry = table.concat(f, '\0')
   redis.call('HSET', key, 'state', 'running', 'attempt', n2s(attempt), 'lease_token', tok,
     'lease_expires_at', n2s(exp), 'started_at', n2s(now), 'worker_id', worker)
   zadd(LEASES, n2s(exp), lmember(id, tok))
   reindex(q, id, st, 'running')
-  if not uk then f[9] = '' end
-  f[12] = id
-  f[13] = tok
-  out[#out + 1] = table.concat(f, '\0')
+  out[#out + 1] = entry
   return true
 end

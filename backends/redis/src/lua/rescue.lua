@@ -13,7 +13,13 @@ for _, m in ipairs(leases) do
   local key = jkey(id)
   local f = redis.call('HMGET', key, 'state', 'queue', 'priority', 'run_at', 'attempt',
     'max_attempts', 'worker_id', 'unique_key', 'lease_token')
-  if f[1] == 'running' and (not tok or f[9] == tok) then
+  -- A bare-id entry (schema 2, written by a process of an older version) is the job's lease
+  -- only when the job has no entry under its current token.
+  local current = f[9] == tok
+  if not tok and f[1] == 'running' and f[9] then
+    current = redis.call('ZSCORE', LEASES, lmember(id, f[9])) == false
+  end
+  if f[1] == 'running' and current then
     local q = f[2]
     local attempt = tonumber(f[5])
     local errors = with_error(key, cjson.encode({
