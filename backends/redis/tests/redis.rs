@@ -79,23 +79,50 @@ fn err(attempt: u32, msg: &str) -> AttemptError {
     }
 }
 
+/// A success without result for each of `claimed`.
+fn succeeded<'a>(
+    claimed: impl IntoIterator<Item = &'a switchyard_core::JobRecord>,
+) -> Vec<Completion> {
+    claimed
+        .into_iter()
+        .map(|j| Completion {
+            id: j.id,
+            token: j.lease_token.unwrap(),
+            outcome: Outcome::Succeeded { result: None },
+        })
+        .collect()
+}
+
 /// Claims up to `limit` jobs of `queue` and records each as succeeded; returns them.
 async fn run_some(s: &dyn Storage, queue: &str, limit: usize) -> Vec<switchyard_core::JobRecord> {
     let claimed = s
         .claim(&req(queue, limit, Duration::from_secs(30)))
         .await
         .unwrap();
-    let done: Vec<Completion> = claimed
-        .iter()
-        .map(|j| Completion {
-            id: j.id,
-            token: j.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        })
-        .collect();
-    let statuses = s.complete(&done).await.unwrap();
+    let statuses = s.complete(&succeeded(&claimed)).await.unwrap();
     assert!(statuses.iter().all(|st| *st == CompletionStatus::Applied));
     claimed
+}
+
+/// The schema version `migrate` wrote (`{prefix}meta`).
+async fn schema_version(s: &RedisStorage) -> u32 {
+    redis::cmd("HGET")
+        .arg(format!("{}meta", s.key_prefix()))
+        .arg("schema")
+        .query_async(&mut s.connection())
+        .await
+        .unwrap()
+}
+
+/// Sets the schema version, as an older version's `migrate` left it.
+async fn set_schema_version(s: &RedisStorage, v: u32) {
+    let () = redis::cmd("HSET")
+        .arg(format!("{}meta", s.key_prefix()))
+        .arg("schema")
+        .arg(v)
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
 }
 
 /// The finish log's entries, head first.
@@ -543,13 +570,7 @@ async fn migrate_from_version_1() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let () = redis::cmd("HSET")
-        .arg(format!("{p}meta"))
-        .arg("schema")
-        .arg(1)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    set_schema_version(&s, 1).await;
     let () = redis::cmd("ZADD")
         .arg(format!("{p}s:q:running"))
         .arg(0)
@@ -568,13 +589,7 @@ async fn migrate_from_version_1() {
     let mut got = migrated.clone();
     got.sort();
     assert_eq!(got, expected);
-    let schema: u32 = redis::cmd("HGET")
-        .arg(format!("{p}meta"))
-        .arg("schema")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(schema, 3);
+    assert_eq!(schema_version(&s).await, 3);
     // The migrated entries prune the jobs they name, and only those.
     let pruned = s
         .prune(Utc::now() + chrono::Duration::seconds(1), 100)
@@ -657,14 +672,7 @@ async fn migrate_from_version_2() {
     let [a, b, done] = &claimed[..] else {
         panic!("claimed {claimed:?}")
     };
-    let applied = s
-        .complete(&[Completion {
-            id: done.id,
-            token: done.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+    let applied = s.complete(&succeeded([done])).await.unwrap();
     assert_eq!(applied, vec![CompletionStatus::Applied]);
     let before = lease_set(&s).await;
     assert_eq!(before.len(), 2, "{before:?}");
@@ -691,13 +699,7 @@ async fn migrate_from_version_2() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let () = redis::cmd("HSET")
-        .arg(format!("{p}meta"))
-        .arg("schema")
-        .arg(2)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    set_schema_version(&s, 2).await;
     s.migrate().await.unwrap();
     let mut after = lease_set(&s).await;
     after.sort_by(|x, y| x.0.cmp(&y.0));
@@ -714,22 +716,9 @@ async fn migrate_from_version_2() {
             "{member} in {after:?}"
         );
     }
-    let schema: u32 = redis::cmd("HGET")
-        .arg(format!("{p}meta"))
-        .arg("schema")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(schema, 3);
+    assert_eq!(schema_version(&s).await, 3);
     // Both migrated leases work: one completes, the other renews and is later rescued.
-    let applied = s
-        .complete(&[Completion {
-            id: a.id,
-            token: a.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        }])
-        .await
-        .unwrap();
+    let applied = s.complete(&succeeded([a])).await.unwrap();
     assert_eq!(applied, vec![CompletionStatus::Applied]);
     let held = s
         .heartbeat(
@@ -887,15 +876,7 @@ async fn old_and_undecodable_job_hashes_in_a_claim() {
         "{}",
         b.1
     );
-    let done: Vec<Completion> = claimed
-        .iter()
-        .map(|j| Completion {
-            id: j.id,
-            token: j.lease_token.unwrap(),
-            outcome: Outcome::Succeeded { result: None },
-        })
-        .collect();
-    let applied = s.complete(&done).await.unwrap();
+    let applied = s.complete(&succeeded(&claimed)).await.unwrap();
     assert!(applied.iter().all(|a| *a == CompletionStatus::Applied));
     assert!(lease_set(&s).await.is_empty(), "{:?}", lease_set(&s).await);
     s.destroy().await.unwrap();
