@@ -222,8 +222,8 @@ impl NewJob {
 
 /// Checks a job before a backend stores it: non-empty kind and queue, no NUL character in the
 /// kind, queue, unique key or tags, at least one attempt, and a payload within the storage's
-/// limit. Every `Storage::enqueue` calls it, so an oversized payload
-/// is rejected at enqueue with a message that names the limit.
+/// limit. Every `Storage::enqueue` calls it, so an oversized payload is rejected at enqueue
+/// with a message that names the limit.
 pub fn validate_new_job(job: &NewJob, caps: &StorageCapabilities) -> Result<()> {
     if job.kind.trim().is_empty() {
         return Err(Error::invalid(format!(

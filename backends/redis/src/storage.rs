@@ -236,7 +236,11 @@ impl RedisStorage {
         let completions: Vec<Completion> = jobs
             .into_iter()
             .map(|j| {
-                tracing::error!(job = %j.id, reason = %j.reason, "a claimed job's stored record does not decode; failing it");
+                tracing::error!(
+                    job = %j.id,
+                    reason = %j.reason,
+                    "a claimed job's stored record does not decode; failing it"
+                );
                 Completion {
                     id: j.id,
                     token: j.token,
@@ -245,7 +249,10 @@ impl RedisStorage {
                             attempt: j.attempt,
                             at: now,
                             kind: "decode".into(),
-                            message: format!("the job's stored record does not decode: {}", j.reason),
+                            message: format!(
+                                "the job's stored record does not decode: {}",
+                                j.reason
+                            ),
                         },
                     },
                 }
