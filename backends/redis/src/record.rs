@@ -215,13 +215,12 @@ pub(crate) fn decode_claimed(
         let (Ok(uid), Ok(utoken)) = (Uuid::parse_str(id), Uuid::parse_str(token)) else {
             return Err(bad(&format!("job entry ending `{id}`, `{token}`")));
         };
-        let attempt = v[1].parse::<u32>().map(|a| a + 1).unwrap_or(1);
         match decode_claimed_one(&v, &now, &exp, worker_id) {
             Ok(record) => out.push(record),
             Err(e) => undecodable.push(Undecodable {
                 id: uid,
                 token: utoken,
-                attempt,
+                attempt: v[1].parse::<u32>().map_or(1, |a| a + 1),
                 reason: e.to_string(),
             }),
         }
