@@ -104,6 +104,32 @@ async fn run_some(s: &dyn Storage, queue: &str, limit: usize) -> Vec<switchyard_
     claimed
 }
 
+/// `ZADD {prefix}<key> score member`: writes what an older version (or a lost write) could
+/// have left.
+async fn zadd(
+    s: &RedisStorage,
+    key: &str,
+    score: impl redis::ToRedisArgs,
+    member: impl redis::ToRedisArgs,
+) {
+    let () = redis::cmd("ZADD")
+        .arg(format!("{}{key}", s.key_prefix()))
+        .arg(score)
+        .arg(member)
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
+}
+
+/// `DEL {prefix}<key>`.
+async fn del(s: &RedisStorage, key: &str) {
+    let () = redis::cmd("DEL")
+        .arg(format!("{}{key}", s.key_prefix()))
+        .query_async(&mut s.connection())
+        .await
+        .unwrap();
+}
+
 /// The schema version `migrate` wrote (`{prefix}meta`).
 async fn schema_version(s: &RedisStorage) -> u32 {
     redis::cmd("HGET")
@@ -552,32 +578,15 @@ async fn migrate_from_version_1() {
     let claimed = run_some(&s, "q", 2).await;
     // Rewrite what version 2 wrote into version 1's layout.
     let p = s.key_prefix().to_string();
-    let mut c = s.connection();
     let log = finish_log(&s).await;
     assert_eq!(log.len(), 2, "{log:?}");
     for e in &log {
         let (at, member) = e.split_once('|').unwrap();
-        let () = redis::cmd("ZADD")
-            .arg(format!("{p}finished"))
-            .arg(at)
-            .arg(member)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        zadd(&s, "finished", at, member).await;
     }
-    let () = redis::cmd("DEL")
-        .arg(format!("{p}finlog"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    del(&s, "finlog").await;
     set_schema_version(&s, 1).await;
-    let () = redis::cmd("ZADD")
-        .arg(format!("{p}s:q:running"))
-        .arg(0)
-        .arg("0195e0a1-0000-7000-8000-000000000000")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    zadd(&s, "s:q:running", 0, "0195e0a1-0000-7000-8000-000000000000").await;
     s.migrate().await.unwrap();
     let keys = keys_of(&s).await;
     assert!(!keys.contains(&format!("{p}s:q:running")), "{keys:?}");
@@ -677,28 +686,12 @@ async fn migrate_from_version_2() {
     let before = lease_set(&s).await;
     assert_eq!(before.len(), 2, "{before:?}");
     // Rewrite the lease set as version 2 wrote it, plus an entry for the finished job.
-    let () = redis::cmd("DEL")
-        .arg(format!("{p}leases"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    del(&s, "leases").await;
     for (member, deadline) in &before {
         let id = member.split_once('|').unwrap().0;
-        let () = redis::cmd("ZADD")
-            .arg(format!("{p}leases"))
-            .arg(deadline)
-            .arg(id)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        zadd(&s, "leases", deadline, id).await;
     }
-    let () = redis::cmd("ZADD")
-        .arg(format!("{p}leases"))
-        .arg(1)
-        .arg(done.id.to_string())
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    zadd(&s, "leases", 1, done.id.to_string()).await;
     set_schema_version(&s, 2).await;
     s.migrate().await.unwrap();
     let mut after = lease_set(&s).await;
@@ -899,15 +892,8 @@ async fn a_stale_lease_entry_never_rescues_the_current_lease() {
     let current = format!("{}|{}", job.id, claimed[0].lease_token.unwrap());
     let stale = format!("{}|{}", job.id, uuid::Uuid::new_v4());
     // Also a bare-id entry, as a process of schema 2 renewing the lease would write.
-    let () = redis::cmd("ZADD")
-        .arg(format!("{}leases", s.key_prefix()))
-        .arg(1)
-        .arg(&stale)
-        .arg(2)
-        .arg(job.id.to_string())
-        .query_async(&mut s.connection())
-        .await
-        .unwrap();
+    zadd(&s, "leases", 1, &stale).await;
+    zadd(&s, "leases", 2, job.id.to_string()).await;
     let running = |s: RedisStorage| async move {
         let counts = s.counts().await.unwrap();
         counts[0].counts.get(&JobState::Running).copied()
