@@ -8,7 +8,7 @@ scripts/services.sh >/dev/null
 cargo build --release --features switchyard/full -p switchyard --bin switchyard \
   --example sqlite_raw_ceiling --example postgres_raw_ceiling --example redis_raw_ceiling \
   --example sqs_raw_ceiling --example rabbitmq_raw_ceiling \
-  --example redis_storage_loop --example runtime_ceiling \
+  --example redis_storage_loop --example redis_native_floor --example runtime_ceiling \
   -p switchyard-sqlite -p switchyard-postgres -p switchyard-redis -p switchyard-sqs -p switchyard-rabbitmq
 out=target/bench
 mkdir -p "$out"
@@ -34,6 +34,8 @@ run redis --storage redis://127.0.0.1:6379
 target/release/examples/redis_raw_ceiling | tail -1 | tee "$out/redis_raw.txt"
 target/release/examples/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1: /' | tee -a "$out/redis_raw.txt"
 target/release/examples/redis_storage_loop | sed 's/^/redis storage loop: /' | tee "$out/redis_storage_loop.txt"
+target/release/examples/redis_native_floor | tail -1 | tee "$out/redis_native_floor.txt"
+target/release/examples/redis_native_floor --lean | tail -1 | tee -a "$out/redis_native_floor.txt"
 run postgres_redis --storage "$pg" --queue redis://127.0.0.1:6379
 run postgres_sqs --storage "$pg" --queue sqs://127.0.0.1:4577
 target/release/examples/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"
