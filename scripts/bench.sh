@@ -36,6 +36,7 @@ target/release/examples/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1
 target/release/examples/redis_storage_loop | sed 's/^/redis storage loop: /' | tee "$out/redis_storage_loop.txt"
 target/release/examples/redis_native_floor | tail -1 | tee "$out/redis_native_floor.txt"
 target/release/examples/redis_native_floor --lean | tail -1 | tee -a "$out/redis_native_floor.txt"
+target/release/examples/redis_native_floor --lean-lua | tail -1 | tee -a "$out/redis_native_floor.txt"
 run postgres_redis --storage "$pg" --queue redis://127.0.0.1:6379
 run postgres_sqs --storage "$pg" --queue sqs://127.0.0.1:4577
 target/release/examples/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"

@@ -699,6 +699,87 @@ pub async fn cancel_running_fires_token(b: Backend) {
     assert_eq!(j.attempt, 1);
 }
 
+/// A cancel requested while a job runs outlives the attempt: when the attempt comes back to
+/// pending (aborted at shutdown, retried after an error, rescued), the next claim — by queue or
+/// by id, as an external queue's delivery does — returns the job with `cancel_requested`, so
+/// the worker ends it `cancelled` instead of leaving it pending for ever or running it again.
+pub async fn cancel_request_survives_a_requeue(b: Backend) {
+    let s = &b.storage;
+    let q = queue_name();
+    let lease = Duration::from_secs(30);
+    let error = |kind: &str| switchyard_core::AttemptError {
+        attempt: 1,
+        at: Utc::now(),
+        kind: kind.into(),
+        message: "given back".into(),
+    };
+    for (how, outcome) in [
+        (
+            "aborted",
+            Outcome::Aborted {
+                error: error("aborted"),
+            },
+        ),
+        (
+            "retried",
+            Outcome::Retry {
+                error: error("error"),
+                run_at: Utc::now() - chrono::Duration::seconds(1),
+            },
+        ),
+    ] {
+        let id = enqueue1(s, job("x", &q, json!({})).with_max_attempts(5)).await;
+        let first = claim(s, &q, 1, lease).await;
+        assert_eq!(first.len(), 1, "{how}: the job is claimed");
+        assert_eq!(s.cancel(id).await.unwrap(), CancelOutcome::Requested);
+        let done = s
+            .complete(&[Completion {
+                id,
+                token: first[0].lease_token.unwrap(),
+                outcome,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(done, vec![CompletionStatus::Applied], "{how}");
+        let again = s.claim_ids(&[id], &claim_req(&q, 1, lease)).await.unwrap();
+        assert_eq!(
+            again.len(),
+            1,
+            "{how}: a job whose running attempt was {how} after a cancel request must be \
+             claimable by id (the worker then cancels it), not pending for ever"
+        );
+        assert!(
+            again[0].cancel_requested,
+            "{how}: the cancel request is kept across the requeue"
+        );
+        let done = s
+            .complete(&[Completion {
+                id,
+                token: again[0].lease_token.unwrap(),
+                outcome: Outcome::Cancelled { error: None },
+            }])
+            .await
+            .unwrap();
+        assert_eq!(done, vec![CompletionStatus::Applied], "{how}");
+        assert_eq!(s.get(id).await.unwrap().unwrap().state, JobState::Cancelled);
+    }
+    // The same through the storage's own claim: a rescued attempt.
+    let id = enqueue1(s, job("x", &q, json!({})).with_max_attempts(5)).await;
+    assert_eq!(claim(s, &q, 1, Duration::from_millis(1)).await.len(), 1);
+    assert_eq!(s.cancel(id).await.unwrap(), CancelOutcome::Requested);
+    let report = s
+        .rescue_expired(Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap();
+    assert!(report.retried.contains(&id), "the expired lease is rescued");
+    let again = claim(s, &q, 1, lease).await;
+    assert_eq!(again.len(), 1, "the rescued job is claimable");
+    assert!(
+        again[0].cancel_requested,
+        "the cancel request is kept across the rescue"
+    );
+}
+
 /// Cancelling a finished job says so and changes nothing; an unknown id is `NotFound`.
 pub async fn cancel_finished_says_so(b: Backend) {
     let q = queue_name();

@@ -136,6 +136,7 @@ macro_rules! conformance_suite {
             timeout_is_an_error,
             cancel_pending_never_runs,
             cancel_running_fires_token,
+            cancel_request_survives_a_requeue,
             cancel_finished_says_so,
             retry_finished_job,
             unique_key_returns_first,

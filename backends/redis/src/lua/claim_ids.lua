@@ -16,8 +16,10 @@ for i = 7 + nq, #ARGV do
   if k >= limit then break end
   local id = ARGV[i]
   local key = jkey(id)
-  local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'cancel_requested')
-  if f[1] and PENDING[f[1]] and queues[f[2]] and tonumber(f[3]) <= now and f[4] ~= '1' then
+  -- A cancel requested during an earlier attempt does not stop the claim: the job is
+  -- returned with it, and the worker ends it cancelled (as the claim by queue does).
+  local f = redis.call('HMGET', key, 'state', 'queue', 'run_at')
+  if f[1] and PENDING[f[1]] and queues[f[2]] and (tonumber(f[3]) or 0) <= now then
     unpend(id, f[2], f[3])
     if claim_one(out, key, id, f[2], now, exp, worker, base, k + 1) then k = k + 1 end
   end
