@@ -202,6 +202,25 @@ pub async fn delay_past_native_limit(b: Backend) {
     w.stop().await;
 }
 
+/// A `run_at` long past (any time before now, even before 1970) makes a job runnable at once.
+pub async fn long_past_run_at_runs_at_once(b: Backend) {
+    let q = queue_name();
+    let past = chrono::DateTime::parse_from_rfc3339("1900-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let id = enqueue1(&b.storage, job("x", &q, json!({})).with_run_at(past)).await;
+    let j = b.storage.get(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Available);
+    assert_eq!(j.run_at, past, "run_at is stored as given");
+    let c = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        c.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![id],
+        "a job due in 1900 is claimed"
+    );
+    succeed(&b.storage, id, c[0].lease_token.unwrap()).await;
+}
+
 // ---------------------------------------------------------------- 3. priority, isolation
 
 /// Higher priority is claimed first within a queue.

@@ -122,6 +122,7 @@ macro_rules! conformance_suite {
             delayed_job_waits,
             delay_longer_than_lease,
             delay_past_native_limit,
+            long_past_run_at_runs_at_once,
             priority_order,
             queues_are_isolated,
             concurrent_claims_never_overlap,

@@ -97,9 +97,13 @@ local function flush()
 end
 
 -- Member of a ready set: run_at (13 digits) then id, so that within one score (= -priority)
--- members sort by run_at, then id.
+-- members sort by run_at, then id. The claim reads the id from offset 15, so run_at is held
+-- to 13 digits: a time before 1970 (it can be any past time) sorts as 1970, one past 2286
+-- as 2286.
 local function rmember(run_at, id)
-  return string.format('%013d', tonumber(run_at)) .. '|' .. id
+  local t = tonumber(run_at)
+  if t < 0 then t = 0 elseif t > 9999999999999 then t = 9999999999999 end
+  return string.format('%013d', t) .. '|' .. id
 end
 
 -- Moves a job between state indexes of its queue. Running jobs have no state index: LEASES
