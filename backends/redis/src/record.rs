@@ -240,9 +240,11 @@ fn decode_claimed_one(v: &[&str], now: &str, exp: &str, worker_id: &str) -> Resu
             v.len()
         )));
     };
-    let attempt = attempt
-        .parse::<u32>()
-        .map_err(|e| corrupt(id, "attempt", e))?;
+    // A blank attempt counts as none so far, as the claim script counted it.
+    let attempt = match attempt {
+        "" => 0,
+        a => a.parse::<u32>().map_err(|e| corrupt(id, "attempt", e))?,
+    };
     let s = |v: &str| Some(v.to_string());
     // The token tells whether the job has a unique key (see `token` in the prelude), so an
     // empty one is told apart from none.

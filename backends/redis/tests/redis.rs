@@ -879,6 +879,98 @@ async fn old_and_undecodable_job_hashes_in_a_claim() {
 /// bare-id entry of schema 2 beside the current one (as a lost write or an older build could
 /// leave), are dropped by the rescuer: the job's current lease is neither rescued nor counted
 /// twice.
+/// Blanks number fields of a job's hash, as a hand edit or a damaged record could.
+async fn blank_fields(s: &RedisStorage, id: uuid::Uuid, fields: &[&str]) {
+    let mut hset = redis::cmd("HSET");
+    hset.arg(format!("{}job:{id}", s.key_prefix()));
+    for f in fields {
+        hset.arg(*f).arg("");
+    }
+    let () = hset.query_async(&mut s.connection()).await.unwrap();
+}
+
+/// A job hash whose number fields are blank is handled without a script error in a
+/// completion batch, a rescue and a retry: the scripts write before they finish, and Redis
+/// keeps a failing script's earlier writes, so an error would leave the other jobs of the
+/// batch half-done (and a rescue failing on one hash would stop rescuing every job).
+#[tokio::test]
+async fn blank_number_fields_never_half_apply_a_batch() {
+    let s = storage().await;
+    let q = "q";
+    let enqueue = |n: i32| {
+        NewJob::new("k", serde_json::json!(n))
+            .with_queue(q)
+            .with_max_attempts(3)
+    };
+    s.enqueue(vec![enqueue(1), enqueue(2)]).await.unwrap();
+    let claimed = s.claim(&req(q, 2, Duration::from_secs(30))).await.unwrap();
+    let (a, b) = (&claimed[0], &claimed[1]);
+    blank_fields(&s, b.id, &["max_attempts", "priority", "attempt"]).await;
+    let done = s
+        .complete(&[
+            succeeded([a]).remove(0),
+            Completion {
+                id: b.id,
+                token: b.lease_token.unwrap(),
+                outcome: Outcome::Aborted {
+                    error: err(1, "shutdown"),
+                },
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![CompletionStatus::Applied; 2]);
+    assert_eq!(
+        s.get(a.id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    assert_eq!(
+        s.get(b.id).await.unwrap().unwrap().state,
+        JobState::Dropped,
+        "with no readable attempt limit, an aborted job is dropped, not requeued for ever"
+    );
+    assert!(lease_set(&s).await.is_empty(), "both leases are released");
+    assert_eq!(
+        finish_log(&s).await.len(),
+        2,
+        "both jobs are in the finish log"
+    );
+
+    // A rescue batch: the damaged job's lease expired first.
+    s.enqueue(vec![enqueue(3)]).await.unwrap();
+    let c = s.claim(&req(q, 1, Duration::from_millis(1))).await.unwrap();
+    s.enqueue(vec![enqueue(4)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let d = s.claim(&req(q, 1, Duration::from_millis(1))).await.unwrap();
+    blank_fields(
+        &s,
+        c[0].id,
+        &["max_attempts", "priority", "attempt", "run_at"],
+    )
+    .await;
+    let report = s
+        .rescue_expired(Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .expect("a rescue does not fail on a damaged hash");
+    assert_eq!(report.dropped, vec![c[0].id]);
+    assert_eq!(report.retried, vec![d[0].id]);
+    assert!(lease_set(&s).await.is_empty());
+    let again = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![d[0].id],
+        "the rescued job is claimable again"
+    );
+
+    // A retry of the damaged, dropped job runs it again.
+    assert_eq!(s.retry(c[0].id).await.unwrap(), RetryOutcome::Requeued);
+    let retried = s.claim(&req(q, 10, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(
+        retried.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![c[0].id]
+    );
+}
+
 #[tokio::test]
 async fn a_stale_lease_entry_never_rescues_the_current_lease() {
     let s = storage().await;

@@ -16,7 +16,7 @@ for i = 1, nq do
   for _, id in ipairs(due) do
     local f = redis.call('HMGET', jkey(id), 'priority', 'run_at', 'state')
     if f[1] and f[3] and PENDING[f[3]] then
-      zadd(rkey(q), -tonumber(f[1]), rmember(f[2], id))
+      zadd(rkey(q), -num(f[1], 0), rmember(f[2], id))
     end
     zrem(schkey(q), id)
   end

@@ -42,7 +42,7 @@ for i = 3, #ARGV, 5 do
       finish(key, id, q, 'running', 'cancelled', now, ttl, uk, extra, lease)
     else
       local errors = with_error(key, a1)
-      if tonumber(attempt) < tonumber(max_attempts) then
+      if num(attempt, 0) < num(max_attempts, 0) then
         requeue(key, id, q, 'running', prio, run_at, now,
           {'state', 'available', 'errors', errors}, lease)
         wake = true

@@ -27,6 +27,13 @@ local function n2s(n)
   return s
 end
 
+-- A number field of a job hash, or `default` when it is missing or not a number (a hash
+-- damaged or written by hand): a script must not raise an error once it has written, since
+-- Redis keeps a failing script's earlier writes (a half-applied batch, a job stranded).
+local function num(v, default)
+  return tonumber(v) or default
+end
+
 local function jkey(id) return P .. 'job:' .. id end
 local function rkey(q) return P .. 'ready:' .. q end
 local function schkey(q) return P .. 'sched:' .. q end
@@ -101,7 +108,7 @@ end
 -- to 13 digits: a time before 1970 (it can be any past time) sorts as 1970, one past 2286
 -- as 2286.
 local function rmember(run_at, id)
-  local t = tonumber(run_at)
+  local t = num(run_at, 0)
   if t < 0 then t = 0 elseif t > 9999999999999 then t = 9999999999999 end
   return string.format('%013d', t) .. '|' .. id
 end
@@ -115,8 +122,8 @@ end
 
 -- Puts a pending job where claims find it: the ready set when due, else the schedule.
 local function make_pending(id, q, prio, run_at, now)
-  if tonumber(run_at) <= now then
-    zadd(rkey(q), -tonumber(prio), rmember(run_at, id))
+  if num(run_at, now) <= now then
+    zadd(rkey(q), -num(prio, 0), rmember(run_at, id))
   else
     zadd(schkey(q), tonumber(run_at), id)
   end

@@ -21,12 +21,12 @@ for _, m in ipairs(leases) do
   end
   if f[1] == 'running' and current then
     local q = f[2]
-    local attempt = tonumber(f[5])
+    local attempt = num(f[5], 0)
     local errors = with_error(key, cjson.encode({
       attempt = attempt, at = at, kind = 'lease_expired',
       message = 'lease expired: worker ' .. (f[7] or '?') ..
         ' stopped renewing it (crashed or stalled)'}))
-    if attempt < tonumber(f[6]) then
+    if attempt < num(f[6], 0) then
       requeue(key, id, q, 'running', f[3], f[4], server_now,
         {'state', 'available', 'errors', errors}, m)
       retried[#retried + 1] = id

@@ -21,7 +21,7 @@ redis.call('PERSIST', key)
 -- Its finish log entry stays: the pruner skips an entry whose job no longer has that state
 -- and finish time.
 redis.call('HSET', key, 'finished_at', '')
-local max_attempts = math.max(tonumber(f[5]), tonumber(f[4]) + 1)
+local max_attempts = math.max(num(f[5], 1), num(f[4], 0) + 1)
 requeue(key, id, q, st, f[3], now, now, {'state', 'available', 'run_at', n2s(now),
   'cancel_requested', 0, 'max_attempts', max_attempts})
 flush()
