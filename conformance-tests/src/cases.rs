@@ -797,6 +797,78 @@ pub async fn cancel_request_survives_a_requeue(b: Backend) {
         again[0].cancel_requested,
         "the cancel request is kept across the rescue"
     );
+    // A worker that claims such a job ends it `cancelled` without running it.
+    let done = s
+        .complete(&[Completion {
+            id,
+            token: again[0].lease_token.unwrap(),
+            outcome: Outcome::Aborted {
+                error: error("aborted"),
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![CompletionStatus::Applied]);
+    let probe = Probe::default();
+    let w = start_worker(&b, ok_registry("x", &probe), TestWorkerConfig::new(&q)).await;
+    let j = wait_state(s, id, JobState::Cancelled, LONG).await;
+    w.stop().await;
+    assert_eq!(
+        probe.count(),
+        0,
+        "a job cancelled before it started never runs"
+    );
+    assert_eq!(j.attempt, 3);
+}
+
+/// A job whose running attempt lost its lease (rescued) and that the same worker then claims
+/// again runs under its new lease: the old attempt's refused completion does not take the
+/// new attempt's lease out of the heartbeats, and the new attempt completes.
+pub async fn reclaimed_job_keeps_its_new_lease(b: Backend) {
+    let q = queue_name();
+    let probe = Probe::default();
+    let release = Arc::new([tokio::sync::Notify::new(), tokio::sync::Notify::new()]);
+    let (p, r) = (probe.clone(), release.clone());
+    let reg = Registry::new().register_fn("slow", move |_, ctx: JobContext| {
+        let (p, r) = (p.clone(), r.clone());
+        async move {
+            p.record(ctx.id, ctx.attempt);
+            // Ignores its cancellation token, as a body stuck in a blocking call would.
+            r[(ctx.attempt as usize - 1).min(1)].notified().await;
+            Ok(None)
+        }
+    });
+    let id = enqueue1(&b.storage, job("slow", &q, json!({})).with_max_attempts(5)).await;
+    let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
+    wait_for("the first attempt to start", LONG, || async {
+        (probe.count() == 1).then_some(())
+    })
+    .await;
+    // The storage takes the lease back, as after a long stall, and the job is claimed again.
+    let report = b
+        .storage
+        .rescue_expired(Utc::now() + chrono::Duration::hours(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.retried, vec![id]);
+    wait_for("the second attempt to start", LONG, || async {
+        (probe.count() == 2).then_some(())
+    })
+    .await;
+    release[0].notify_one();
+    // The first attempt's completion is refused; the second's lease is still renewed.
+    let first = b.storage.get(id).await.unwrap().unwrap();
+    assert_eq!((first.state, first.attempt), (JobState::Running, 2));
+    let lease = first.lease_expires_at.unwrap();
+    wait_for("the second attempt's lease to be renewed", LONG, || async {
+        let j = b.storage.get(id).await.unwrap().unwrap();
+        (j.lease_expires_at.unwrap() > lease + chrono::Duration::milliseconds(500)).then_some(())
+    })
+    .await;
+    release[1].notify_one();
+    let done = wait_state(&b.storage, id, JobState::Completed, LONG).await;
+    assert_eq!(done.attempt, 2);
+    w.stop().await;
 }
 
 /// Cancelling a finished job says so and changes nothing; an unknown id is `NotFound`.
@@ -1268,6 +1340,60 @@ pub async fn unknown_kind_fails_clearly(b: Backend) {
         "{msg}"
     );
     assert_eq!(failed.payload, json!({}), "the payload is kept");
+}
+
+/// An outcome the storage cannot store (a result holding a NUL character, which PostgreSQL's
+/// jsonb refuses) never holds up the worker: that job ends — completed where the storage can
+/// store it, else `failed` with an `unrecordable_outcome` error that says so — and the jobs
+/// recorded with it and after it complete. A NUL in an error message is stored as U+FFFD.
+pub async fn unstorable_outcome_never_blocks_the_worker(b: Backend) {
+    let q = queue_name();
+    let probe = Probe::default();
+    let reg = ok_registry("ok", &probe)
+        .register_fn("nul_result", |_, _| async {
+            Ok(Some(json!({ "text": "a\u{0}b" })))
+        })
+        .register_fn("nul_error", |_, _| async {
+            Err(JobError::permanent("broke at \u{0} here"))
+        });
+    let nul_result = enqueue1(&b.storage, job("nul_result", &q, json!({}))).await;
+    let nul_error = enqueue1(&b.storage, job("nul_error", &q, json!({}))).await;
+    let ok: Vec<JobId> = b
+        .storage
+        .enqueue((0..20).map(|i| job("ok", &q, json!({ "i": i }))).collect())
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.id())
+        .collect();
+    let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
+    for id in &ok {
+        wait_state(&b.storage, *id, JobState::Completed, LONG).await;
+    }
+    let ended = wait_for("the NUL-result job to end", LONG, || async {
+        let j = b.storage.get(nul_result).await.unwrap().unwrap();
+        j.state.is_finished().then_some(j)
+    })
+    .await;
+    match ended.state {
+        JobState::Completed => assert_eq!(ended.result, Some(json!({ "text": "a\u{0}b" }))),
+        JobState::Failed => {
+            let e = ended.errors.last().unwrap();
+            assert_eq!(e.kind, "unrecordable_outcome");
+            assert!(
+                e.message.contains("succeeded") && e.message.contains("refused"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("the NUL-result job ended `{other}`"),
+    }
+    let failed = wait_state(&b.storage, nul_error, JobState::Failed, LONG).await;
+    assert_eq!(failed.errors[0].message, "broke at \u{FFFD} here");
+    // The worker still records what comes after.
+    let later = enqueue1(&b.storage, job("ok", &q, json!({}))).await;
+    wait_state(&b.storage, later, JobState::Completed, LONG).await;
+    w.stop().await;
 }
 
 #[derive(Debug, Serialize, Deserialize)]

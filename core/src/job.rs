@@ -123,7 +123,8 @@ pub struct AttemptError {
     /// When it failed.
     pub at: DateTime<Utc>,
     /// What kind of failure: `error`, `panic`, `timeout`, `unknown_kind`, `decode`, `cancelled`,
-    /// `lease_expired`, `aborted`.
+    /// `lease_expired`, `aborted`, `unrecordable_outcome` (the storage refused to record how the
+    /// attempt ended).
     pub kind: String,
     /// The error's message.
     pub message: String,

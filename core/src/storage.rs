@@ -46,7 +46,7 @@ pub struct ClaimRequest {
 }
 
 /// A running job's lease, as the worker holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseRef {
     /// The job.
     pub id: JobId,

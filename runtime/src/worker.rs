@@ -294,7 +294,6 @@ impl WorkerHandle {
 }
 
 struct Running {
-    token: Uuid,
     cancel: CancellationToken,
     user_cancel: Arc<AtomicBool>,
     delivery: Option<Delivery>,
@@ -306,7 +305,10 @@ struct Inner {
     registry: Arc<Registry>,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
-    running: Mutex<HashMap<JobId, Running>>,
+    /// Claimed jobs not yet recorded, by lease (id and token): a job this worker claims again
+    /// after losing its lease (rescued, then delivered here again) is a second entry, so the
+    /// old attempt's completion never removes the new attempt's heartbeats.
+    running: Mutex<HashMap<LeaseRef, Running>>,
     shutdown: Shutdown,
     backlog: Backlog,
 }
@@ -349,7 +351,9 @@ impl Backlog {
     }
 }
 
-type Done = (Completion, Option<Delivery>);
+/// A finished attempt on its way to the completer: its completion, its broker message, and
+/// its attempt number.
+type Done = (Completion, Option<Delivery>, u32);
 
 impl Inner {
     /// Claims in flight at once. With a single run slot a second claim gains nothing and
@@ -484,9 +488,8 @@ async fn fetch_loop(
         for (job, delivery) in claimed {
             let slot = free.split(1).expect("never claims more than free slots");
             inner.running.lock().expect("poisoned").insert(
-                job.id,
+                lease_of(&job),
                 Running {
-                    token: job.lease_token.unwrap_or_default(),
                     cancel: inner.shutdown.hard_token().child_token(),
                     user_cancel: Arc::new(AtomicBool::new(job.cancel_requested)),
                     delivery: delivery.clone(),
@@ -502,6 +505,14 @@ async fn fetch_loop(
                 _ = inner.shutdown.graceful_requested() => return,
             }
         }
+    }
+}
+
+/// The lease a claimed job runs under.
+fn lease_of(job: &JobRecord) -> LeaseRef {
+    LeaseRef {
+        id: job.id,
+        token: job.lease_token.unwrap_or_default(),
     }
 }
 
@@ -652,11 +663,21 @@ async fn drain(jobs: &mut JoinSet<()>) {
 }
 
 fn attempt_error(job: &JobRecord, kind: &str, message: impl Into<String>) -> AttemptError {
+    error_of_attempt(job.attempt, kind, message)
+}
+
+/// An attempt's error. NUL characters in the message become U+FFFD: PostgreSQL cannot store
+/// them, and an error history is for people to read.
+fn error_of_attempt(attempt: u32, kind: &str, message: impl Into<String>) -> AttemptError {
+    let mut message = message.into();
+    if message.contains('\0') {
+        message = message.replace('\0', "\u{FFFD}");
+    }
     AttemptError {
-        attempt: job.attempt,
+        attempt,
         at: Utc::now(),
         kind: kind.to_string(),
-        message: message.into(),
+        message,
     }
 }
 
@@ -683,32 +704,51 @@ async fn run_job(
 ) {
     let span = tracing::info_span!("job", kind = %job.kind, id = %job.id, attempt = job.attempt, queue = %job.queue);
     async move {
-        let token = job.lease_token.unwrap_or_default();
+        let lease = lease_of(&job);
         let (cancel, user_cancel) = {
             let map = inner.running.lock().expect("poisoned");
-            let r = map.get(&job.id).expect("registered at claim");
-            (r.cancel.clone(), r.user_cancel.clone())
+            match map.get(&lease) {
+                Some(r) => (r.cancel.clone(), r.user_cancel.clone()),
+                // Registered at claim; never missing, but a job is not worth a panic here.
+                None => (
+                    inner.shutdown.hard_token().child_token(),
+                    Arc::new(AtomicBool::new(job.cancel_requested)),
+                ),
+            }
         };
-        if job.cancel_requested {
-            cancel.cancel();
-        }
-        let outcome = match &permit {
-            None => Outcome::Aborted {
+        let outcome = if permit.is_none() || inner.shutdown.is_hard() {
+            Outcome::Aborted {
                 error: attempt_error(
                     &job,
                     "aborted",
                     "the worker shut down before the job started; released for another attempt",
                 ),
-            },
-            Some(_) => run_body(&inner, &job, cancel, &user_cancel).await,
+            }
+        } else if user_cancel.load(Ordering::SeqCst) {
+            // Cancelled before it started (a cancel requested during an earlier attempt, or
+            // while it waited for a slot): it never runs.
+            Outcome::Cancelled { error: None }
+        } else if cancel.is_cancelled() {
+            // Its lease was reported lost while it waited: another worker may have it. The
+            // completion is refused as stale; the body does not run here.
+            Outcome::Aborted {
+                error: attempt_error(
+                    &job,
+                    "lease_expired",
+                    "the job's lease was lost before it started",
+                ),
+            }
+        } else {
+            run_body(&inner, &job, cancel, &user_cancel).await
         };
         let _ = done.send((
             Completion {
                 id: job.id,
-                token,
+                token: lease.token,
                 outcome,
             },
             delivery,
+            job.attempt,
         ));
         drop(permit);
         drop(slot);
@@ -769,9 +809,14 @@ async fn run_body(
     }
 }
 
-/// Records completions in batches; retries on storage errors so nothing is lost. A completion
-/// that can never be recorded (storage gone for good at hard shutdown) leaves its job `running`
-/// until the lease expires and the rescuer takes it back.
+/// Records completions in batches; retries while the storage is unavailable so nothing is
+/// lost. A completion that can never be recorded (storage gone for good at hard shutdown)
+/// leaves its job `running` until the lease expires and the rescuer takes it back.
+///
+/// A batch the storage refuses outright (an error that is not retryable) is recorded again one
+/// completion at a time, so that one outcome the storage cannot store (say, a result with a
+/// NUL character on PostgreSQL) does not hold up the others, or every later batch: that one is
+/// recorded as a failed attempt saying why instead (see [`record_alone`]).
 ///
 /// Broker acks run in the background (at most [`ACKS_IN_FLIGHT`] calls at once), so the next
 /// batch is recorded while the last one's messages are being acked; they are awaited before
@@ -787,44 +832,37 @@ async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
                 Err(_) => break,
             }
         }
-        let completions: Vec<Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let completions: Vec<Completion> = batch.iter().map(|(c, _, _)| c.clone()).collect();
         let t_complete = std::time::Instant::now();
-        let mut tries = 0u32;
-        loop {
-            match inner.storage.complete(&completions).await {
-                Ok(statuses) => {
-                    tracing::trace!(
-                        n = completions.len(),
-                        us = t_complete.elapsed().as_micros() as u64,
-                        "recorded completions"
-                    );
-                    for (c, s) in completions.iter().zip(&statuses) {
-                        if *s == CompletionStatus::Stale {
-                            tracing::warn!(id = %c.id, "completion rejected: the job's lease was lost (it was rescued or finished elsewhere)");
-                        }
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tries += 1;
-                    if inner.shutdown.is_hard() && tries >= 5 {
-                        tracing::error!(error = %e, jobs = completions.len(), "giving up recording completions at shutdown; the rescuer will re-run these jobs after their leases expire");
-                        break;
-                    }
-                    let wait = Duration::from_millis(100 * u64::from(tries.min(50)));
-                    tracing::warn!(error = %e, retry_in = ?wait, "recording completions failed; retrying");
-                    tokio::time::sleep(wait).await;
+        match record(&inner, &completions).await {
+            Recorded::Done(statuses) => {
+                tracing::trace!(
+                    n = completions.len(),
+                    us = t_complete.elapsed().as_micros() as u64,
+                    "recorded completions"
+                );
+                warn_stale(&completions, &statuses);
+            }
+            Recorded::Refused(e) if completions.len() > 1 => {
+                tracing::warn!(error = %e, jobs = completions.len(), "the storage refused a batch of completions; recording them one at a time");
+                for (c, _, attempt) in &batch {
+                    record_alone(&inner, c, *attempt).await;
                 }
             }
+            Recorded::Refused(_) => record_alone(&inner, &completions[0], batch[0].2).await,
+            Recorded::GaveUp => {}
         }
         {
             let mut running = inner.running.lock().expect("poisoned");
             for c in &completions {
-                running.remove(&c.id);
+                running.remove(&LeaseRef {
+                    id: c.id,
+                    token: c.token,
+                });
             }
         }
         if let Some(queue) = &inner.queue {
-            let deliveries: Vec<Delivery> = batch.into_iter().filter_map(|(_, d)| d).collect();
+            let deliveries: Vec<Delivery> = batch.into_iter().filter_map(|(_, d, _)| d).collect();
             if !deliveries.is_empty() {
                 while acks.len() >= ACKS_IN_FLIGHT {
                     acks.join_next().await;
@@ -841,6 +879,86 @@ async fn completer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Done>) {
     while acks.join_next().await.is_some() {}
 }
 
+/// What became of a call to record completions.
+enum Recorded {
+    /// Recorded; one status per completion.
+    Done(Vec<CompletionStatus>),
+    /// Refused with an error that is not retryable.
+    Refused(switchyard_core::Error),
+    /// Still failing at hard shutdown: left to the rescuer.
+    GaveUp,
+}
+
+/// Records `completions` in one call, retrying with a growing pause while the error is
+/// retryable (the storage unavailable), and giving up after five tries once a hard shutdown
+/// has begun.
+async fn record(inner: &Inner, completions: &[Completion]) -> Recorded {
+    let mut tries = 0u32;
+    loop {
+        match inner.storage.complete(completions).await {
+            Ok(statuses) => return Recorded::Done(statuses),
+            Err(e) if !e.is_retryable() => return Recorded::Refused(e),
+            Err(e) => {
+                tries += 1;
+                if inner.shutdown.is_hard() && tries >= 5 {
+                    tracing::error!(error = %e, jobs = completions.len(), "giving up recording completions at shutdown; the rescuer will re-run these jobs after their leases expire");
+                    return Recorded::GaveUp;
+                }
+                let wait = Duration::from_millis(100 * u64::from(tries.min(50)));
+                tracing::warn!(error = %e, retry_in = ?wait, "recording completions failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Records one completion alone. If the storage refuses it for good, records the attempt as
+/// failed (`unrecordable_outcome`, naming the outcome and the storage's error) instead, so the
+/// job ends visibly rather than staying `running` and coming back after every lease expiry.
+/// If even that is refused, the job is left to the rescuer.
+async fn record_alone(inner: &Inner, c: &Completion, attempt: u32) {
+    let e = match record(inner, std::slice::from_ref(c)).await {
+        Recorded::Done(statuses) => return warn_stale(std::slice::from_ref(c), &statuses),
+        Recorded::GaveUp => return,
+        Recorded::Refused(e) => e,
+    };
+    let ended = match &c.outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Retry { .. } => "failed and was to be retried",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Cancelled { .. } => "was cancelled",
+        Outcome::Aborted { .. } => "was aborted",
+    };
+    tracing::error!(id = %c.id, error = %e, "the storage refused this attempt's outcome; recording the attempt as failed instead");
+    let failed = Completion {
+        id: c.id,
+        token: c.token,
+        outcome: Outcome::Failed {
+            error: error_of_attempt(
+                attempt,
+                "unrecordable_outcome",
+                format!("the attempt {ended}, but the storage refused to record that: {e}"),
+            ),
+        },
+    };
+    match record(inner, std::slice::from_ref(&failed)).await {
+        Recorded::Done(statuses) => warn_stale(std::slice::from_ref(&failed), &statuses),
+        Recorded::GaveUp => {}
+        Recorded::Refused(e) => {
+            tracing::error!(id = %c.id, error = %e, "the storage refused the failure too; the job stays running until its lease expires and the rescuer takes it")
+        }
+    }
+}
+
+/// Logs the completions the storage found stale.
+fn warn_stale(completions: &[Completion], statuses: &[CompletionStatus]) {
+    for (c, s) in completions.iter().zip(statuses) {
+        if *s == CompletionStatus::Stale {
+            tracing::warn!(id = %c.id, "completion rejected: the job's lease was lost (it was rescued or finished elsewhere)");
+        }
+    }
+}
+
 /// Broker ack calls the completer keeps in flight while it records the next batches.
 const ACKS_IN_FLIGHT: usize = 4;
 
@@ -854,13 +972,7 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
         let (leases, deliveries): (Vec<LeaseRef>, Vec<Delivery>) = {
             let running = inner.running.lock().expect("poisoned");
             (
-                running
-                    .iter()
-                    .map(|(id, r)| LeaseRef {
-                        id: *id,
-                        token: r.token,
-                    })
-                    .collect(),
+                running.keys().copied().collect(),
                 running
                     .values()
                     .filter_map(|r| r.delivery.clone())
@@ -874,7 +986,7 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
             Ok(statuses) => {
                 let running = inner.running.lock().expect("poisoned");
                 for (lease, status) in leases.iter().zip(statuses) {
-                    let Some(r) = running.get(&lease.id) else {
+                    let Some(r) = running.get(lease) else {
                         continue;
                     };
                     match status {
