@@ -123,9 +123,14 @@ impl SqliteStorage {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+        // The one writer connection is never recycled: an in-memory database lives only as long
+        // as its connection (sqlx's default 30-minute lifetime and 10-minute idle timeout would
+        // silently swap it for an empty one), and a file's writer gains nothing from it.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.clone())
             .await
@@ -857,5 +862,22 @@ impl Storage for SqliteStorage {
 
     fn subscribe(&self) -> WakeSubscription {
         self.wake.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's connection is kept for the life of the storage: closing it would drop an
+    /// in-memory database and every job in it.
+    #[tokio::test]
+    async fn the_writer_connection_is_never_recycled() {
+        let s = SqliteStorage::connect(SqliteConfig::new("sqlite::memory:"))
+            .await
+            .unwrap();
+        let o = s.writer.options();
+        assert_eq!(o.get_max_lifetime(), None);
+        assert_eq!(o.get_idle_timeout(), None);
     }
 }
