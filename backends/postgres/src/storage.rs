@@ -660,6 +660,41 @@ impl PostgresStorage {
         items.sort_by(|a, b| a.run_at.cmp(&b.run_at).then(a.id.cmp(&b.id)));
         Ok(items)
     }
+
+    /// The `list` query for `filter`.
+    fn list_query<'a>(&self, filter: &'a JobFilter) -> QueryBuilder<'a, Postgres> {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {} FROM {} WHERE true",
+            columns(""),
+            self.inner.sql.jobs
+        ));
+        if !filter.states.is_empty() {
+            let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+            qb.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        if let Some(q) = &filter.queue {
+            qb.push(" AND queue = ").push_bind(q);
+        }
+        if let Some(k) = &filter.kind {
+            qb.push(" AND kind = ").push_bind(k);
+        }
+        if let Some(t) = filter.created_after {
+            qb.push(" AND created_at >= ").push_bind(t);
+        }
+        if let Some(t) = filter.created_before {
+            qb.push(" AND created_at < ").push_bind(t);
+        }
+        let (cmp, dir) = match filter.order {
+            ListOrder::Asc => (">", "ASC"),
+            ListOrder::Desc => ("<", "DESC"),
+        };
+        if let Some(after) = filter.after {
+            qb.push(format!(" AND id {cmp} ")).push_bind(after);
+        }
+        qb.push(format!(" ORDER BY id {dir} LIMIT "))
+            .push_bind(filter.page_size() as i64);
+        qb
+    }
 }
 
 #[async_trait]
@@ -940,47 +975,23 @@ impl Storage for PostgresStorage {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {} FROM {} WHERE true",
-            columns(""),
-            self.inner.sql.jobs
-        ));
-        if !filter.states.is_empty() {
-            let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
-            qb.push(" AND state = ANY(").push_bind(states).push(")");
-        }
-        if let Some(q) = &filter.queue {
-            qb.push(" AND queue = ").push_bind(q);
-        }
-        if let Some(k) = &filter.kind {
-            qb.push(" AND kind = ").push_bind(k);
-        }
-        if let Some(t) = filter.created_after {
-            qb.push(" AND created_at >= ").push_bind(t);
-        }
-        if let Some(t) = filter.created_before {
-            qb.push(" AND created_at < ").push_bind(t);
-        }
-        let (cmp, dir) = match filter.order {
-            ListOrder::Asc => (">", "ASC"),
-            ListOrder::Desc => ("<", "DESC"),
-        };
-        if let Some(after) = filter.after {
-            qb.push(format!(" AND id {cmp} ")).push_bind(after);
-        }
-        qb.push(format!(" ORDER BY id {dir} LIMIT "))
-            .push_bind(filter.page_size() as i64);
-        let pool = &self.inner.pool;
-        let sql = qb.sql().to_string();
-        // QueryBuilder cannot be rebuilt after `build`, so a lost connection is retried by
-        // re-running the whole builder once here.
-        let rows = match qb.build().fetch_all(pool).await {
-            Ok(rows) => rows,
-            Err(e) if is_connection_lost(&e) => {
-                tracing::debug!(error = %e, %sql, "postgres connection lost; retrying list");
-                return Box::pin(self.list(filter)).await;
+        // A QueryBuilder cannot be re-run after `build`, so a lost connection rebuilds it; at
+        // most RECONNECT_ATTEMPTS times, as `retrying` does, then the error is reported.
+        let mut attempt = 0;
+        let rows = loop {
+            match self
+                .list_query(filter)
+                .build()
+                .fetch_all(&self.inner.pool)
+                .await
+            {
+                Ok(rows) => break rows,
+                Err(e) if attempt < RECONNECT_ATTEMPTS && is_connection_lost(&e) => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "postgres connection lost; retrying list");
+                }
+                Err(e) => return Err(db_err("list")(e)),
             }
-            Err(e) => return Err(db_err("list")(e)),
         };
         rows.iter().map(decode).collect()
     }
