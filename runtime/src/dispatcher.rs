@@ -109,7 +109,9 @@ async fn dispatch_step(
     Ok(n)
 }
 
-/// Runs the dispatcher until graceful shutdown.
+/// Runs the dispatcher until graceful shutdown. Jobs it marked but could not publish yet are
+/// tried once more on the way out (for at most [`LAST_PUBLISH`]), so they do not wait for
+/// `redispatch_after`; what still fails does.
 pub async fn run(
     storage: Arc<dyn Storage>,
     queue: Arc<dyn Queue>,
@@ -120,8 +122,12 @@ pub async fn run(
     let mut failures = 0u32;
     let mut unpublished = Vec::new();
     loop {
+        if shutdown.is_graceful() {
+            break;
+        }
         match dispatch_step(storage.as_ref(), queue.as_ref(), &config, &mut unpublished).await {
             Ok(n) if n == config.batch => {
+                // A full batch: more may be due at once (shutdown is checked first).
                 failures = 0;
                 continue;
             }
@@ -138,7 +144,23 @@ pub async fn run(
         };
         tokio::select! {
             _ = wake.wait(wait) => {}
-            _ = shutdown.graceful_requested() => return,
+            _ = shutdown.graceful_requested() => break,
+        }
+    }
+    if !unpublished.is_empty() {
+        let n = unpublished.len();
+        match tokio::time::timeout(LAST_PUBLISH, publish_all(queue.as_ref(), &mut unpublished))
+            .await
+        {
+            Ok(Ok(())) => tracing::debug!(jobs = n, "published the last marked jobs at shutdown"),
+            _ => tracing::warn!(
+                jobs = unpublished.len(),
+                redispatch_after = ?config.redispatch_after,
+                "marked jobs left unpublished at shutdown; they are dispatched again after `redispatch_after`"
+            ),
         }
     }
 }
+
+/// How long the dispatcher tries to publish what it marked, once shutdown is requested.
+const LAST_PUBLISH: Duration = Duration::from_secs(5);

@@ -270,3 +270,67 @@ async fn unreachable_server_and_bad_prefix_are_clear_errors() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("key `prefix`"), "{e}");
 }
+
+/// A dispatcher with a backlog of full batches stops at a graceful shutdown between batches,
+/// instead of publishing the whole backlog first (which held up the process's exit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_stops_between_batches_at_shutdown() {
+    use std::time::Duration;
+    use switchyard::dispatcher::{self, DispatcherConfig};
+    use switchyard::Shutdown;
+    use switchyard_core::NewJob;
+    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+
+    let dir = std::env::temp_dir().join("switchyard-conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = random_prefix();
+    let path = dir.join(format!("{prefix}redisq-dispatch.db"));
+    let storage = SqliteStorage::connect(
+        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone()),
+    )
+    .await
+    .expect("open sqlite");
+    storage.migrate().await.expect("migrate");
+    let n = 2000;
+    storage
+        .enqueue(
+            (0..n)
+                .map(|i| NewJob::new("k", serde_json::json!({ "i": i })).with_queue("q"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let queue = redis_queue(&prefix).await;
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(dispatcher::run(
+        Arc::new(storage),
+        queue.clone(),
+        DispatcherConfig {
+            batch: 1,
+            ..DispatcherConfig::default()
+        },
+        shutdown.clone(),
+    ));
+    shutdown.graceful();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the dispatcher stops")
+        .unwrap();
+    let mut published = 0;
+    loop {
+        let got = queue
+            .receive("q", 1000, Duration::ZERO, Duration::from_secs(30))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        published += got.len();
+        queue.ack(&got).await.unwrap();
+    }
+    assert!(
+        published < n,
+        "the dispatcher published all {n} jobs one batch at a time after shutdown was requested"
+    );
+    queue.destroy().await.unwrap();
+}
