@@ -1568,3 +1568,67 @@ pub async fn hard_shutdown_releases_jobs(b: Backend) {
     assert_eq!(done.attempt, 2);
     assert_eq!(done.result, Some(json!("second attempt")));
 }
+
+/// At a hard shutdown, a job the worker claimed but had not started (it waited for a run
+/// slot) is given back with its attempt undone: on its last attempt it is not dropped without
+/// having run. (`Outcome::Released`; stale releases are refused like any completion.)
+pub async fn hard_shutdown_gives_back_unstarted_jobs(b: Backend) {
+    let q = queue_name();
+    let reg = Registry::new().register_fn("stuck", |payload, ctx: JobContext| async move {
+        if ctx.attempt == 1 && payload["stuck"] == json!(true) {
+            // Ignores its cancellation token on purpose.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Ok(None)
+    });
+    let running = enqueue1(
+        &b.storage,
+        job("stuck", &q, json!({ "stuck": true }))
+            .with_max_attempts(3)
+            .with_priority(1),
+    )
+    .await;
+    let waiting = enqueue1(
+        &b.storage,
+        job("stuck", &q, json!({ "stuck": false })).with_max_attempts(1),
+    )
+    .await;
+    let mut cfg = TestWorkerConfig::new(&q);
+    cfg.concurrency = 1;
+    cfg.shutdown_timeout = Duration::from_millis(300);
+    let w = start_worker(&b, reg.clone(), cfg.clone()).await;
+    wait_state(&b.storage, running, JobState::Running, LONG).await;
+    // Claimed into the worker's buffer while the only run slot is taken.
+    wait_state(&b.storage, waiting, JobState::Running, LONG).await;
+    w.stop().await;
+    let given_back = b.storage.get(waiting).await.unwrap().unwrap();
+    assert_eq!(
+        (given_back.state, given_back.attempt),
+        (JobState::Available, 0),
+        "an unstarted job is given back with its attempt undone, not dropped"
+    );
+    assert!(given_back.errors.is_empty(), "{:?}", given_back.errors);
+    let w2 = start_worker(&b, reg, cfg).await;
+    let done = wait_state(&b.storage, waiting, JobState::Completed, LONG).await;
+    w2.stop().await;
+    assert_eq!(done.attempt, 1);
+
+    // In storage: a release applies once, under the job's current lease.
+    let id = enqueue1(&b.storage, job("x", &q, json!({})).with_max_attempts(1)).await;
+    let c = claim(&b.storage, &q, 1, Duration::from_secs(30)).await;
+    assert_eq!(c[0].id, id);
+    let release = Completion {
+        id,
+        token: c[0].lease_token.unwrap(),
+        outcome: Outcome::Released,
+    };
+    let done = b.storage.complete(&[release.clone()]).await.unwrap();
+    assert_eq!(done, vec![CompletionStatus::Applied]);
+    let j = b.storage.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.attempt, j.lease_token),
+        (JobState::Available, 0, None)
+    );
+    let done = b.storage.complete(&[release]).await.unwrap();
+    assert_eq!(done, vec![CompletionStatus::Stale]);
+}

@@ -155,6 +155,7 @@ macro_rules! conformance_suite {
             nul_in_names_rejected,
             graceful_shutdown_drains,
             hard_shutdown_releases_jobs,
+            hard_shutdown_gives_back_unstarted_jobs,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

@@ -98,6 +98,10 @@ pub enum Outcome {
         /// Why it was given up.
         error: AttemptError,
     },
+    /// The worker gives back a job it claimed but never started (hard shutdown while the job
+    /// waited for a run slot): back to `available` with the claim's attempt undone, so a job on
+    /// its last attempt is not dropped without having run.
+    Released,
 }
 
 /// One finished attempt to record.
@@ -282,6 +286,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// * `Failed` → `failed`, error appended, `finished_at = now`.
     /// * `Cancelled` → `cancelled`, error appended if any, `finished_at = now`.
     /// * `Aborted` → `available` now if `attempt < max_attempts`, else `dropped`; error appended.
+    /// * `Released` → `available` now with `attempt - 1` (the claim's attempt undone); no error.
     ///
     /// Every outcome clears the lease (token, expiry, worker).
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionStatus>>;

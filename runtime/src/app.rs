@@ -174,6 +174,12 @@ impl Running {
 
     /// Waits until everything stopped (after the shutdown switch was pulled).
     pub async fn join(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "a worker, dispatcher or maintenance task panicked; it stopped early");
+                }
+            }
+        }
     }
 }

@@ -717,13 +717,8 @@ async fn run_job(
             }
         };
         let outcome = if permit.is_none() || inner.shutdown.is_hard() {
-            Outcome::Aborted {
-                error: attempt_error(
-                    &job,
-                    "aborted",
-                    "the worker shut down before the job started; released for another attempt",
-                ),
-            }
+            // Hard shutdown before it started: given back without using up an attempt.
+            Outcome::Released
         } else if user_cancel.load(Ordering::SeqCst) {
             // Cancelled before it started (a cancel requested during an earlier attempt, or
             // while it waited for a slot): it never runs.
@@ -928,6 +923,7 @@ async fn record_alone(inner: &Inner, c: &Completion, attempt: u32) {
         Outcome::Failed { .. } => "failed",
         Outcome::Cancelled { .. } => "was cancelled",
         Outcome::Aborted { .. } => "was aborted",
+        Outcome::Released => "was released unstarted",
     };
     tracing::error!(id = %c.id, error = %e, "the storage refused this attempt's outcome; recording the attempt as failed instead");
     let failed = Completion {

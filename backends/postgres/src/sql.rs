@@ -163,13 +163,17 @@ impl Statements {
                  WHERE j.id = l.id AND j.lease_token = l.token \
                  RETURNING j.id, l.token, j.cancel_requested"
             ),
-            // Every outcome in one statement, fenced by token like `heartbeat`. `outcome` is the target state, or `aborted`
-            // (available again when attempts are left, else dropped).
+            // Every outcome in one statement, fenced by token like `heartbeat`. `outcome` is the
+            // target state, `aborted` (available again when attempts are left, else dropped) or
+            // `released` (available again with the claim's attempt undone: it never started).
             complete: format!(
                 "{with_sc} UPDATE {jobs} j SET \
-                   state = CASE WHEN c.outcome <> 'aborted' THEN c.outcome \
+                   state = CASE WHEN c.outcome = 'released' THEN 'available' \
+                                WHEN c.outcome <> 'aborted' THEN c.outcome \
                                 WHEN j.attempt < j.max_attempts THEN 'available' \
                                 ELSE 'dropped' END, \
+                   attempt = CASE WHEN c.outcome = 'released' THEN greatest(j.attempt - 1, 0) \
+                                  ELSE j.attempt END, \
                    result = CASE WHEN c.outcome = 'completed' THEN c.result ELSE j.result END, \
                    errors = CASE WHEN c.error IS NULL THEN j.errors \
                                  ELSE j.errors || jsonb_build_array(c.error) END, \
@@ -177,7 +181,8 @@ impl Statements {
                    finished_at = CASE WHEN c.outcome IN ('completed', 'failed', 'cancelled') \
                                         OR (c.outcome = 'aborted' AND j.attempt >= j.max_attempts) \
                                       THEN now() ELSE NULL END, \
-                   dispatched_at = CASE WHEN c.outcome IN ('retrying', 'aborted') THEN NULL \
+                   dispatched_at = CASE WHEN c.outcome IN ('retrying', 'aborted', 'released') \
+                                        THEN NULL \
                                         ELSE j.dispatched_at END, \
                    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], \

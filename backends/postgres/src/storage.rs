@@ -825,6 +825,7 @@ impl Storage for PostgresStorage {
                 Outcome::Failed { error } => ("failed", None, Some(error), None),
                 Outcome::Cancelled { error } => ("cancelled", None, error.as_ref(), None),
                 Outcome::Aborted { error } => ("aborted", None, Some(error), None),
+                Outcome::Released => ("released", None, None, None),
             };
             outcomes.push(outcome);
             results.push(result.map(Json));
@@ -856,7 +857,8 @@ impl Storage for PostgresStorage {
             })
             .collect();
         if completions.iter().zip(&statuses).any(|(c, s)| {
-            *s == CompletionStatus::Applied && matches!(c.outcome, Outcome::Aborted { .. })
+            *s == CompletionStatus::Applied
+                && matches!(c.outcome, Outcome::Aborted { .. } | Outcome::Released)
         }) {
             self.announce().await;
         }

@@ -616,6 +616,7 @@ impl Storage for RedisStorage {
                     String::new(),
                 ),
                 Outcome::Aborted { error } => ("A", error_json(error)?, String::new()),
+                Outcome::Released => ("L", String::new(), String::new()),
             };
             args.push(code.to_string());
             args.push(a1);
@@ -640,7 +641,7 @@ impl Storage for RedisStorage {
             .await?;
         if completions
             .iter()
-            .any(|c| matches!(c.outcome, Outcome::Aborted { .. }))
+            .any(|c| matches!(c.outcome, Outcome::Aborted { .. } | Outcome::Released))
         {
             self.inner.wake.notify();
         }

@@ -539,9 +539,16 @@ impl Storage for SqliteStorage {
                     Some(error),
                     None,
                 ),
+                Outcome::Released => ("'available'", None, None),
+            };
+            // A released job never started: the claim's attempt is undone.
+            let attempt_sql = if matches!(c.outcome, Outcome::Released) {
+                "MAX(attempt - 1, 0)"
+            } else {
+                "attempt"
             };
             let sql = format!(
-                "UPDATE {jobs} SET state = {state_sql}, \
+                "UPDATE {jobs} SET state = {state_sql}, attempt = {attempt_sql}, \
                  errors = CASE WHEN ?1 IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?1)) END, \
                  run_at = COALESCE(?2, run_at), \
                  finished_at = CASE WHEN {state_sql} IN ('failed', 'cancelled', 'dropped') THEN ?3 ELSE NULL END, \
@@ -565,7 +572,7 @@ impl Storage for SqliteStorage {
         tx.commit().await.map_err(db_err("commit complete"))?;
         if completions
             .iter()
-            .any(|c| matches!(c.outcome, Outcome::Aborted { .. }))
+            .any(|c| matches!(c.outcome, Outcome::Aborted { .. } | Outcome::Released))
         {
             self.wake.notify();
         }
