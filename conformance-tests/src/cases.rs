@@ -1622,7 +1622,11 @@ pub async fn hard_shutdown_gives_back_unstarted_jobs(b: Backend) {
         token: c[0].lease_token.unwrap(),
         outcome: Outcome::Released,
     };
-    let done = b.storage.complete(&[release.clone()]).await.unwrap();
+    let done = b
+        .storage
+        .complete(std::slice::from_ref(&release))
+        .await
+        .unwrap();
     assert_eq!(done, vec![CompletionStatus::Applied]);
     let j = b.storage.get(id).await.unwrap().unwrap();
     assert_eq!(
