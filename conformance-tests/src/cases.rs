@@ -43,15 +43,16 @@ async fn claim(s: &Arc<dyn Storage>, queue: &str, limit: usize, lease: Duration)
 
 /// Records a successful attempt with no result; panics unless it was applied.
 async fn succeed(s: &Arc<dyn Storage>, id: JobId, token: uuid::Uuid) {
+    record(s, id, token, Outcome::Succeeded { result: None }).await;
+}
+
+/// Records one attempt's outcome; panics unless it was applied.
+async fn record(s: &Arc<dyn Storage>, id: JobId, token: uuid::Uuid, outcome: Outcome) {
     let done = s
-        .complete(&[Completion {
-            id,
-            token,
-            outcome: Outcome::Succeeded { result: None },
-        }])
+        .complete(&[Completion { id, token, outcome }])
         .await
         .expect("complete");
-    assert_eq!(done, vec![CompletionStatus::Applied]);
+    assert_eq!(done, vec![CompletionStatus::Applied], "job {id}");
 }
 
 fn claim_req(queue: &str, limit: usize, lease: Duration) -> ClaimRequest {
@@ -751,15 +752,7 @@ pub async fn cancel_request_survives_a_requeue(b: Backend) {
         let first = claim(s, &q, 1, lease).await;
         assert_eq!(first.len(), 1, "{how}: the job is claimed");
         assert_eq!(s.cancel(id).await.unwrap(), CancelOutcome::Requested);
-        let done = s
-            .complete(&[Completion {
-                id,
-                token: first[0].lease_token.unwrap(),
-                outcome,
-            }])
-            .await
-            .unwrap();
-        assert_eq!(done, vec![CompletionStatus::Applied], "{how}");
+        record(s, id, first[0].lease_token.unwrap(), outcome).await;
         let again = s.claim_ids(&[id], &claim_req(&q, 1, lease)).await.unwrap();
         assert_eq!(
             again.len(),
@@ -771,15 +764,8 @@ pub async fn cancel_request_survives_a_requeue(b: Backend) {
             again[0].cancel_requested,
             "{how}: the cancel request is kept across the requeue"
         );
-        let done = s
-            .complete(&[Completion {
-                id,
-                token: again[0].lease_token.unwrap(),
-                outcome: Outcome::Cancelled { error: None },
-            }])
-            .await
-            .unwrap();
-        assert_eq!(done, vec![CompletionStatus::Applied], "{how}");
+        let token = again[0].lease_token.unwrap();
+        record(s, id, token, Outcome::Cancelled { error: None }).await;
         assert_eq!(s.get(id).await.unwrap().unwrap().state, JobState::Cancelled);
     }
     // The same through the storage's own claim: a rescued attempt.
@@ -798,17 +784,10 @@ pub async fn cancel_request_survives_a_requeue(b: Backend) {
         "the cancel request is kept across the rescue"
     );
     // A worker that claims such a job ends it `cancelled` without running it.
-    let done = s
-        .complete(&[Completion {
-            id,
-            token: again[0].lease_token.unwrap(),
-            outcome: Outcome::Aborted {
-                error: error("aborted"),
-            },
-        }])
-        .await
-        .unwrap();
-    assert_eq!(done, vec![CompletionStatus::Applied]);
+    let aborted = Outcome::Aborted {
+        error: error("aborted"),
+    };
+    record(s, id, again[0].lease_token.unwrap(), aborted).await;
     let probe = Probe::default();
     let w = start_worker(&b, ok_registry("x", &probe), TestWorkerConfig::new(&q)).await;
     let j = wait_state(s, id, JobState::Cancelled, LONG).await;

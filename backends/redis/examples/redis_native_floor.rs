@@ -94,6 +94,33 @@ impl Keys {
     }
 }
 
+/// A completion batch's writes beside each job's own: out of the lease set, into the
+/// `completed` index and the finish log, and the done counter.
+fn finish_writes<S: AsRef<str>>(
+    p: &mut redis::Pipeline,
+    k: &Keys,
+    ids: &[S],
+    token: &str,
+    now: &str,
+) {
+    let zrem = p.cmd("ZREM").arg(&k.leases);
+    for id in ids {
+        zrem.arg(format!("{}|{token}", id.as_ref()));
+    }
+    zrem.ignore();
+    let zadd = p.cmd("ZADD").arg(&k.completed);
+    for id in ids {
+        zadd.arg(0).arg(id.as_ref());
+    }
+    zadd.ignore();
+    let rpush = p.cmd("RPUSH").arg(&k.finlog);
+    for id in ids {
+        rpush.arg(format!("{now}|completed|{}|bench", id.as_ref()));
+    }
+    rpush.ignore();
+    p.cmd("INCRBY").arg(&k.done).arg(ids.len()).ignore();
+}
+
 async fn enqueue(
     c: &mut ConnectionManager,
     k: &Keys,
@@ -189,23 +216,8 @@ async fn drain_task_lean(
             complete.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
         }
         complete.cmd("HDEL").arg(&tokens).arg(&ids).ignore();
-        let zrem = complete.cmd("ZREM").arg(&k.leases);
-        for id in &ids {
-            zrem.arg(format!("{id}|{token}"));
-        }
-        zrem.ignore();
         complete.cmd("ZREM").arg(&k.available).arg(&ids).ignore();
-        let zadd = complete.cmd("ZADD").arg(&k.completed);
-        for id in &ids {
-            zadd.arg(0).arg(id);
-        }
-        zadd.ignore();
-        let rpush = complete.cmd("RPUSH").arg(&k.finlog);
-        for id in &ids {
-            rpush.arg(format!("{now}|completed|{id}|bench"));
-        }
-        rpush.ignore();
-        complete.cmd("INCRBY").arg(&k.done).arg(ids.len()).ignore();
+        finish_writes(&mut complete, &k, &ids, token, now);
         let (fences,): (Vec<Option<String>>,) = complete.query_async(&mut c).await?;
         assert!(
             fences.iter().all(|t| t.as_deref() == Some(token)),
@@ -366,22 +378,7 @@ async fn drain_task(
                 .ignore();
             complete.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
         }
-        let zrem = complete.cmd("ZREM").arg(&k.leases);
-        for id in &ids {
-            zrem.arg(format!("{id}|{token}"));
-        }
-        zrem.ignore();
-        let zadd = complete.cmd("ZADD").arg(&k.completed);
-        for id in &ids {
-            zadd.arg(0).arg(id);
-        }
-        zadd.ignore();
-        let rpush = complete.cmd("RPUSH").arg(&k.finlog);
-        for id in &ids {
-            rpush.arg(format!("{now}|completed|{id}|bench"));
-        }
-        rpush.ignore();
-        complete.cmd("INCRBY").arg(&k.done).arg(ids.len()).ignore();
+        finish_writes(&mut complete, &k, &ids, token, now);
         let fences: Vec<Vec<Option<String>>> = complete.query_async(&mut c).await?;
         assert!(
             fences

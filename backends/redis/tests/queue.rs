@@ -26,21 +26,33 @@ async fn queue() -> Arc<dyn Queue> {
     redis_queue(&random_prefix()).await
 }
 
+/// A migrated SQLite storage with `prefix`, in a file named after it and `name`, and the
+/// file's path.
+async fn sqlite_storage(
+    prefix: &str,
+    name: &str,
+) -> (switchyard_sqlite::SqliteStorage, std::path::PathBuf) {
+    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
+    let dir = std::env::temp_dir().join("switchyard-conformance");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{prefix}{name}.db"));
+    let storage = SqliteStorage::connect(
+        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix),
+    )
+    .await
+    .expect("open sqlite");
+    storage.migrate().await.expect("migrate");
+    (storage, path)
+}
+
 switchyard_conformance::queue_conformance_suite!(queue);
 
 mod sqlite {
     use super::*;
-    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
 
     async fn backend() -> Backend {
-        let dir = std::env::temp_dir().join("switchyard-conformance");
-        std::fs::create_dir_all(&dir).unwrap();
         let prefix = random_prefix();
-        let path = dir.join(format!("{prefix}redisq.db"));
-        let config =
-            SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone());
-        let storage = SqliteStorage::connect(config).await.expect("open sqlite");
-        storage.migrate().await.expect("migrate");
+        let (storage, _) = sqlite_storage(&prefix, "redisq").await;
         Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
     }
 
@@ -93,18 +105,9 @@ async fn killed_queue_connection_loses_nothing() {
     use switchyard::Registry;
     use switchyard_conformance::harness::{start_worker, TestWorkerConfig};
     use switchyard_core::{JobState, NewJob};
-    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
 
-    let dir = std::env::temp_dir().join("switchyard-conformance");
-    std::fs::create_dir_all(&dir).unwrap();
     let prefix = random_prefix();
-    let path = dir.join(format!("{prefix}redisq-kill.db"));
-    let storage = SqliteStorage::connect(
-        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone()),
-    )
-    .await
-    .expect("open sqlite");
-    storage.migrate().await.expect("migrate");
+    let (storage, path) = sqlite_storage(&prefix, "redisq-kill").await;
     let queue = RedisQueue::connect(RedisConfig::new(url()).with_prefix(&prefix))
         .await
         .expect("connect to Redis");
@@ -279,18 +282,9 @@ async fn dispatcher_stops_between_batches_at_shutdown() {
     use switchyard::dispatcher::{self, DispatcherConfig};
     use switchyard::Shutdown;
     use switchyard_core::NewJob;
-    use switchyard_sqlite::{SqliteConfig, SqliteStorage};
 
-    let dir = std::env::temp_dir().join("switchyard-conformance");
-    std::fs::create_dir_all(&dir).unwrap();
     let prefix = random_prefix();
-    let path = dir.join(format!("{prefix}redisq-dispatch.db"));
-    let storage = SqliteStorage::connect(
-        SqliteConfig::new(format!("sqlite://{}", path.display())).with_prefix(prefix.clone()),
-    )
-    .await
-    .expect("open sqlite");
-    storage.migrate().await.expect("migrate");
+    let (storage, path) = sqlite_storage(&prefix, "redisq-dispatch").await;
     let n = 2000;
     storage
         .enqueue(
@@ -333,4 +327,5 @@ async fn dispatcher_stops_between_batches_at_shutdown() {
         "the dispatcher published all {n} jobs one batch at a time after shutdown was requested"
     );
     queue.destroy().await.unwrap();
+    let _ = std::fs::remove_file(path);
 }
