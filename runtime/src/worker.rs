@@ -294,6 +294,9 @@ impl WorkerHandle {
 }
 
 struct Running {
+    /// When the lease was last set by a call the storage answered (the claim, then each
+    /// renewal), as sent: the lease surely lasts until this plus the lease length.
+    renewed: std::time::Instant,
     cancel: CancellationToken,
     user_cancel: Arc<AtomicBool>,
     delivery: Option<Delivery>,
@@ -490,6 +493,7 @@ async fn fetch_loop(
             inner.running.lock().expect("poisoned").insert(
                 lease_of(&job),
                 Running {
+                    renewed: t_claim,
                     cancel: inner.shutdown.hard_token().child_token(),
                     user_cancel: Arc::new(AtomicBool::new(job.cancel_requested)),
                     delivery: delivery.clone(),
@@ -886,11 +890,26 @@ enum Recorded {
 
 /// Records `completions` in one call, retrying with a growing pause while the error is
 /// retryable (the storage unavailable), and giving up after five tries once a hard shutdown
-/// has begun.
+/// has begun. After a hard shutdown each try gets [`HARD_SHUTDOWN_TRY`], so a storage that is
+/// down (whose calls may take their full connection and response timeouts) cannot hold up the
+/// process's exit for minutes.
 async fn record(inner: &Inner, completions: &[Completion]) -> Recorded {
     let mut tries = 0u32;
     loop {
-        match inner.storage.complete(completions).await {
+        let call = inner.storage.complete(completions);
+        tokio::pin!(call);
+        let cut_short = async {
+            inner.shutdown.hard_requested().await;
+            tokio::time::sleep(HARD_SHUTDOWN_TRY).await;
+        };
+        let result = tokio::select! {
+            r = &mut call => r,
+            _ = cut_short => Err(switchyard_core::Error::new(
+                switchyard_core::ErrorKind::Unavailable,
+                format!("no answer within {HARD_SHUTDOWN_TRY:?} after the hard shutdown"),
+            )),
+        };
+        match result {
             Ok(statuses) => return Recorded::Done(statuses),
             Err(e) if !e.is_retryable() => return Recorded::Refused(e),
             Err(e) => {
@@ -906,6 +925,9 @@ async fn record(inner: &Inner, completions: &[Completion]) -> Recorded {
         }
     }
 }
+
+/// How long one try to record completions may take once a hard shutdown has begun.
+const HARD_SHUTDOWN_TRY: Duration = Duration::from_secs(2);
 
 /// Records one completion alone. If the storage refuses it for good, records the attempt as
 /// failed (`unrecordable_outcome`, naming the outcome and the storage's error) instead, so the
@@ -959,6 +981,10 @@ fn warn_stale(completions: &[Completion], statuses: &[CompletionStatus]) {
 const ACKS_IN_FLIGHT: usize = 4;
 
 /// Renews the leases of running jobs and relays cancel requests and lost leases to them.
+///
+/// While renewals fail (the storage unreachable), an attempt whose lease has run out since its
+/// last renewal is stopped (its cancellation token fires): the rescuer may already have handed
+/// the job to another worker, and two runs of one job at once are worse than one stopped run.
 async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -978,23 +1004,36 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
         if leases.is_empty() {
             continue;
         }
-        match inner.storage.heartbeat(&leases, inner.config.lease).await {
+        let sent = std::time::Instant::now();
+        // A renewal still unanswered after a lease renews nothing: it counts as failed.
+        let renewal = tokio::time::timeout(
+            inner.config.lease,
+            inner.storage.heartbeat(&leases, inner.config.lease),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(switchyard_core::Error::new(
+                switchyard_core::ErrorKind::Unavailable,
+                "the renewal got no answer within a lease",
+            ))
+        });
+        match renewal {
             Ok(statuses) => {
-                let running = inner.running.lock().expect("poisoned");
+                let mut running = inner.running.lock().expect("poisoned");
                 for (lease, status) in leases.iter().zip(statuses) {
-                    let Some(r) = running.get(lease) else {
+                    let Some(r) = running.get_mut(lease) else {
                         continue;
                     };
                     match status {
-                        LeaseStatus::Held {
-                            cancel_requested: true,
-                        } => {
-                            if !r.user_cancel.swap(true, Ordering::SeqCst) {
-                                tracing::info!(id = %lease.id, "cancel requested: firing the job's cancellation token");
+                        LeaseStatus::Held { cancel_requested } => {
+                            r.renewed = sent;
+                            if cancel_requested {
+                                if !r.user_cancel.swap(true, Ordering::SeqCst) {
+                                    tracing::info!(id = %lease.id, "cancel requested: firing the job's cancellation token");
+                                }
+                                r.cancel.cancel();
                             }
-                            r.cancel.cancel();
                         }
-                        LeaseStatus::Held { .. } => {}
                         LeaseStatus::Lost => {
                             tracing::warn!(id = %lease.id, "lease lost: stopping the attempt");
                             r.cancel.cancel();
@@ -1002,7 +1041,16 @@ async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; leases may expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; leases may expire");
+                let running = inner.running.lock().expect("poisoned");
+                for (lease, r) in running.iter() {
+                    if r.renewed.elapsed() >= inner.config.lease && !r.cancel.is_cancelled() {
+                        tracing::warn!(id = %lease.id, "lease ran out while the storage was unreachable: stopping the attempt (it may be rescued and run elsewhere)");
+                        r.cancel.cancel();
+                    }
+                }
+            }
         }
         if let (Some(queue), false) = (&inner.queue, deliveries.is_empty()) {
             if let Err(e) = queue.extend(&deliveries, inner.config.lease).await {

@@ -1745,3 +1745,47 @@ async fn a_server_out_of_memory_refuses_whole_calls_and_recovers() {
     s.enqueue(batch(200)).await.unwrap();
     assert_eq!(run_some(&s, "default", 10).await.len(), 10);
 }
+
+/// While the storage is unreachable, a running attempt whose lease runs out without a renewal
+/// is stopped (its cancellation token fires): by then the rescuer may have handed the job to
+/// another worker. The server here is a private one, killed mid-job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attempt_is_stopped_once_its_lease_runs_out_unrenewed() {
+    let mut server = PrivateRedis::start(&[]).await;
+    let s = storage_with(RedisConfig::new(server.url.clone()).with_prefix(random_prefix())).await;
+    s.enqueue(vec![
+        NewJob::new("long", serde_json::json!({})).with_queue("default")
+    ])
+    .await
+    .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let (st, sp) = (started.clone(), stopped.clone());
+    let registry = Registry::new().register_fn("long", move |_, ctx| {
+        let (st, sp) = (st.clone(), sp.clone());
+        async move {
+            st.fetch_add(1, Ordering::SeqCst);
+            ctx.cancelled().await;
+            sp.fetch_add(1, Ordering::SeqCst);
+            Err(switchyard::JobError::retryable("stopped"))
+        }
+    });
+    let handle = Worker::new(Arc::new(s.clone()), registry)
+        .lease(Duration::from_secs(2))
+        .heartbeat(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_millis(300))
+        .start();
+    wait_for("the job to start", Duration::from_secs(20), || async {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    wait_for(
+        "the attempt to be stopped after its lease ran out",
+        Duration::from_secs(20),
+        || async { stopped.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    handle.abort().await;
+}
