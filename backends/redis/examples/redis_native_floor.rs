@@ -94,6 +94,16 @@ impl Keys {
     }
 }
 
+/// Takes up to `batch` entries from the ready list (`LPOP` with a count; none when empty).
+async fn pop(c: &mut ConnectionManager, k: &Keys, batch: usize) -> redis::RedisResult<Vec<String>> {
+    let entries: Option<Vec<String>> = redis::cmd("LPOP")
+        .arg(&k.ready)
+        .arg(batch)
+        .query_async(c)
+        .await?;
+    Ok(entries.unwrap_or_default())
+}
+
 /// A completion batch's writes beside each job's own: out of the lease set, into the
 /// `completed` index and the finish log, and the done counter.
 fn finish_writes<S: AsRef<str>>(
@@ -175,12 +185,7 @@ async fn drain_task_lean(
 ) -> redis::RedisResult<()> {
     let tokens = format!("{}tokens", k.prefix);
     loop {
-        let entries: Option<Vec<String>> = redis::cmd("LPOP")
-            .arg(&k.ready)
-            .arg(batch)
-            .query_async(&mut c)
-            .await?;
-        let entries = entries.unwrap_or_default();
+        let entries = pop(&mut c, &k, batch).await?;
         if entries.is_empty() {
             return Ok(());
         }
@@ -326,12 +331,7 @@ async fn drain_task(
     batch: usize,
 ) -> redis::RedisResult<()> {
     loop {
-        let ids: Option<Vec<String>> = redis::cmd("LPOP")
-            .arg(&k.ready)
-            .arg(batch)
-            .query_async(&mut c)
-            .await?;
-        let ids = ids.unwrap_or_default();
+        let ids = pop(&mut c, &k, batch).await?;
         if ids.is_empty() {
             return Ok(());
         }
