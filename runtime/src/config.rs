@@ -245,25 +245,63 @@ impl Default for PostgresSection {
 /// this crate compiles without switchyard-redis, so the bound is stated in both.
 pub const MAX_REDIS_TTL_SECS: f64 = 1e12;
 
-fn secs(key: &str, v: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        Error::config(format!(
-            "key `{key}`: {v} is not a valid number of seconds; accepted: a non-negative number"
-        ))
-    })
+/// The longest duration any `*_secs` key accepts (about 31,700 years): far enough for any
+/// setting, and near enough that `now` plus or minus it is still a date (past about 8e12 s,
+/// date arithmetic overflows).
+pub const MAX_SECS: f64 = 1e12;
+
+/// `v` seconds for `key` (a configuration key, or a command-line flag): a finite number from 0
+/// to [`MAX_SECS`], else an error naming the key and what it accepts.
+pub fn secs(key: &str, v: f64) -> Result<Duration> {
+    let refused = || {
+        let flag = key.starts_with("--");
+        let msg = format!(
+            "{} `{key}`: {v} is not a valid number of seconds; accepted: a number from 0 to \
+             {MAX_SECS:e}",
+            if flag { "flag" } else { "key" }
+        );
+        if flag {
+            Error::invalid(msg)
+        } else {
+            Error::config(msg)
+        }
+    };
+    if v > MAX_SECS {
+        return Err(refused());
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| refused())
 }
 
 impl Config {
-    /// Loads defaults < `switchyard.toml` in the working directory (if present) <
-    /// `SWITCHYARD_*` environment variables.
+    /// Loads defaults < the TOML file `SWITCHYARD_CONFIG` names (which must exist), else
+    /// `switchyard.toml` in the working directory (if present) < `SWITCHYARD_*` environment
+    /// variables.
     pub fn load() -> Result<Self> {
-        Self::load_from(Path::new("switchyard.toml"))
+        match std::env::var_os("SWITCHYARD_CONFIG") {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(Error::config(format!(
+                        "SWITCHYARD_CONFIG names `{}`, which is not a file; accepted: the path \
+                         of a TOML configuration file, or unset for ./switchyard.toml",
+                        path.display()
+                    )));
+                }
+                Self::load_from(&path)
+            }
+            None => Self::load_from(Path::new("switchyard.toml")),
+        }
     }
 
     /// Like [`Config::load`] with another TOML file.
     pub fn load_from(path: &Path) -> Result<Self> {
+        // Queues come from the file and the environment only: a default `default` queue in the
+        // figment's defaults would be merged into every configured set of queues, so it is
+        // added after extraction, and only when no queue is configured.
+        let mut defaults = Config::default();
+        defaults.queues.clear();
         Self::from_figment(
-            Figment::from(Serialized::defaults(Config::default()))
+            Figment::from(Serialized::defaults(defaults))
                 .merge(Toml::file(path))
                 .merge(
                     Env::prefixed("SWITCHYARD_")
@@ -280,7 +318,7 @@ impl Config {
 
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self> {
-        let config: Config = figment.extract().map_err(|e| {
+        let mut config: Config = figment.extract().map_err(|e| {
             let msgs: Vec<String> = e
                 .into_iter()
                 .map(|err| {
@@ -299,6 +337,12 @@ impl Config {
                 .collect();
             Error::config(format!("invalid configuration: {}", msgs.join("; ")))
         })?;
+        if config.queues.is_empty() {
+            config.queues.insert(
+                switchyard_core::DEFAULT_QUEUE.to_string(),
+                QueueSection::default(),
+            );
+        }
         config.validate()?;
         Ok(config)
     }
@@ -363,13 +407,13 @@ impl Config {
             secs("dispatcher.max_native_delay_secs", d)?;
         }
         if let Some(t) = self.redis.finished_ttl_secs {
-            secs("redis.finished_ttl_secs", t)?;
             if t > MAX_REDIS_TTL_SECS {
                 return Err(Error::config(format!(
                     "key `redis.finished_ttl_secs`: {t} is beyond what Redis can expire; \
                      accepted: 0 (no expiry) up to {MAX_REDIS_TTL_SECS}"
                 )));
             }
+            secs("redis.finished_ttl_secs", t)?;
             let redis = matches!(
                 crate::connect::storage_scheme(&self.storage),
                 Ok("redis" | "rediss")

@@ -156,9 +156,101 @@ fn redis_finished_ttl_follows_the_retention() {
         err.to_string().contains("beyond what Redis can expire"),
         "{err}"
     );
-    // A retention meant as "keep" means no expiry rather than one Redis would refuse.
-    let c = from_toml("[pruner]\nretention_secs = 1e18").unwrap();
+    // A retention meant as "keep" (the longest accepted) means no expiry rather than one
+    // Redis would refuse; a longer one is refused, naming the key.
+    let c = from_toml("[pruner]\nretention_secs = 1e12").unwrap();
     assert_eq!(c.redis_finished_ttl(), Duration::ZERO);
+    let err = from_toml("[pruner]\nretention_secs = 1e18").unwrap_err();
+    assert!(
+        err.to_string().contains("pruner.retention_secs") && err.to_string().contains("1e12"),
+        "{err}"
+    );
+}
+
+/// Durations past the bound (where `now` plus or minus them is no longer a date) are refused
+/// with the key named, instead of wrapping to 0 (a pruner deleting every finished job) or
+/// panicking.
+#[test]
+fn durations_past_the_bound_are_refused() {
+    for key in [
+        "[pruner]\nretention_secs",
+        "[pruner]\ninterval_secs",
+        "[worker]\nlease_secs",
+        "[dispatcher]\nredispatch_after_secs",
+    ] {
+        let err = from_toml(&format!("{key} = 1e16")).unwrap_err();
+        let name = key.replace("[", "").replace("]\n", ".");
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains(&name) && err.to_string().contains("from 0 to 1e12"),
+            "{err}"
+        );
+    }
+}
+
+/// Configured queues are the queues a process works: the `default` queue is added only when
+/// none is configured (a process built for `email` must not take `default` jobs it cannot run).
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type.
+fn configured_queues_replace_the_default_one() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "[queues.email]\nconcurrency = 2")?;
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert_eq!(c.queues.keys().collect::<Vec<_>>(), vec!["email"]);
+        jail.set_env("SWITCHYARD_QUEUES__REPORTS__CONCURRENCY", "1");
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert_eq!(
+            c.queues.keys().collect::<Vec<_>>(),
+            vec!["email", "reports"]
+        );
+        jail.create_file("switchyard.toml", "")?;
+        jail.clear_env();
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert_eq!(c.queues.keys().collect::<Vec<_>>(), vec!["default"]);
+        Ok(())
+    });
+}
+
+/// `SWITCHYARD_CONFIG` names the file `Config::load` reads (as it does for the CLI); a path
+/// that is not a file is an error naming it.
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type.
+fn switchyard_config_names_the_file_to_load() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("switchyard.toml", "storage = \"sqlite://here.db\"")?;
+        jail.create_file("elsewhere.toml", "storage = \"sqlite://elsewhere.db\"")?;
+        jail.set_env("SWITCHYARD_CONFIG", "elsewhere.toml");
+        let c = Config::load().map_err(|e| e.to_string())?;
+        assert_eq!(c.storage, "sqlite://elsewhere.db");
+        jail.set_env("SWITCHYARD_CONFIG", "missing.toml");
+        let err = Config::load().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(
+            err.to_string().contains("SWITCHYARD_CONFIG")
+                && err.to_string().contains("missing.toml"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+/// `sqlite://` or `sqlite:` alone names no file (SQLite would open a private temporary database
+/// per connection, and stored jobs would vanish): refused, naming `storage`.
+#[tokio::test]
+async fn a_sqlite_url_without_a_path_is_refused() {
+    for url in ["sqlite://", "sqlite:", "sqlite://?mode=rwc"] {
+        let c = Config {
+            storage: url.into(),
+            ..Config::default()
+        };
+        let err = switchyard::Switchyard::connect(c).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+        assert!(
+            err.to_string().contains("key `storage`")
+                && err.to_string().contains("sqlite::memory:"),
+            "{url}: {err}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -107,6 +107,20 @@ impl SqliteStorage {
     /// Opens (creating if missing) the database at `config.url`. Does not migrate.
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
         check_prefix(&config.prefix)?;
+        // `sqlite://` or `sqlite:` alone would open a private temporary database per
+        // connection: jobs would vanish as soon as they were stored.
+        let path = config
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| config.url.strip_prefix("sqlite:"))
+            .unwrap_or(&config.url);
+        if path.split('?').next().unwrap_or_default().is_empty() {
+            return Err(Error::config(format!(
+                "key `storage`: `{}` names no database file; accepted: sqlite://path/to/file.db, \
+                 sqlite:file.db, sqlite::memory:",
+                config.url
+            )));
+        }
         let opts = SqliteConnectOptions::from_str(&config.url)
             .map_err(|e| {
                 Error::config(format!(
