@@ -220,7 +220,7 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             })?;
             let mut opts = EnqueueOptions::new().queue(on).priority(priority);
             if let Some(d) = delay {
-                opts = opts.delay(std::time::Duration::from_secs_f64(d.max(0.0)));
+                opts = opts.delay(crate::config::secs("--delay", d)?);
             }
             if let Some(m) = max_attempts {
                 opts = opts.max_attempts(m);
@@ -229,7 +229,7 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
                 opts = opts.unique_key(k);
             }
             if let Some(t) = timeout {
-                opts = opts.timeout(std::time::Duration::from_secs_f64(t.max(0.0)));
+                opts = opts.timeout(crate::config::secs("--timeout", t)?);
             }
             let out = client
                 .enqueue_raw(vec![opts.apply(NewJob::new(kind, payload))])
@@ -338,11 +338,9 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             }
         }
         Command::Prune { older_than } => {
-            let before = chrono::Utc::now()
-                - chrono::Duration::from_std(std::time::Duration::from_secs_f64(
-                    older_than.max(0.0),
-                ))
-                .unwrap_or_default();
+            let age = crate::config::secs("--older-than", older_than)?;
+            // At most MAX_SECS, so always a date.
+            let before = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
             let n = client.prune(before).await?;
             println!("deleted {n} finished jobs");
         }

@@ -120,3 +120,30 @@ fn bad_input_is_refused_clearly() {
     let (ok, out, _) = switchyard(&db, &["list"]);
     assert!(ok && out.lines().count() == 1, "nothing was stored: {out}");
 }
+
+/// Durations on the command line that are not numbers of seconds from 0 to 1e12 (negative,
+/// infinite, not a number, or so large that the date overflows) are refused, naming the flag,
+/// instead of enqueueing a job that runs at once, panicking, or pruning every finished job.
+#[test]
+fn bad_durations_on_the_command_line_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/cli-durations.db", dir.path().display());
+    let (ok, _, err) = switchyard(&db, &["migrate"]);
+    assert!(ok, "{err}");
+    for (flag, args) in [
+        ("--delay", vec!["enqueue", "k", "{}", "--delay", "inf"]),
+        ("--delay", vec!["enqueue", "k", "{}", "--delay", "1e16"]),
+        ("--delay", vec!["enqueue", "k", "{}", "--delay=-5"]),
+        ("--timeout", vec!["enqueue", "k", "{}", "--timeout", "NaN"]),
+        ("--older-than", vec!["prune", "--older-than", "1e16"]),
+    ] {
+        let (ok, out, err) = switchyard(&db, &args);
+        assert!(!ok, "{args:?} was accepted: {out}");
+        assert!(
+            err.contains(&format!("flag `{flag}`")) && err.contains("from 0 to 1e12"),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, out, _) = switchyard(&db, &["list"]);
+    assert!(ok && !out.contains(" k "), "no job was stored: {out}");
+}
