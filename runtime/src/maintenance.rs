@@ -56,8 +56,14 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
         .rescue_interval
         .min(config.leader_ttl / 3)
         .max(Duration::from_millis(10));
-    let mut last_prune = tokio::time::Instant::now() - config.prune_interval;
-    let mut last_rescue = tokio::time::Instant::now() - config.rescue_interval;
+    // When each plugin runs next (both at once when leadership is first won).
+    let mut next_prune = tokio::time::Instant::now();
+    let mut next_rescue = next_prune;
+    let after = |every: Duration| {
+        let now = tokio::time::Instant::now();
+        now.checked_add(every)
+            .unwrap_or(now + Duration::from_secs(1 << 40))
+    };
     loop {
         let leader = match storage
             .try_lead(LEADER_LOCK, &config.holder, config.leader_ttl)
@@ -70,8 +76,8 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
             }
         };
         if leader {
-            if config.rescuer && last_rescue.elapsed() >= config.rescue_interval {
-                last_rescue = tokio::time::Instant::now();
+            if config.rescuer && tokio::time::Instant::now() >= next_rescue {
+                next_rescue = after(config.rescue_interval);
                 match storage.rescue_expired(Utc::now(), 1000).await {
                     Ok(r) if !r.retried.is_empty() || !r.dropped.is_empty() => tracing::warn!(
                         retried = r.retried.len(),
@@ -82,14 +88,14 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
                     Err(e) => tracing::warn!(error = %e, "rescue failed"),
                 }
             }
-            if config.pruner && last_prune.elapsed() >= config.prune_interval {
-                last_prune = tokio::time::Instant::now();
+            if config.pruner && tokio::time::Instant::now() >= next_prune {
+                next_prune = after(config.prune_interval);
+                // The retention is at most `config::MAX_SECS`, so this is always a date.
                 let before =
                     Utc::now() - chrono::Duration::from_std(config.retention).unwrap_or_default();
-                match storage.prune(before, 1000).await {
-                    Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned finished jobs"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "prune failed"),
+                if prune_all(storage.as_ref(), before, &config, &shutdown).await {
+                    // Time ran out with more to delete: go on at the next tick.
+                    next_prune = tokio::time::Instant::now();
                 }
             }
         }
@@ -99,4 +105,42 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
         }
     }
     let _ = storage.resign(LEADER_LOCK, &config.holder).await;
+}
+
+/// Jobs one prune call deletes at most.
+const PRUNE_BATCH: usize = 1000;
+
+/// Deletes finished jobs older than `before`, batch after batch while batches come back full,
+/// for at most a third of the leadership lock's lifetime (so the lock is renewed in time) and
+/// until shutdown is requested: at one batch per interval, a busy system would finish jobs
+/// faster than the pruner deletes them. Returns whether it stopped with more left to delete.
+async fn prune_all(
+    storage: &dyn Storage,
+    before: chrono::DateTime<Utc>,
+    config: &MaintenanceConfig,
+    shutdown: &Shutdown,
+) -> bool {
+    let started = tokio::time::Instant::now();
+    let mut deleted = 0;
+    let more = loop {
+        match storage.prune(before, PRUNE_BATCH).await {
+            Ok(n) => {
+                deleted += n;
+                if n < PRUNE_BATCH as u64 {
+                    break false;
+                }
+                if started.elapsed() >= config.leader_ttl / 3 || shutdown.is_graceful() {
+                    break true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "prune failed");
+                break false;
+            }
+        }
+    };
+    if deleted > 0 {
+        tracing::info!(deleted, "pruned finished jobs");
+    }
+    more
 }
