@@ -35,15 +35,35 @@ pub(crate) struct Link {
 pub(crate) struct QueueConsumer {
     /// Unique within the owning queue; the first part of every receipt.
     pub id: u64,
+    /// The broker queue it consumes.
+    pub broker_queue: String,
     pub channel: Channel,
     pub stream: tokio::sync::Mutex<lapin::Consumer>,
     /// Delivery tags received and not yet acked or nacked, with when they arrived.
     pub unsettled: Mutex<HashMap<u64, Instant>>,
+    /// Set when the broker cancelled the consumer (its queue was deleted): its stream ends
+    /// while its channel stays open.
+    pub cancelled: std::sync::atomic::AtomicBool,
 }
 
 impl QueueConsumer {
     pub fn alive(&self) -> bool {
         self.channel.status().connected()
+            && !self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Notes that the broker cancelled this consumer (its stream ended).
+    pub fn cancel(&self) {
+        if !self
+            .cancelled
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(
+                queue = %self.broker_queue,
+                consumer = self.id,
+                "RabbitMQ cancelled the consumer (was the queue deleted?); declaring and consuming again"
+            );
+        }
     }
 
     /// Removes `tag` from the unsettled set; `false` when it was already settled.
@@ -192,9 +212,11 @@ impl Link {
         tracing::debug!(queue = broker_queue, prefetch, consumer = id, "consuming");
         Ok(QueueConsumer {
             id,
+            broker_queue: broker_queue.to_string(),
             channel,
             stream: tokio::sync::Mutex::new(consumer),
             unsettled: Mutex::new(HashMap::new()),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

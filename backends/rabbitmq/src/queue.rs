@@ -229,11 +229,17 @@ impl RabbitQueue {
             if c.alive() {
                 return Ok(c.clone());
             }
-            tracing::warn!(
-                queue,
-                consumer = c.id,
-                "RabbitMQ consumer channel closed; consuming again"
-            );
+            if c.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+                // Its queue is gone: declare it again before consuming, and drop the channel.
+                link.forget(&c.broker_queue);
+                let _ = c.channel.close(200, "consumer cancelled").await;
+            } else {
+                tracing::warn!(
+                    queue,
+                    consumer = c.id,
+                    "RabbitMQ consumer channel closed; consuming again"
+                );
+            }
             consumers.remove(queue);
         }
         let prefetch = match self.inner.config.prefetch {
@@ -492,10 +498,11 @@ impl Queue for RabbitQueue {
                 Ok(Some(Ok(d))) => raw.push(d),
                 Ok(Some(Err(e))) => return Err(unavailable("consumer failed", e)),
                 Ok(None) => {
+                    consumer.cancel();
                     return Err(Error::new(
                         ErrorKind::Unavailable,
                         format!("RabbitMQ cancelled the consumer of queue `{queue}`"),
-                    ))
+                    ));
                 }
             }
         }
@@ -508,6 +515,10 @@ impl Queue for RabbitQueue {
                 Some(Some(Ok(d))) => {
                     ids += ids_in(&d);
                     raw.push(d);
+                }
+                Some(None) => {
+                    consumer.cancel();
+                    break;
                 }
                 _ => break,
             }

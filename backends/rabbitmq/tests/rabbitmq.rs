@@ -568,3 +568,50 @@ async fn bad_config_and_missing_broker() {
         .unwrap_err();
     assert_eq!(e.kind(), switchyard_core::ErrorKind::Unavailable, "{e}");
 }
+
+/// A broker queue deleted while a worker consumes it (by an operator, or `destroy` from
+/// another handle) cancels the consumer; the next receives declare the queue and consume it
+/// again, so what is published afterwards arrives (before, the dead consumer was kept and every
+/// receive waited for nothing until the process restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_queue_is_consumed_again() {
+    let prefix = random_prefix();
+    let queue = rabbit(&prefix).await;
+    let msg = |job_id| QueueMessage {
+        job_id,
+        queue: "q".into(),
+        priority: 0,
+        delay: Duration::ZERO,
+    };
+    queue.publish(&[msg(uuid::Uuid::now_v7())]).await.unwrap();
+    let got = receive_all(&queue, "q", 1).await;
+    queue.ack(&got).await.unwrap();
+    // Another handle deletes the broker queue under the consumer.
+    let other = rabbit(&prefix).await;
+    other.publish(&[msg(uuid::Uuid::now_v7())]).await.unwrap();
+    other.destroy().await.unwrap();
+
+    let id = uuid::Uuid::now_v7();
+    let start = Instant::now();
+    let mut published = false;
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the message published after the queue was deleted never arrived"
+        );
+        if !published {
+            published = queue.publish(&[msg(id)]).await.is_ok();
+            continue;
+        }
+        if let Ok(d) = queue
+            .receive("q", 10, Duration::from_millis(500), Duration::from_secs(30))
+            .await
+        {
+            if d.iter().any(|d| d.job_id == id) {
+                queue.ack(&d).await.unwrap();
+                break;
+            }
+        }
+    }
+    queue.destroy().await.unwrap();
+}
