@@ -226,6 +226,19 @@ impl SqsQueue {
         Ok(url)
     }
 
+    /// `e`, after forgetting the cached `url` when `e` says its queue does not exist (deleted
+    /// since it was looked up): the next call looks the queue up again, creating it.
+    fn forget_if_missing(&self, url: &str, e: Error) -> Error {
+        if e.kind() == ErrorKind::NotFound {
+            tracing::warn!(
+                url,
+                "SQS queue no longer exists; it is created again on the next call"
+            );
+            self.urls.write().expect("poisoned").retain(|_, u| u != url);
+        }
+        e
+    }
+
     async fn create(&self, name: &str) -> Result<String> {
         let retention = self
             .config
@@ -308,7 +321,7 @@ impl SqsQueue {
         let out = req
             .send()
             .await
-            .map_err(|e| sdk_error("SendMessageBatch", e))?;
+            .map_err(|e| self.forget_if_missing(&url, sdk_error("SendMessageBatch", e)))?;
         if !out.failed().is_empty() {
             let codes: Vec<String> = out
                 .failed()
@@ -351,7 +364,7 @@ impl SqsQueue {
         let out = req
             .send()
             .await
-            .map_err(|e| sdk_error("DeleteMessageBatch", e))?;
+            .map_err(|e| self.forget_if_missing(&url, sdk_error("DeleteMessageBatch", e)))?;
         batch_failures("DeleteMessageBatch", out.failed())
     }
 
@@ -373,10 +386,9 @@ impl SqsQueue {
                     })?,
             );
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", e))?;
+        let out = req.send().await.map_err(|e| {
+            self.forget_if_missing(&url, sdk_error("ChangeMessageVisibilityBatch", e))
+        })?;
         batch_failures("ChangeMessageVisibilityBatch", out.failed())
     }
 }
@@ -534,11 +546,14 @@ impl Queue for SqsQueue {
             .await;
         let received = match received {
             Ok(r) => r,
-            Err(e) if held > 0 => {
-                tracing::debug!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; handing out held deliveries");
-                return Ok(self.bundles.take_held(queue, max));
+            Err(e) => {
+                let e = self.forget_if_missing(&url, sdk_error("ReceiveMessage", e));
+                if held > 0 {
+                    tracing::debug!(error = %e, "ReceiveMessage failed; handing out held deliveries");
+                    return Ok(self.bundles.take_held(queue, max));
+                }
+                return Err(e);
             }
-            Err(e) => return Err(sdk_error("ReceiveMessage", e)),
         };
         let mut fresh = Vec::new();
         let mut foreign = Vec::new();
@@ -645,7 +660,7 @@ impl Queue for SqsQueue {
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.code().is_some_and(is_stale_receipt) => Ok(()),
-            Err(e) => Err(sdk_error("ChangeMessageVisibility", e)),
+            Err(e) => Err(self.forget_if_missing(&url, sdk_error("ChangeMessageVisibility", e))),
         }
     }
 

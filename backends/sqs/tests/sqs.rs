@@ -307,3 +307,41 @@ async fn a_stopped_worker_gives_back_the_bundle_ids_it_held() {
     let _ = second.destroy().await;
     storage.destroy().await.unwrap();
 }
+
+/// An SQS queue deleted behind the handle's back (by an operator, or `destroy` from another
+/// handle) is created again: the handle forgets the URL it cached when SQS says the queue does
+/// not exist, so publishing and receiving recover instead of failing with `NotFound` for ever.
+#[tokio::test]
+async fn a_deleted_queue_is_created_again() {
+    let q = SqsQueue::connect(config()).await.unwrap();
+    q.publish(&[message("d")]).await.unwrap();
+    let got = receive_some(&q, "d", Duration::from_secs(30)).await;
+    q.ack(&got).await.unwrap();
+    let url = q.queue_url("d").await.unwrap();
+    q.client()
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap();
+
+    let m = message("d");
+    let mut published = false;
+    for _ in 0..5 {
+        match q.publish(std::slice::from_ref(&m)).await {
+            Ok(()) => {
+                published = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),
+        }
+    }
+    assert!(
+        published,
+        "publishing never recovered from the deleted queue"
+    );
+    let got = receive_some(&q, "d", Duration::from_secs(30)).await;
+    assert_eq!(got[0].job_id, m.job_id);
+    q.ack(&got).await.unwrap();
+    q.destroy().await.unwrap();
+}
