@@ -73,6 +73,8 @@ struct Keys {
     completed: String,
     finlog: String,
     done: String,
+    /// The lean layout's running jobs' tokens (a hash: id → token).
+    tokens: String,
 }
 
 impl Keys {
@@ -85,6 +87,7 @@ impl Keys {
             completed: format!("{p}s:bench:completed"),
             finlog: format!("{p}finlog"),
             done: format!("{p}done"),
+            tokens: format!("{p}tokens"),
             prefix: p,
         }
     }
@@ -183,7 +186,6 @@ async fn drain_task_lean(
     k: std::sync::Arc<Keys>,
     batch: usize,
 ) -> redis::RedisResult<()> {
-    let tokens = format!("{}tokens", k.prefix);
     loop {
         let entries = pop(&mut c, &k, batch).await?;
         if entries.is_empty() {
@@ -202,7 +204,7 @@ async fn drain_task_lean(
             zadd.arg(exp).arg(format!("{id}|{token}"));
         }
         zadd.ignore();
-        let hset = claim.cmd("HSET").arg(&tokens);
+        let hset = claim.cmd("HSET").arg(&k.tokens);
         for id in &ids {
             hset.arg(id).arg(token);
         }
@@ -210,7 +212,7 @@ async fn drain_task_lean(
         let () = claim.query_async(&mut c).await?;
 
         let mut complete = redis::pipe();
-        complete.cmd("HMGET").arg(&tokens).arg(&ids);
+        complete.cmd("HMGET").arg(&k.tokens).arg(&ids);
         for id in &ids {
             let key = k.job(id);
             complete
@@ -220,7 +222,7 @@ async fn drain_task_lean(
                 .ignore();
             complete.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
         }
-        complete.cmd("HDEL").arg(&tokens).arg(&ids).ignore();
+        complete.cmd("HDEL").arg(&k.tokens).arg(&ids).ignore();
         complete.cmd("ZREM").arg(&k.available).arg(&ids).ignore();
         finish_writes(&mut complete, &k, &ids, token, now);
         let (fences,): (Vec<Option<String>>,) = complete.query_async(&mut c).await?;
@@ -290,7 +292,6 @@ async fn drain_task_lean_lua(
     k: std::sync::Arc<Keys>,
     batch: usize,
 ) -> redis::RedisResult<()> {
-    let tokens = format!("{}tokens", k.prefix);
     let claim = redis::Script::new(LEAN_CLAIM);
     let complete = redis::Script::new(LEAN_COMPLETE);
     let base = "0123456789abcdef0123456789ab";
@@ -298,7 +299,7 @@ async fn drain_task_lean_lua(
         let entries: Vec<String> = claim
             .key(&k.ready)
             .key(&k.leases)
-            .key(&tokens)
+            .key(&k.tokens)
             .arg(batch)
             .arg("1764430030123")
             .arg(base)
@@ -308,7 +309,7 @@ async fn drain_task_lean_lua(
             return Ok(());
         }
         let mut inv = complete.prepare_invoke();
-        inv.key(&tokens)
+        inv.key(&k.tokens)
             .key(&k.leases)
             .key(&k.available)
             .key(&k.completed)
