@@ -59,10 +59,12 @@ pub async fn run(storage: Arc<dyn Storage>, config: MaintenanceConfig, shutdown:
     // When each plugin runs next (both at once when leadership is first won).
     let mut next_prune = tokio::time::Instant::now();
     let mut next_rescue = next_prune;
+    // An interval too long to add to now means never (a MaintenanceConfig built in code is
+    // not bounded like the configuration's keys): thirty years, which always fits.
     let after = |every: Duration| {
         let now = tokio::time::Instant::now();
         now.checked_add(every)
-            .unwrap_or(now + Duration::from_secs(1 << 40))
+            .unwrap_or(now + Duration::from_secs(30 * 365 * 24 * 3600))
     };
     loop {
         let leader = match storage
