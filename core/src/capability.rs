@@ -67,7 +67,7 @@ pub struct QueueCapabilities {
     /// Deliveries honour priority.
     pub priorities: bool,
     /// Most messages one broker call publishes, receives or acks (SQS: 10). A message may name
-    /// several jobs (see [`crate::bundle`]).
+    /// several jobs (see [`crate::adapter::bundle`]).
     pub max_batch: usize,
 }
 

@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::capability::StorageCapabilities;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// A job's id: a UUID v7, time-ordered, the token a user keeps to ask about the job.
 pub type JobId = Uuid;
@@ -219,60 +218,6 @@ impl NewJob {
         self.tags.push(tag.into());
         self
     }
-}
-
-/// Checks a job before a backend stores it: non-empty kind and queue, no NUL character in the
-/// kind, queue, unique key or tags, at least one attempt, and a payload within the storage's
-/// limit. Every `Storage::enqueue` calls it, so an oversized payload is rejected at enqueue
-/// with a message that names the limit.
-pub fn validate_new_job(job: &NewJob, caps: &StorageCapabilities) -> Result<()> {
-    if job.kind.trim().is_empty() {
-        return Err(Error::invalid(format!(
-            "job {} has an empty kind; a kind is the name a handler is registered under",
-            job.id
-        )));
-    }
-    if job.queue.trim().is_empty() || job.queue.len() > 128 {
-        return Err(Error::invalid(format!(
-            "job {} has queue `{}`; a queue name is 1 to 128 characters",
-            job.id, job.queue
-        )));
-    }
-    // A NUL character is refused in every name-like field: PostgreSQL's text cannot store one,
-    // and the Redis storage uses it as a separator, so every backend refuses it alike.
-    let named = [
-        ("kind", Some(job.kind.as_str())),
-        ("queue", Some(job.queue.as_str())),
-        ("unique key", job.unique_key.as_deref()),
-    ];
-    let tags = job.tags.iter().map(|t| ("tag", Some(t.as_str())));
-    for (what, value) in named.into_iter().chain(tags) {
-        if value.is_some_and(|v| v.contains('\0')) {
-            return Err(Error::invalid(format!(
-                "job {} has a {what} containing a NUL character (\\0); any other Unicode \
-                 character is accepted",
-                job.id
-            )));
-        }
-    }
-    if job.max_attempts == 0 {
-        return Err(Error::invalid(format!(
-            "job {} has max_attempts 0; it must be at least 1",
-            job.id
-        )));
-    }
-    let size = serde_json::to_vec(&job.payload)?.len();
-    if size > caps.max_payload_bytes {
-        return Err(Error::new(
-            ErrorKind::PayloadTooLarge,
-            format!(
-                "payload of job {} (kind `{}`) is {size} bytes; the limit is {} bytes \
-                 (setting `max_payload_bytes`)",
-                job.id, job.kind, caps.max_payload_bytes
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A stored job, as every backend returns it.

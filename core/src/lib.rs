@@ -14,34 +14,37 @@
 //! Job code never names a backend type: it sees [`JobContext`] and returns a [`JobError`].
 //! Backends declare what they can do through [`StorageCapabilities`] and [`QueueCapabilities`];
 //! the runtime and the conformance suite read them instead of guessing.
+//!
+//! The crate root holds the contract. The helpers that adapters share (bundles, wake-ups,
+//! migrations, validation, claim order, the prefix rule) live one level down, in [`adapter`].
 
-pub mod bundle;
+pub mod adapter;
 mod capability;
 mod context;
 mod error;
 mod executor;
 mod job;
-mod migration;
 mod queue;
 mod storage;
-mod wake;
 
 pub use capability::{QueueCapabilities, StorageCapabilities};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
 pub use job::{
-    validate_new_job, AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_PRIORITY, DEFAULT_QUEUE,
+    AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
 };
-pub use migration::migration_statements;
 pub use queue::{Delivery, Queue, QueueMessage};
 pub use storage::{
     CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem, EnqueueOutcome,
     JobFilter, LeaseRef, LeaseStatus, ListOrder, Outcome, QueueCounts, RescueReport, RetryOutcome,
     Storage,
 };
-pub use wake::{WakeHub, WakeSubscription};
+
+// Kept at the root for adapters written before `adapter` existed.
+pub use adapter::bundle;
+pub use adapter::{migration_statements, validate_new_job, WakeHub, WakeSubscription};
 
 /// Re-exported so that adapters implement the traits with the same macro version.
 pub use async_trait::async_trait;

@@ -58,7 +58,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     async fn setup(&self, queues: &[String]) -> Result<()>;
 
     /// Publishes messages, any number per call: the adapter cuts them into broker batches and
-    /// may pack several job ids into one broker message (see [`crate::bundle`]). Returns only
+    /// may pack several job ids into one broker message (see [`crate::adapter::bundle`]). Returns only
     /// when the broker has accepted every one of them (publisher confirms, SQS batch success);
     /// on error, none, some or all may have been accepted, and the caller publishes them again
     /// (duplicates are harmless).
@@ -67,7 +67,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// Receives up to `max` deliveries from `queue`, waiting up to `wait` for the first one.
     /// Returns an empty vector when none arrived in time. Received messages are invisible to
     /// other receivers for at least `lease`. A message that names several jobs (a bundle, see
-    /// [`crate::bundle`]) gives one delivery per job, each with its own receipt; ids beyond
+    /// [`crate::adapter::bundle`]) gives one delivery per job, each with its own receipt; ids beyond
     /// `max` wait in the adapter for the next receive (or [`Queue::release`]).
     async fn receive(
         &self,
@@ -92,7 +92,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     async fn extend(&self, deliveries: &[Delivery], lease: Duration) -> Result<()>;
 
     /// Gives back deliveries received from the broker but not yet returned by `receive` (a
-    /// message can name several jobs — see [`crate::bundle`] — so a receive may leave some of
+    /// message can name several jobs — see [`crate::adapter::bundle`] — so a receive may leave some of
     /// its ids waiting in the adapter). The worker calls it when it stops fetching, so no job
     /// waits in a stopped worker. The default has nothing to give back.
     async fn release(&self) -> Result<()> {

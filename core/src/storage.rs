@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::adapter::WakeSubscription;
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
-use crate::wake::WakeSubscription;
 
 /// What `enqueue` did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +237,21 @@ pub struct DispatchItem {
 ///   returns `Unavailable` and reconnects by itself on later calls.
 /// * Running jobs are fenced by their lease token: a change that names a token applies only if
 ///   the job is still `running` under that token.
+///
+/// # Methods by area
+///
+/// | area | methods | relies on |
+/// |---|---|---|
+/// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities) | |
+/// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy) | `destroy` may be unsupported |
+/// | records | [`enqueue`](Storage::enqueue), [`get`](Storage::get), [`cancel`](Storage::cancel), [`retry`](Storage::retry) | [`max_payload_bytes`](StorageCapabilities::max_payload_bytes) |
+/// | delivery | [`claim`](Storage::claim), [`claim_ids`](Storage::claim_ids), [`subscribe`](Storage::subscribe) | [`priorities`](StorageCapabilities::priorities), [`max_claim_batch`](StorageCapabilities::max_claim_batch), [`cross_process_wakeups`](StorageCapabilities::cross_process_wakeups) |
+/// | leases | [`heartbeat`](Storage::heartbeat), [`complete`](Storage::complete), [`rescue_expired`](Storage::rescue_expired) | |
+/// | admin | [`list`](Storage::list), [`counts`](Storage::counts) | [`can_list`](StorageCapabilities::can_list) |
+/// | maintenance | [`prune`](Storage::prune), [`try_lead`](Storage::try_lead), [`resign`](Storage::resign) | |
+/// | outbox | [`due_for_dispatch`](Storage::due_for_dispatch), [`mark_dispatched`](Storage::mark_dispatched), [`take_for_dispatch`](Storage::take_for_dispatch) | an external [`Queue`](crate::Queue) |
+///
+/// The methods below appear in that order, each area under its own heading.
 #[async_trait]
 pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// A short name for messages and metrics (`sqlite`, `postgres`, `redis`).
@@ -245,14 +260,34 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// What the backend supports.
     fn capabilities(&self) -> StorageCapabilities;
 
+    // ---- Schema: create, upgrade and remove an instance ----
+
     /// Creates or upgrades the schema (tables, indexes, scripts). Idempotent and safe to run
     /// from several processes at once.
     async fn migrate(&self) -> Result<()>;
 
+    /// Deletes everything this instance keeps under its prefix — jobs, indexes, leadership
+    /// locks and its record of applied migrations — so the prefix is as if never used:
+    /// [`migrate`](Storage::migrate) starts it afresh. Irreversible. Stop the instance's
+    /// workers first: afterwards their calls fail (SQL backends: no table) or, on Redis,
+    /// quietly write parts of an instance nobody migrated. Other prefixes are not touched. For
+    /// test suites and benchmarks that make throwaway instances, and for retiring one. The
+    /// default says the backend cannot (`ErrorKind::Unsupported`); the conformance suite then
+    /// skips its cleanup and the case that checks it.
+    async fn destroy(&self) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage cannot destroy an instance", self.name()),
+        ))
+    }
+
+    // ---- Records: store a job, read it, and change it on a user's request ----
+
     /// Stores jobs, all or none, and returns one outcome per job in input order.
     ///
-    /// Each job is validated with [`validate_new_job`](crate::validate_new_job) first; an
-    /// invalid job (oversized payload, empty kind) fails the whole call with its error.
+    /// Each job is validated with [`validate_new_job`](crate::adapter::validate_new_job) first; an
+    /// invalid job (a payload over [`StorageCapabilities::max_payload_bytes`], an empty kind)
+    /// fails the whole call with its error.
     /// A job whose `run_at` is in the future is `scheduled`, otherwise `available`.
     /// A job with a `unique_key` that matches a live (not finished) job is not stored; its
     /// outcome is `Duplicate(existing id)`. Two jobs with one key in the same call: the first
@@ -262,16 +297,36 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// The job with this id, or `None` when there is none (not an error).
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>>;
 
+    /// Cancels a job: pending → `cancelled` at once; running → the cancel flag is set and the
+    /// worker's next heartbeat reports it; finished → reported, unchanged.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
+
+    /// Runs a finished job (`failed`, `cancelled`, `dropped`, `completed`) again: `available`
+    /// now, cancel flag cleared, one more attempt allowed if it had used them all.
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome>;
+
+    // ---- Delivery: hand runnable jobs to workers (the storage's own queue, or ids from an external one) ----
+
     /// Claims up to `req.limit` runnable jobs on `req.queues`: pending (`scheduled`, `available`
     /// or `retrying`) with `run_at <= now` and not cancelled. Order: priority descending, then
     /// `run_at`, then id. Each claimed job becomes `running` with `attempt + 1`, a fresh lease
     /// token, `lease_expires_at = now + req.lease`, `started_at = now` and `worker_id`.
-    /// Concurrent claims never return the same job. Returns the claimed records.
+    /// Concurrent claims never return the same job. Returns the claimed records, in that order
+    /// ([`claim_order`](crate::adapter::claim_order)).
+    ///
+    /// Relies on [`StorageCapabilities::priorities`] (without it, priority is ignored) and
+    /// returns at most [`StorageCapabilities::max_claim_batch`] jobs.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>>;
 
     /// Like [`claim`](Storage::claim), restricted to `ids` (deliveries from an external queue).
     /// Ids that are not runnable now (unknown, running, finished, not yet due) are skipped.
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>>;
+
+    /// A subscription to this backend's wake-ups for idle workers. Backends without wake-ups
+    /// return [`WakeSubscription::polling_only`].
+    fn subscribe(&self) -> WakeSubscription;
+
+    // ---- Leases: renew a running attempt, record how it ended, rescue the abandoned ones ----
 
     /// Renews leases to `now + lease` for jobs still running under the given tokens, and
     /// reports per lease (input order) whether it is held and whether a cancel was requested.
@@ -296,19 +351,21 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// error naming the worker. A job that completed in the meantime is never touched.
     async fn rescue_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<RescueReport>;
 
-    /// Cancels a job: pending → `cancelled` at once; running → the cancel flag is set and the
-    /// worker's next heartbeat reports it; finished → reported, unchanged.
-    async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
-
-    /// Runs a finished job (`failed`, `cancelled`, `dropped`, `completed`) again: `available`
-    /// now, cancel flag cleared, one more attempt allowed if it had used them all.
-    async fn retry(&self, id: JobId) -> Result<RetryOutcome>;
+    // ---- Admin: look at the jobs (`StorageCapabilities::can_list`) ----
 
     /// One page of jobs matching `filter`, in `filter.order`.
+    ///
+    /// Requires [`StorageCapabilities::can_list`]: a backend that declares it false should
+    /// answer `ErrorKind::Unsupported`, and callers check the capability first.
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
 
     /// Job counts per state for every queue that has jobs, sorted by queue name.
+    ///
+    /// Requires [`StorageCapabilities::can_list`]: a backend that declares it false should
+    /// answer `ErrorKind::Unsupported`, and callers check the capability first.
     async fn counts(&self) -> Result<Vec<QueueCounts>>;
+
+    // ---- Maintenance: the leader's services (pruning, leadership) ----
 
     /// Deletes up to `limit` finished jobs whose `finished_at` is before `before`, with
     /// everything the backend keeps for them. Returns how many were deleted.
@@ -321,6 +378,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// Gives up the lock if `holder` holds it.
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
+
+    // ---- Outbox: feed an external queue (used only when one is configured) ----
 
     /// Jobs to publish to an external queue: pending, not cancelled, runnable at or before
     /// `horizon`, and either never dispatched or dispatched before `stale_before` (a message
@@ -358,23 +417,4 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         }
         Ok(items)
     }
-
-    /// Deletes everything this instance keeps under its prefix — jobs, indexes, leadership
-    /// locks and its record of applied migrations — so the prefix is as if never used:
-    /// [`migrate`](Storage::migrate) starts it afresh. Irreversible. Stop the instance's
-    /// workers first: afterwards their calls fail (SQL backends: no table) or, on Redis,
-    /// quietly write parts of an instance nobody migrated. Other prefixes are not touched. For
-    /// test suites and benchmarks that make throwaway instances, and for retiring one. The
-    /// default says the backend cannot (`ErrorKind::Unsupported`); the conformance suite then
-    /// skips its cleanup and the case that checks it.
-    async fn destroy(&self) -> Result<()> {
-        Err(crate::Error::new(
-            crate::ErrorKind::Unsupported,
-            format!("the {} storage cannot destroy an instance", self.name()),
-        ))
-    }
-
-    /// A subscription to this backend's wake-ups for idle workers. Backends without wake-ups
-    /// return [`WakeSubscription::polling_only`].
-    fn subscribe(&self) -> WakeSubscription;
 }

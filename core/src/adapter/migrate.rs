@@ -1,0 +1,190 @@
+//! The migration runner for adapters whose migrations are SQL files with a `{prefix}`
+//! placeholder (a table prefix cannot be templated by `sqlx::migrate!`): render and split a
+//! file ([`migration_statements`]), and apply the versions not applied yet, recording each in
+//! `{prefix}migrations` ([`run_migrations`]). A backend supplies only its dialect
+//! ([`MigrationTarget`]): how to create that table, read it, run a statement and record a
+//! version, all inside one transaction it opened and commits.
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+
+/// One migration file: its version (the order it is applied in) and its SQL, with `{prefix}`
+/// where the table prefix goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Applied in ascending order; recorded in `{prefix}migrations` once applied.
+    pub version: i64,
+    /// The file's text (`include_str!`), statements separated by `;`.
+    pub sql: &'static str,
+}
+
+/// A backend's side of [`run_migrations`]: one open transaction, already holding whatever lock
+/// keeps two processes from migrating the same prefix at once.
+#[async_trait]
+pub trait MigrationTarget: Send {
+    /// Creates `{prefix}migrations` if it is missing.
+    async fn create_table(&mut self) -> Result<()>;
+    /// The versions recorded in `{prefix}migrations`.
+    async fn applied(&mut self) -> Result<Vec<i64>>;
+    /// Runs one statement of a migration. The runner wraps a failure in an error that names
+    /// the migration.
+    async fn execute(
+        &mut self,
+        statement: &str,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    /// Records `version` as applied.
+    async fn record(&mut self, version: i64) -> Result<()>;
+}
+
+/// Applies, in order, every migration of `migrations` whose version `target` has not
+/// recorded, statement by statement, recording each version after its last statement. A
+/// statement that fails is a [`Config`](crate::ErrorKind::Config) error naming `backend` and
+/// the version; the caller's transaction then rolls back, so a failed run applies nothing.
+pub async fn run_migrations(
+    target: &mut dyn MigrationTarget,
+    migrations: &[Migration],
+    prefix: &str,
+    backend: &str,
+) -> Result<()> {
+    target.create_table().await?;
+    let applied = target.applied().await?;
+    for m in migrations {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        for statement in migration_statements(m.sql, prefix) {
+            target.execute(&statement).await.map_err(|e| {
+                Error::config(format!("{backend} migration {} failed", m.version))
+                    .with_source(BoxedError(e))
+            })?;
+        }
+        target.record(m.version).await?;
+    }
+    Ok(())
+}
+
+/// A boxed driver error, kept as the source of the migration error.
+#[derive(Debug)]
+struct BoxedError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for BoxedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BoxedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Renders a migration file for `prefix` and splits it into statements: comment lines dropped,
+/// split on `;`. Migration files must not put `;` inside string literals or comments.
+pub fn migration_statements(sql: &str, prefix: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .replace("{prefix}", prefix)
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_splits() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE {prefix}jobs (id int);\n\n\
+                   CREATE INDEX {prefix}i ON {prefix}jobs (id);\n";
+        assert_eq!(
+            migration_statements(sql, "p_"),
+            vec![
+                "CREATE TABLE p_jobs (id int)".to_string(),
+                "CREATE INDEX p_i ON p_jobs (id)".to_string(),
+            ]
+        );
+    }
+
+    /// A target that keeps its table in memory and can fail one statement.
+    #[derive(Default)]
+    struct Memory {
+        applied: Vec<i64>,
+        executed: Vec<String>,
+        fail_on: Option<&'static str>,
+    }
+
+    #[async_trait]
+    impl MigrationTarget for Memory {
+        async fn create_table(&mut self) -> Result<()> {
+            Ok(())
+        }
+        async fn applied(&mut self) -> Result<Vec<i64>> {
+            Ok(self.applied.clone())
+        }
+        async fn execute(
+            &mut self,
+            statement: &str,
+        ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            if self.fail_on.is_some_and(|f| statement.contains(f)) {
+                return Err("syntax error".into());
+            }
+            self.executed.push(statement.to_string());
+            Ok(())
+        }
+        async fn record(&mut self, version: i64) -> Result<()> {
+            self.applied.push(version);
+            Ok(())
+        }
+    }
+
+    const SET: &[Migration] = &[
+        Migration {
+            version: 1,
+            sql: "CREATE TABLE {prefix}a (x int);",
+        },
+        Migration {
+            version: 2,
+            sql: "CREATE TABLE {prefix}b (x int); BROKEN {prefix}c;",
+        },
+    ];
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn applies_what_is_missing_in_order() {
+        let mut m = Memory {
+            applied: vec![1],
+            fail_on: Some("never"),
+            ..Memory::default()
+        };
+        block_on(run_migrations(&mut m, SET, "p_", "Test")).unwrap();
+        assert_eq!(m.executed, vec!["CREATE TABLE p_b (x int)", "BROKEN p_c"]);
+        assert_eq!(m.applied, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_failed_statement_names_the_migration() {
+        let mut m = Memory {
+            fail_on: Some("BROKEN"),
+            ..Memory::default()
+        };
+        let e = block_on(run_migrations(&mut m, SET, "p_", "Test")).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert_eq!(e.message(), "Test migration 2 failed");
+        assert_eq!(m.applied, vec![1], "version 2 is not recorded");
+    }
+}
