@@ -5,11 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh >/dev/null
-cargo build --release --features switchyard/full -p switchyard --bin switchyard \
-  --example sqlite_raw_ceiling --example postgres_raw_ceiling --example redis_raw_ceiling \
-  --example sqs_raw_ceiling --example rabbitmq_raw_ceiling \
-  --example redis_storage_loop --example redis_native_floor --example runtime_ceiling \
-  -p switchyard-sqlite -p switchyard-postgres -p switchyard-redis -p switchyard-sqs -p switchyard-rabbitmq
+# The `switchyard` binary with every backend, and the raw ceilings and diagnostics
+# (bench/src/bin/), in one build so both see the same features.
+cargo build --release --features switchyard/full -p switchyard -p switchyard-bench --bins
 out=target/bench
 mkdir -p "$out"
 bin=target/release/switchyard
@@ -27,20 +25,20 @@ print(f"{d['storage']:>8} + {d['queue']:<8}  W1 batch {d['enqueue_batch_jobs_per
 PY
 }
 run sqlite
-target/release/examples/sqlite_raw_ceiling | tee "$out/sqlite_raw.txt"
+target/release/sqlite_raw_ceiling | tee "$out/sqlite_raw.txt"
 run postgres --storage "$pg"
-target/release/examples/postgres_raw_ceiling | grep median | tee "$out/postgres_raw.txt"
+target/release/postgres_raw_ceiling | grep median | tee "$out/postgres_raw.txt"
 run redis --storage redis://127.0.0.1:6379
-target/release/examples/redis_raw_ceiling | tail -1 | tee "$out/redis_raw.txt"
-target/release/examples/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1: /' | tee -a "$out/redis_raw.txt"
-target/release/examples/redis_storage_loop | sed 's/^/redis storage loop: /' | tee "$out/redis_storage_loop.txt"
-target/release/examples/redis_native_floor | tail -1 | tee "$out/redis_native_floor.txt"
-target/release/examples/redis_native_floor --lean | tail -1 | tee -a "$out/redis_native_floor.txt"
-target/release/examples/redis_native_floor --lean-lua | tail -1 | tee -a "$out/redis_native_floor.txt"
+target/release/redis_raw_ceiling | tail -1 | tee "$out/redis_raw.txt"
+target/release/redis_raw_ceiling --batch 1 | tail -1 | sed 's/^/batch 1: /' | tee -a "$out/redis_raw.txt"
+target/release/redis_storage_loop | sed 's/^/redis storage loop: /' | tee "$out/redis_storage_loop.txt"
+target/release/redis_native_floor | tail -1 | tee "$out/redis_native_floor.txt"
+target/release/redis_native_floor --lean | tail -1 | tee -a "$out/redis_native_floor.txt"
+target/release/redis_native_floor --lean-lua | tail -1 | tee -a "$out/redis_native_floor.txt"
 run postgres_redis --storage "$pg" --queue redis://127.0.0.1:6379
 run postgres_sqs --storage "$pg" --queue sqs://127.0.0.1:4577
-target/release/examples/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"
+target/release/sqs_raw_ceiling | tail -1 | tee "$out/sqs_raw.txt"
 run postgres_rabbitmq --storage "$pg" --queue "amqp://guest:guest@127.0.0.1:5672/%2f"
-target/release/examples/rabbitmq_raw_ceiling | tail -1 | tee "$out/rabbitmq_raw.txt"
-target/release/examples/runtime_ceiling | tail -1 | tee "$out/runtime_ceiling.txt"
+target/release/rabbitmq_raw_ceiling | tail -1 | tee "$out/rabbitmq_raw.txt"
+target/release/runtime_ceiling | tail -1 | tee "$out/runtime_ceiling.txt"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-sqlite --example storage_loop`
+//! Run with: `cargo run --release -p switchyard-bench --bin storage_loop`
 //!
 //! Diagnostic: the SQLite storage's own claim/complete statements in one tight loop (no
 //! worker), to separate storage cost from worker overhead. The first argument is the claim
@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_core::{ClaimRequest, Completion, NewJob, Outcome, Storage};
+use switchyard_bench::jobs::{bench_jobs, loop_claim, succeeded};
+use switchyard_core::Storage;
 use switchyard_sqlite::{SqliteConfig, SqliteStorage};
 
 #[tokio::main]
@@ -16,21 +17,16 @@ async fn main() {
         .await
         .unwrap();
     s.migrate().await.unwrap();
-    let jobs: Vec<NewJob> = (0..10_000)
-        .map(|i| NewJob::new("bench", serde_json::json!({ "n": i })).with_queue("bench"))
-        .collect();
+    let jobs = bench_jobs(10_000, None);
     for c in jobs.chunks(1000) {
         s.enqueue(c.to_vec()).await.unwrap();
     }
-    let req = ClaimRequest {
-        queues: vec!["bench".into()],
-        limit: std::env::args()
+    let req = loop_claim(
+        std::env::args()
             .nth(1)
             .and_then(|a| a.parse().ok())
             .unwrap_or(16),
-        worker_id: "loop".into(),
-        lease: Duration::from_secs(30),
-    };
+    );
     let t0 = Instant::now();
     let (mut tc, mut tk) = (Duration::ZERO, Duration::ZERO);
     let mut n = 0;
@@ -42,14 +38,7 @@ async fn main() {
             break;
         }
         n += claimed.len();
-        let done: Vec<Completion> = claimed
-            .iter()
-            .map(|j| Completion {
-                id: j.id,
-                token: j.lease_token.unwrap(),
-                outcome: Outcome::Succeeded { result: None },
-            })
-            .collect();
+        let done = succeeded(&claimed);
         let t = Instant::now();
         s.complete(&done).await.unwrap();
         tk += t.elapsed();

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-redis --example redis_storage_loop`
+//! Run with: `cargo run --release -p switchyard-bench --bin redis_storage_loop`
 //!
 //! Diagnostic: the Redis storage's own claim and complete scripts in a loop (no worker), to
 //! separate the storage's cost from the worker's. Enqueues `--jobs` jobs (10,000), then
@@ -12,32 +12,19 @@
 //! `callgrind_control -i on` on a Redis under `valgrind --tool=callgrind --instr-atstart=no`)
 //! can cover the drain alone, as in docs/redis.md#performance.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use switchyard_core::{ClaimRequest, Completion, NewJob, Outcome, Storage};
+use switchyard_bench::cpu::own_cpu;
+use switchyard_bench::jobs::{bench_jobs, loop_claim, succeeded};
+use switchyard_bench::{arg, services};
+use switchyard_core::Storage;
 use switchyard_redis::{RedisConfig, RedisStorage};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Redis' own CPU seconds (user + system) so far.
 async fn redis_cpu(s: &RedisStorage) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut s.connection())
+    switchyard_bench::cpu::redis_cpu(&mut s.connection())
         .await
-        .expect("INFO cpu");
-    info.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum()
+        .expect("INFO cpu")
 }
 
 /// Microseconds Redis spent inside scripts (`EVALSHA` in `INFO commandstats`) since the last
@@ -56,22 +43,9 @@ async fn script_usec(s: &RedisStorage) -> f64 {
         .sum()
 }
 
-/// This process' CPU seconds (user + system) so far.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
-
 #[tokio::main]
 async fn main() {
-    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = services::redis_url();
     let n = arg("--jobs", 10_000);
     let tasks = arg("--tasks", 4);
     let batch = arg("--batch", 16);
@@ -81,24 +55,11 @@ async fn main() {
     .await
     .expect("connect");
     s.migrate().await.expect("migrate");
-    let jobs: Vec<NewJob> = (0..n)
-        .map(|i| {
-            NewJob::new(
-                "bench",
-                serde_json::json!({ "n": i, "pad": "x".repeat(arg("--pad", 0)) }),
-            )
-            .with_queue("bench")
-        })
-        .collect();
+    let jobs = bench_jobs(n, Some(arg("--pad", 0)));
     for c in jobs.chunks(1000) {
         s.enqueue(c.to_vec()).await.expect("enqueue");
     }
-    let req = ClaimRequest {
-        queues: vec!["bench".into()],
-        limit: batch,
-        worker_id: "loop".into(),
-        lease: Duration::from_secs(30),
-    };
+    let req = loop_claim(batch);
     if std::env::var_os("SWITCHYARD_LOOP_PAUSE").is_some() {
         println!("enqueued; press enter to drain");
         let mut line = String::new();
@@ -122,15 +83,7 @@ async fn main() {
                     return done;
                 }
                 done += claimed.len();
-                let completions: Vec<Completion> = claimed
-                    .iter()
-                    .map(|j| Completion {
-                        id: j.id,
-                        token: j.lease_token.expect("a claimed job has a token"),
-                        outcome: Outcome::Succeeded { result: None },
-                    })
-                    .collect();
-                s.complete(&completions).await.expect("complete");
+                s.complete(&succeeded(&claimed)).await.expect("complete");
             }
         }));
     }

@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-rabbitmq --example rabbitmq_raw_ceiling [-- MESSAGES]
+//! Run with: cargo run --release -p switchyard-bench --bin rabbitmq_raw_ceiling [-- MESSAGES]
 //!
 //! The raw ceiling of lapin alone on this broker, for `docs/benchmarks.md`: publish MESSAGES
 //! (default 10,000) persistent 36-byte messages with publisher confirms (pipelined, 1,000
@@ -16,6 +16,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use switchyard_bench::{median, services};
 use tokio::sync::Semaphore;
 
 const WINDOW: usize = 1000;
@@ -24,8 +25,7 @@ const IN_FLIGHT: usize = 16;
 
 #[tokio::main]
 async fn main() -> Res<()> {
-    let url = std::env::var("SWITCHYARD_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let url = services::amqp_url();
     let n: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())
@@ -161,9 +161,4 @@ async fn consume(conn: &Connection, queue: &str, n: usize) -> Res<()> {
     }
     channel.close(200, "done").await?;
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-postgres --example postgres_raw_ceiling [-- --jobs 10000 --tasks 16 --batch 10 --runs 3]`
+//! Run with: `cargo run --release -p switchyard-bench --bin postgres_raw_ceiling [-- --jobs 10000 --tasks 16 --batch 10 --runs 3]`
 //!
 //! The raw ceiling of a PostgreSQL job queue on this machine: the fastest plain sqlx
 //! `FOR UPDATE SKIP LOCKED` loop, with no scheduler around it, to compare Switchyard's drain
@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use switchyard_bench::args::strict_pairs;
+use switchyard_bench::{median, services};
 use uuid::Uuid;
 
 const TABLE: &str = "switchyard_raw_ceiling";
@@ -36,18 +38,13 @@ fn args() -> Args {
         batch: 10,
         runs: 3,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let value = pair.get(1).and_then(|v| v.parse::<usize>().ok());
-        match (pair[0].as_str(), value) {
-            ("--jobs", Some(v)) => a.jobs = v,
-            ("--tasks", Some(v)) => a.tasks = v.max(1),
-            ("--batch", Some(v)) => a.batch = v.max(1) as i64,
-            ("--runs", Some(v)) => a.runs = v.max(1),
-            (flag, _) => {
-                eprintln!("unknown or incomplete argument `{flag}`; accepted: --jobs N --tasks N --batch N --runs N");
-                std::process::exit(2);
-            }
+    for (flag, v) in strict_pairs(&["--jobs", "--tasks", "--batch", "--runs"]) {
+        match flag.as_str() {
+            "--jobs" => a.jobs = v,
+            "--tasks" => a.tasks = v.max(1),
+            "--batch" => a.batch = v.max(1) as i64,
+            "--runs" => a.runs = v.max(1),
+            _ => unreachable!("strict_pairs returns only the names it accepts"),
         }
     }
     a
@@ -151,16 +148,10 @@ async fn drain(pool: &PgPool, tasks: usize, batch: i64, style: &str) -> sqlx::Re
     Ok(total)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
-    let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+    let url = services::postgres_url();
     let pool = PgPoolOptions::new()
         .max_connections(a.tasks as u32 + 1)
         .test_before_acquire(false)

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-sqlite --example sqlite_raw_ceiling`
+//! Run with: `cargo run --release -p switchyard-bench --bin sqlite_raw_ceiling`
 //!
 //! The raw ceiling of sqlx on SQLite for the benchmark's drain (W2): the fastest plain
 //! claim/complete loop on one file, with none of Switchyard's bookkeeping. 10,000 rows are
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::QueryBuilder;
+use switchyard_bench::median;
 
 const N: i64 = 10_000;
 const BATCH: i64 = 16;
@@ -83,10 +84,10 @@ async fn main() {
     for _ in 0..3 {
         runs.push(run_once(&path).await);
     }
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    runs.sort_by(f64::total_cmp);
     println!(
         "sqlite raw claim/complete loop (batch {BATCH}): {:.0} jobs/s (runs: {:?})",
-        runs[1],
+        median(runs.clone()),
         runs.iter().map(|r| r.round()).collect::<Vec<_>>()
     );
 }

@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-sqs --example sqs_raw_ceiling
+//! Run with: cargo run --release -p switchyard-bench --bin sqs_raw_ceiling
 //!
 //! The raw ceiling of `aws-sdk-sqs` against the SQS endpoint on this machine (fauxqs from
 //! `scripts/fauxqs/start.sh`), to compare the SQS queue's W2 drain with: `SendMessageBatch` of
@@ -19,23 +19,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use futures::stream::{self, StreamExt};
+use switchyard_bench::{arg, median, services};
 use switchyard_sqs::{SqsConfig, SqsQueue};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 async fn send_all(client: &Client, url: &str, jobs: usize, concurrency: usize) -> Res<()> {
     let calls = (0..jobs).step_by(10).map(|start| {
@@ -124,8 +111,7 @@ async fn drain(client: &Client, url: &str, jobs: usize, concurrency: usize) -> R
 
 #[tokio::main]
 async fn main() -> Res<()> {
-    let endpoint = std::env::var("SWITCHYARD_TEST_SQS_ENDPOINT")
-        .unwrap_or_else(|_| "http://127.0.0.1:4577".into());
+    let endpoint = services::sqs_endpoint();
     let jobs = arg("--jobs", 10_000);
     let send_concurrency = arg("--send-concurrency", 8);
     let concurrency = arg("--concurrency", 16);

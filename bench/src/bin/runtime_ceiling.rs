@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard --example runtime_ceiling`
+//! Run with: `cargo run --release -p switchyard-bench --bin runtime_ceiling`
 //!
 //! Diagnostic: the worker's own ceiling on this machine. W2 (one worker, concurrency 16, no-op
 //! handler, drain `--jobs` queued jobs, 10,000 by default) against a storage that costs
@@ -16,33 +16,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use switchyard::{Registry, Worker};
+use switchyard_bench::cpu::own_cpu;
+use switchyard_bench::jobs::bench_jobs;
+use switchyard_bench::{arg, median};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, Error, JobFilter, JobId, JobRecord, JobState, LeaseRef, LeaseStatus, NewJob,
     QueueCounts, RescueReport, Result, RetryOutcome, Storage, StorageCapabilities, WakeHub,
     WakeSubscription,
 };
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process' CPU seconds (user + system) so far.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| f.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 /// Records waiting in memory; claims pop them, completions count them.
 #[derive(Debug, Default)]
@@ -212,10 +194,7 @@ async fn main() {
     let mut figures = Vec::new();
     for run in 1..=runs {
         let storage = Arc::new(FreeStorage::default());
-        let jobs: Vec<NewJob> = (0..n)
-            .map(|i| NewJob::new("bench", serde_json::json!({ "n": i })).with_queue("bench"))
-            .collect();
-        storage.enqueue(jobs).await.expect("enqueue");
+        storage.enqueue(bench_jobs(n, None)).await.expect("enqueue");
         let registry = Registry::new().register_fn("bench", |_, _| async { Ok(None) });
         let (c0, t0) = (own_cpu(), Instant::now());
         let worker = Worker::new(storage.clone(), registry)
@@ -234,9 +213,8 @@ async fn main() {
         );
         figures.push(rate);
     }
-    figures.sort_by(f64::total_cmp);
     println!(
         "runtime ceiling (median of {runs}): W2 drain {:.0} jobs/s at concurrency {concurrency}",
-        figures[figures.len() / 2]
+        median(figures)
     );
 }

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p switchyard-redis --example redis_native_floor`
+//! Run with: `cargo run --release -p switchyard-bench --bin redis_native_floor`
 //!
 //! Diagnostic: what the Redis storage's per-job bookkeeping costs as plain pipelined commands,
 //! without Lua and without atomicity — a floor no correct implementation of the same records
@@ -28,26 +28,9 @@
 use std::time::Instant;
 
 use redis::aio::ConnectionManager;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Redis' own CPU seconds (user + system) so far.
-async fn redis_cpu(c: &mut ConnectionManager) -> redis::RedisResult<f64> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(c).await?;
-    Ok(info
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum())
-}
+use switchyard_bench::args::DrainArgs;
+use switchyard_bench::cpu::redis_cpu;
+use switchyard_bench::{flag, median, services};
 
 /// The claim's field reads, in the order claim.lua asks for them.
 const CLAIM_FIELDS: [&str; 11] = [
@@ -179,58 +162,83 @@ async fn enqueue(
     Ok(())
 }
 
-/// The lean model's drain: the ready list's entries carry what a worker needs, the running
-/// state is the lease alone, and each job's hash is written once, when it finishes.
-async fn drain_task_lean(
+/// The clock the pipelined drains write (one fixed value).
+const NOW: &str = "1764430000123";
+/// The lease expiry the pipelined drains write.
+const EXP: &str = "1764430030123";
+/// The lease token the pipelined drains write.
+const TOKEN: &str = "0123456789abcdef0123456789ab0001";
+
+/// A completed job's own writes: its state and `finished_at`, and its expiry.
+fn mark_completed(p: &mut redis::Pipeline, key: &str) {
+    p.cmd("HSET")
+        .arg(key)
+        .arg(&[("state", "completed"), ("finished_at", NOW)])
+        .ignore();
+    p.cmd("EXPIRE").arg(key).arg(86_400).ignore();
+}
+
+/// One drain task of the pipelined layouts: pops `batch` ready entries at a time until the
+/// list is empty, and claims and completes each batch as the layout does (`lean` or not).
+async fn drain_task(
     mut c: ConnectionManager,
     k: std::sync::Arc<Keys>,
     batch: usize,
+    lean: bool,
 ) -> redis::RedisResult<()> {
     loop {
         let entries = pop(&mut c, &k, batch).await?;
         if entries.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = entries
-            .iter()
-            .map(|e| e.split_once('\u{0}').map_or(e.as_str(), |(id, _)| id))
-            .collect();
-        let now = "1764430000123";
-        let exp = "1764430030123";
-        let token = "0123456789abcdef0123456789ab0001";
-        let mut claim = redis::pipe();
-        let zadd = claim.cmd("ZADD").arg(&k.leases);
-        for id in &ids {
-            zadd.arg(exp).arg(format!("{id}|{token}"));
+        if lean {
+            claim_complete_lean(&mut c, &k, &entries).await?;
+        } else {
+            claim_complete(&mut c, &k, &entries).await?;
         }
-        zadd.ignore();
-        let hset = claim.cmd("HSET").arg(&k.tokens);
-        for id in &ids {
-            hset.arg(id).arg(token);
-        }
-        hset.ignore();
-        let () = claim.query_async(&mut c).await?;
-
-        let mut complete = redis::pipe();
-        complete.cmd("HMGET").arg(&k.tokens).arg(&ids);
-        for id in &ids {
-            let key = k.job(id);
-            complete
-                .cmd("HSET")
-                .arg(&key)
-                .arg(&[("state", "completed"), ("finished_at", now)])
-                .ignore();
-            complete.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
-        }
-        complete.cmd("HDEL").arg(&k.tokens).arg(&ids).ignore();
-        complete.cmd("ZREM").arg(&k.available).arg(&ids).ignore();
-        finish_writes(&mut complete, &k, &ids, token, now);
-        let (fences,): (Vec<Option<String>>,) = complete.query_async(&mut c).await?;
-        assert!(
-            fences.iter().all(|t| t.as_deref() == Some(token)),
-            "every fence reads its token"
-        );
     }
+}
+
+/// The lean model's claim and completion of popped `entries`: the ready list's entries carry
+/// what a worker needs, the running state is the lease alone, and each job's hash is written
+/// once, when it finishes.
+async fn claim_complete_lean(
+    c: &mut ConnectionManager,
+    k: &Keys,
+    entries: &[String],
+) -> redis::RedisResult<()> {
+    let ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e.split_once('\u{0}').map_or(e.as_str(), |(id, _)| id))
+        .collect();
+    let mut claim = redis::pipe();
+    let zadd = claim.cmd("ZADD").arg(&k.leases);
+    for id in &ids {
+        zadd.arg(EXP).arg(format!("{id}|{TOKEN}"));
+    }
+    zadd.ignore();
+    let hset = claim.cmd("HSET").arg(&k.tokens);
+    for id in &ids {
+        hset.arg(id).arg(TOKEN);
+    }
+    hset.ignore();
+    let () = claim.query_async(c).await?;
+
+    let mut complete = redis::pipe();
+    complete.cmd("HMGET").arg(&k.tokens).arg(&ids);
+    for id in &ids {
+        let key = k.job(id);
+        mark_completed(&mut complete, &key);
+    }
+    complete.cmd("HDEL").arg(&k.tokens).arg(&ids).ignore();
+    complete.cmd("ZREM").arg(&k.available).arg(&ids).ignore();
+    finish_writes(&mut complete, k, &ids, TOKEN, NOW);
+    let (fences,): (Vec<Option<String>>,) = complete.query_async(c).await?;
+    assert!(
+        fences.iter().all(|t| t.as_deref() == Some(TOKEN)),
+        "every fence reads its token"
+    );
+    Ok(())
 }
 
 /// The lean model's claim as one script (see `drain_task_lean_lua`). KEYS: ready, leases,
@@ -326,81 +334,66 @@ async fn drain_task_lean_lua(
     }
 }
 
-async fn drain_task(
-    mut c: ConnectionManager,
-    k: std::sync::Arc<Keys>,
-    batch: usize,
+/// The schema-3 layout's claim and completion of popped `ids`, in the storage scripts' round
+/// trips.
+async fn claim_complete(
+    c: &mut ConnectionManager,
+    k: &Keys,
+    ids: &[String],
 ) -> redis::RedisResult<()> {
-    loop {
-        let ids = pop(&mut c, &k, batch).await?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let now = "1764430000123";
-        let exp = "1764430030123";
-        let token = "0123456789abcdef0123456789ab0001";
-        let mut claim = redis::pipe();
-        for id in &ids {
-            let key = k.job(id);
-            claim.cmd("HMGET").arg(&key).arg(&CLAIM_FIELDS[..]);
-            claim
-                .cmd("HSET")
-                .arg(&key)
-                .arg(&[
-                    ("state", "running"),
-                    ("attempt", "1"),
-                    ("lease_token", token),
-                    ("lease_expires_at", exp),
-                    ("started_at", now),
-                    ("worker_id", "floor"),
-                ])
-                .ignore();
-        }
-        let zadd = claim.cmd("ZADD").arg(&k.leases);
-        for id in &ids {
-            zadd.arg(exp).arg(format!("{id}|{token}"));
-        }
-        zadd.ignore();
-        claim.cmd("ZREM").arg(&k.available).arg(&ids).ignore();
-        let records: Vec<Vec<Option<Vec<u8>>>> = claim.query_async(&mut c).await?;
-        assert_eq!(records.len(), ids.len(), "one record per claimed job");
-
-        let mut complete = redis::pipe();
-        for id in &ids {
-            let key = k.job(id);
-            complete
-                .cmd("HMGET")
-                .arg(&key)
-                .arg(&["state", "lease_token", "queue"]);
-            complete
-                .cmd("HSET")
-                .arg(&key)
-                .arg(&[("state", "completed"), ("finished_at", now)])
-                .ignore();
-            complete.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
-        }
-        finish_writes(&mut complete, &k, &ids, token, now);
-        let fences: Vec<Vec<Option<String>>> = complete.query_async(&mut c).await?;
-        assert!(
-            fences
-                .iter()
-                .all(|f| f.first().and_then(|s| s.as_deref()) == Some("running")),
-            "every fence reads a running job"
-        );
+    let mut claim = redis::pipe();
+    for id in ids {
+        let key = k.job(id);
+        claim.cmd("HMGET").arg(&key).arg(&CLAIM_FIELDS[..]);
+        claim
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&[
+                ("state", "running"),
+                ("attempt", "1"),
+                ("lease_token", TOKEN),
+                ("lease_expires_at", EXP),
+                ("started_at", NOW),
+                ("worker_id", "floor"),
+            ])
+            .ignore();
     }
+    let zadd = claim.cmd("ZADD").arg(&k.leases);
+    for id in ids {
+        zadd.arg(EXP).arg(format!("{id}|{TOKEN}"));
+    }
+    zadd.ignore();
+    claim.cmd("ZREM").arg(&k.available).arg(ids).ignore();
+    let records: Vec<Vec<Option<Vec<u8>>>> = claim.query_async(c).await?;
+    assert_eq!(records.len(), ids.len(), "one record per claimed job");
+
+    let mut complete = redis::pipe();
+    for id in ids {
+        let key = k.job(id);
+        complete
+            .cmd("HMGET")
+            .arg(&key)
+            .arg(&["state", "lease_token", "queue"]);
+        mark_completed(&mut complete, &key);
+    }
+    finish_writes(&mut complete, k, ids, TOKEN, NOW);
+    let fences: Vec<Vec<Option<String>>> = complete.query_async(c).await?;
+    assert!(
+        fences
+            .iter()
+            .all(|f| f.first().and_then(|s| s.as_deref()) == Some("running")),
+        "every fence reads a running job"
+    );
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> redis::RedisResult<()> {
-    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let jobs = arg("--jobs", 10_000);
-    let concurrency = arg("--concurrency", 16);
-    let batch = arg("--batch", 16).max(1);
-    let runs = arg("--runs", 3).max(1);
-    let lean_lua = std::env::args().any(|a| a == "--lean-lua");
-    let lean = lean_lua || std::env::args().any(|a| a == "--lean");
-    let conn = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
+    let a = DrainArgs::read();
+    let (jobs, concurrency, batch, runs) = (a.jobs, a.concurrency, a.batch, a.runs);
+    let lean_lua = flag("--lean-lua");
+    let lean = lean_lua || flag("--lean");
+    let conn = services::redis_connection().await?;
     let mut figures = Vec::new();
     for run in 1..=runs {
         let mut c = conn.clone();
@@ -412,10 +405,8 @@ async fn main() -> redis::RedisResult<()> {
             .map(|_| {
                 if lean_lua {
                     tokio::spawn(drain_task_lean_lua(conn.clone(), k.clone(), batch))
-                } else if lean {
-                    tokio::spawn(drain_task_lean(conn.clone(), k.clone(), batch))
                 } else {
-                    tokio::spawn(drain_task(conn.clone(), k.clone(), batch))
+                    tokio::spawn(drain_task(conn.clone(), k.clone(), batch, lean))
                 }
             })
             .collect();
@@ -452,7 +443,6 @@ async fn main() -> redis::RedisResult<()> {
             cursor = next;
         }
     }
-    figures.sort_by(f64::total_cmp);
     println!(
         "native floor{} (median of {runs}): drain {:.0} jobs/s",
         if lean_lua {
@@ -462,7 +452,7 @@ async fn main() -> redis::RedisResult<()> {
         } else {
             ""
         },
-        figures[figures.len() / 2]
+        median(figures)
     );
     Ok(())
 }

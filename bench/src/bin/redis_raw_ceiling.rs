@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p switchyard-redis --example redis_raw_ceiling
+//! Run with: cargo run --release -p switchyard-bench --bin redis_raw_ceiling
 //!
 //! The raw ceiling of the `redis` crate on this machine for a reliable queue, to compare the
 //! Redis backend's W2 drain with: pipelined `LPUSH` of 10,000 ids, then 16 concurrent tasks on
@@ -13,26 +13,19 @@
 use std::time::Instant;
 
 use redis::aio::ConnectionManager;
+use switchyard_bench::args::DrainArgs;
+use switchyard_bench::{median, services};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Deletes the run's keys (`DEL`).
+async fn delete(c: &mut ConnectionManager, keys: [&String; 3]) -> redis::RedisResult<()> {
+    redis::cmd("DEL").arg(&keys[..]).query_async(c).await
 }
 
 #[tokio::main]
 async fn main() -> redis::RedisResult<()> {
-    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let jobs = arg("--jobs", 10_000);
-    let concurrency = arg("--concurrency", 16);
-    let batch = arg("--batch", 16).max(1);
-    let runs = arg("--runs", 3).max(1);
-    let client = redis::Client::open(url.as_str())?;
-    let conn = ConnectionManager::new(client).await?;
+    let a = DrainArgs::read();
+    let (jobs, concurrency, batch, runs) = (a.jobs, a.concurrency, a.batch, a.runs);
+    let conn = services::redis_connection().await?;
     let p = format!("{{raw-ceiling-{}}}:", std::process::id());
     let (pending, processing, done) = (
         format!("{p}pending"),
@@ -42,12 +35,7 @@ async fn main() -> redis::RedisResult<()> {
     let mut figures = Vec::new();
     for run in 1..=runs {
         let mut c = conn.clone();
-        let () = redis::cmd("DEL")
-            .arg(&pending)
-            .arg(&processing)
-            .arg(&done)
-            .query_async(&mut c)
-            .await?;
+        delete(&mut c, [&pending, &processing, &done]).await?;
         // Enqueue: pipelined LPUSH, 1,000 per round trip.
         let start = Instant::now();
         for chunk in (0..jobs).collect::<Vec<_>>().chunks(1000) {
@@ -106,17 +94,10 @@ async fn main() -> redis::RedisResult<()> {
         );
         figures.push(rate);
     }
-    let mut c = conn.clone();
-    let () = redis::cmd("DEL")
-        .arg(&pending)
-        .arg(&processing)
-        .arg(&done)
-        .query_async(&mut c)
-        .await?;
-    figures.sort_by(f64::total_cmp);
+    delete(&mut conn.clone(), [&pending, &processing, &done]).await?;
     println!(
         "raw ceiling (median of {runs}): drain {:.0} jobs/s",
-        figures[figures.len() / 2]
+        median(figures)
     );
     Ok(())
 }
