@@ -3,9 +3,10 @@
 //! of pending jobs to make room; persistence (a warning only).
 
 use redis::aio::ConnectionManager;
+use switchyard_core::adapter::redact_url;
 use switchyard_core::{Error, Result};
 
-use crate::config::{redact, RedisConfig};
+use crate::config::RedisConfig;
 
 /// Every check, for the storage (`key` = `storage`) or the queue (`queue`) of `config`,
 /// whose key `probe` lies in the instance's slot: the cluster slot, eviction, and for the
@@ -48,7 +49,7 @@ async fn check_slot(
             "key `{key}`: the Redis Cluster node at `{}` does not serve the keys of prefix \
              `{prefix}` (slot {slot}); accepted: the URL of the node that does, {addr} \
              (switchyard-redis talks to the one node that holds its instance's slot)",
-            redact(url)
+            redact_url(url)
         ))),
         _ => {
             tracing::debug!(error = %e, "cannot probe the instance's slot; not checked");
@@ -116,7 +117,7 @@ async fn check_persistence(conn: &ConnectionManager, url: &str) {
     };
     if !persists(&info, save.get(1).map(String::as_str)) {
         tracing::warn!(
-            url = %redact(url),
+            url = %redact_url(url),
             "Redis keeps no append-only file and no snapshots: every job is lost if it \
              restarts; set appendonly yes (see docs/redis.md, Reliability)"
         );
@@ -142,7 +143,7 @@ async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Resul
             return Ok(());
         }
     };
-    let url = redact(url);
+    let url = redact_url(url);
     match (eviction(&info), key) {
         (Eviction::AnyKey(p), "storage") => Err(Error::config(format!(
             "key `storage`: Redis at `{url}` has a memory limit with maxmemory-policy `{p}`, \

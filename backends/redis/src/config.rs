@@ -1,7 +1,9 @@
-//! [`RedisConfig`]: the settings of the Redis backend, and the checks on its URL and prefix.
+//! [`RedisConfig`]: the settings of the Redis backend, and the checks on its URL and prefix
+//! (the prefix rule is the one every backend shares, `switchyard_core::adapter::check_prefix`).
 
 use std::time::Duration;
 
+use switchyard_core::adapter::{check_prefix, redact_url};
 use switchyard_core::{Error, Result};
 
 /// What a Redis URL may look like, for error messages.
@@ -14,7 +16,8 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS.
     pub url: String,
     /// Every key starts with `{prefix}:`. The braces are a Redis Cluster hash tag, so all keys
-    /// of one instance live in one slot. Letters, digits, `_`, `-`, `.`; 1 to 64 characters.
+    /// of one instance live in one slot. 1 to 32 ASCII letters, digits or `_`, starting with a
+    /// letter or `_` (the rule of every backend, `switchyard_core::adapter::PREFIX_RULE`).
     pub prefix: String,
     /// Largest payload accepted by `enqueue`, in bytes of its JSON encoding.
     pub max_payload_bytes: usize,
@@ -71,7 +74,7 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     let bad = |why: &str| {
         Error::config(format!(
             "key `{key}`: `{}` is not a valid Redis URL ({why}); accepted: {ACCEPTED_URLS}",
-            redact(url)
+            redact_url(url)
         ))
     };
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -123,37 +126,10 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
         return Err(Error::config(format!(
             "key `{key}`: `{}` asks for TLS, but switchyard-redis was built without its `tls` \
              feature; enable it, or use redis://",
-            redact(url)
+            redact_url(url)
         )));
     }
     Ok(())
-}
-
-/// Checks a key prefix: letters, digits, `_`, `-` or `.`, 1 to 64 characters.
-pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
-    let ok = !prefix.is_empty()
-        && prefix.len() <= 64
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
-        return Err(Error::config(format!(
-            "key `prefix`: `{prefix}` is not a valid Redis key prefix; accepted: 1 to 64 letters, \
-             digits, `_`, `-` or `.`"
-        )));
-    }
-    Ok(())
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -213,12 +189,25 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
+    /// The configuration applies the one prefix rule of every backend (which refuses `-` and
+    /// `.`, accepted by Redis alone before); a bad prefix is a `Config` error naming the key.
     #[test]
     fn checks_prefixes() {
-        check_prefix("switchyard").unwrap();
-        check_prefix("t3kq9z_").unwrap();
-        for p in ["", "a{b}", "a b", &"x".repeat(65)] {
-            assert_eq!(check_prefix(p).unwrap_err().kind(), ErrorKind::Config);
+        let with = |p: &str| RedisConfig::new("redis://127.0.0.1:6379").with_prefix(p);
+        with("switchyard").validate().unwrap();
+        with("t3kq9z_").validate().unwrap();
+        for p in [
+            "",
+            "a{b}",
+            "a b",
+            "my-app",
+            "a.b",
+            &"x".repeat(33),
+            &"x".repeat(65),
+        ] {
+            let e = with(p).validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{p}");
+            assert!(e.message().contains("key `prefix`"), "{e}");
         }
     }
 }

@@ -24,11 +24,24 @@
 //! acked comes back when its lease ends), priorities and delays.
 //!
 //! See `docs/redis.md` for the key layout and the scripts.
+//!
+//! Source layout (the same file names as the other backend crates): `config.rs` (settings,
+//! URL and prefix checks), `error.rs` (Redis errors → Switchyard's), `connection.rs` (the
+//! self-reconnecting connection, retries), `checks.rs` (what the server must be like),
+//! `listener.rs` (Pub/Sub wake-ups), `storage.rs` and `queue.rs` (the trait impls); the data
+//! layer: `keys.rs` (key names), `scripts.rs` + `lua/` (every state change), `record.rs`
+//! (script arguments and job hashes), `migrate.rs` (schema versions), `list.rs` (listing and
+//! counts), `dispatch.rs` (the dispatcher's outbox view).
 
 mod checks;
 mod config;
 mod connection;
+mod dispatch;
+mod error;
+mod keys;
+mod list;
 mod listener;
+mod migrate;
 mod queue;
 mod record;
 mod scripts;

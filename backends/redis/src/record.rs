@@ -1,7 +1,11 @@
-//! Decoding a job hash into a [`JobRecord`].
+//! How a job travels to and from Redis: the script arguments that write jobs and
+//! completions ([`enqueue_args`], [`completion_args`]), and decoding a job hash or a claim
+//! reply into a [`JobRecord`].
+
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use switchyard_core::{Error, JobRecord, JobState, Result};
+use switchyard_core::{Completion, Error, JobRecord, JobState, NewJob, Outcome, Result};
 use uuid::Uuid;
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
@@ -10,6 +14,86 @@ pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
 
 pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A lease in milliseconds, at most 10^12 (about 31 years): scripts add it to the server's
+/// clock and format the deadline as a 64-bit integer, which a longer one would overflow.
+pub(crate) fn lease_ms(lease: Duration) -> u64 {
+    (lease.as_millis() as u64).min(1_000_000_000_000)
+}
+
+/// The arguments of `lua/enqueue.lua` for `jobs` (after the prefix): their number, then ten
+/// fields per job.
+pub(crate) fn enqueue_args(jobs: &[NewJob]) -> Result<Vec<String>> {
+    let mut args: Vec<String> = Vec::with_capacity(2 + jobs.len() * 10);
+    args.push(jobs.len().to_string());
+    for job in jobs {
+        args.push(job.id.to_string());
+        args.push(job.kind.clone());
+        args.push(job.queue.clone());
+        args.push(serde_json::to_string(&job.payload)?);
+        args.push(job.priority.to_string());
+        args.push(job.max_attempts.to_string());
+        args.push(
+            job.run_at
+                .map(|t| millis(t).to_string())
+                .unwrap_or_default(),
+        );
+        args.push(match &job.unique_key {
+            Some(k) => format!("+{k}"),
+            None => "-".to_string(),
+        });
+        args.push(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default());
+        args.push(serde_json::to_string(&job.tags)?);
+    }
+    Ok(args)
+}
+
+/// The arguments of `lua/complete.lua` for `completions` (after the prefix): the finished
+/// jobs' expiry in seconds, then id, token, outcome code and two outcome fields each.
+pub(crate) fn completion_args(
+    finished_ttl_secs: u64,
+    completions: &[Completion],
+) -> Result<Vec<String>> {
+    let mut args: Vec<String> = Vec::with_capacity(1 + completions.len() * 5);
+    args.push(finished_ttl_secs.to_string());
+    for c in completions {
+        args.push(c.id.to_string());
+        args.push(c.token.to_string());
+        let (code, a1, a2) = match &c.outcome {
+            Outcome::Succeeded { result } => (
+                "S",
+                match result {
+                    Some(r) => format!("+{}", serde_json::to_string(r)?),
+                    None => "-".to_string(),
+                },
+                String::new(),
+            ),
+            Outcome::Retry { error, run_at } => {
+                ("R", error_json(error)?, millis(*run_at).to_string())
+            }
+            Outcome::Failed { error } => ("F", error_json(error)?, String::new()),
+            Outcome::Cancelled { error } => (
+                "C",
+                match error {
+                    Some(e) => format!("+{}", error_json(e)?),
+                    None => "-".to_string(),
+                },
+                String::new(),
+            ),
+            Outcome::Aborted { error } => ("A", error_json(error)?, String::new()),
+            Outcome::Released => ("L", String::new(), String::new()),
+        };
+        args.push(code.to_string());
+        args.push(a1);
+        args.push(a2);
+    }
+    Ok(args)
+}
+
+/// An attempt's error as stored in the job hash.
+fn error_json(e: &switchyard_core::AttemptError) -> Result<String> {
+    Ok(serde_json::to_string(e)?)
 }
 
 fn corrupt(id: &str, field: &str, e: impl std::fmt::Display) -> Error {
