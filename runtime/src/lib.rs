@@ -48,6 +48,7 @@ pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
 pub mod registry;
+mod schemes;
 pub mod shutdown;
 pub mod worker;
 
