@@ -349,8 +349,8 @@ impl Config {
 
     /// Checks values that serde cannot: URLs, ranges.
     pub fn validate(&self) -> Result<()> {
-        crate::connect::storage_scheme(&self.storage)?;
-        crate::connect::queue_scheme(&self.queue)?;
+        crate::schemes::storage_scheme(&self.storage)?;
+        crate::schemes::queue_scheme(&self.queue)?;
         if self.worker.concurrency == 0 {
             return Err(Error::config(
                 "key `worker.concurrency`: 0 is not accepted; use 1 or more",
@@ -415,7 +415,7 @@ impl Config {
             }
             secs("redis.finished_ttl_secs", t)?;
             let redis = matches!(
-                crate::connect::storage_scheme(&self.storage),
+                crate::schemes::storage_scheme(&self.storage),
                 Ok("redis" | "rediss")
             );
             if redis && self.pruner.enabled && t > 0.0 && t < self.pruner.retention_secs {

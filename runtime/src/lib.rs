@@ -4,14 +4,15 @@
 //! workers with retries, watch and control it, and move between SQLite, PostgreSQL, Redis,
 //! SQS and RabbitMQ by changing a URL — never job code.
 //!
-//! | feature    | backend                            | default |
-//! |------------|------------------------------------|---------|
-//! | `sqlite`   | SQLite storage + queue (embedded)  | yes     |
-//! | `postgres` | PostgreSQL storage + queue         | no      |
-//! | `redis`    | Redis storage + queue              | no      |
-//! | `sqs`      | Amazon SQS queue                   | no      |
-//! | `rabbitmq` | RabbitMQ queue                     | no      |
-//! | `full`     | all of the above                   | no      |
+//! | feature    | what                                                  | default |
+//! |------------|-------------------------------------------------------|---------|
+//! | `sqlite`   | SQLite storage + queue (embedded)                     | yes     |
+//! | `postgres` | PostgreSQL storage + queue                            | no      |
+//! | `redis`    | Redis storage + queue                                 | no      |
+//! | `sqs`      | Amazon SQS queue                                      | no      |
+//! | `rabbitmq` | RabbitMQ queue                                        | no      |
+//! | `cli`      | the `switchyard` binary, `cli::main_with`, `bench`    | no      |
+//! | `full`     | all of the above                                      | no      |
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -39,7 +40,9 @@
 
 pub mod app;
 pub mod backoff;
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -48,6 +51,7 @@ pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
 pub mod registry;
+mod schemes;
 pub mod shutdown;
 pub mod worker;
 

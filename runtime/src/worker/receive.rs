@@ -1,0 +1,111 @@
+//! The external-queue path of a fetcher: receiving deliveries, claiming the jobs they name in
+//! storage (`Storage::claim_ids`), and settling the deliveries whose job cannot be claimed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use switchyard_core::{Delivery, JobId, JobRecord, Queue};
+
+use super::state::Inner;
+
+/// External queue path: receive deliveries, claim their jobs in storage, settle the rest.
+pub(super) async fn receive_and_claim(
+    inner: &Arc<Inner>,
+    queue: &Arc<dyn Queue>,
+    name: &str,
+    want: usize,
+) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
+    // One queue: a long poll (interrupted by shutdown). Several: take turns at the poll pace.
+    let wait = if inner.config.queues.len() == 1 {
+        Duration::from_secs(20)
+    } else {
+        inner.config.poll_interval.min(Duration::from_secs(20))
+    };
+    let per_call = inner.receive_batch();
+    let lease = inner.config.lease;
+    let mut deliveries = tokio::select! {
+        d = queue.receive(name, want, wait, lease) => d?,
+        _ = inner.shutdown.graceful_requested() => return Ok(Vec::new()),
+    };
+    // A broker that hands out fewer than `want` messages per call (SQS: 10) and just filled
+    // one is asked again at once, several calls side by side and none waiting, so that one
+    // claim in storage covers them all. (Only the first call may wait: a waiting call that
+    // found nothing would hold back what the others received.) Bundles may fill `want` in one
+    // call.
+    if deliveries.len() >= per_call && deliveries.len() < want {
+        let left = want - deliveries.len();
+        let more = (0..left.div_ceil(per_call)).map(|i| {
+            let max = (left - i * per_call).min(per_call);
+            queue.receive(name, max, Duration::ZERO, lease)
+        });
+        for r in futures::future::join_all(more).await {
+            match r {
+                Ok(d) => deliveries.extend(d),
+                Err(e) => {
+                    tracing::debug!(error = %e, "an extra receive failed; claiming what came")
+                }
+            }
+        }
+    }
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<JobId> = deliveries.iter().map(|d| d.job_id).collect();
+    let t_claim = std::time::Instant::now();
+    let claimed = match inner
+        .storage
+        .claim_ids(&ids, &inner.claim_request(ids.len()))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Give the messages back at once; nothing was claimed.
+            for d in &deliveries {
+                let _ = queue.nack(d, Duration::ZERO).await;
+            }
+            return Err(e);
+        }
+    };
+    tracing::trace!(
+        received = ids.len(),
+        claimed = claimed.len(),
+        us = t_claim.elapsed().as_micros() as u64,
+        "claimed deliveries"
+    );
+    let mut by_id: HashMap<JobId, Delivery> = HashMap::new();
+    for d in deliveries {
+        // Two messages for one job: the extra one is a duplicate publish.
+        if let Some(dup) = by_id.insert(d.job_id, d) {
+            let _ = queue.ack(&[dup]).await;
+        }
+    }
+    let mut out = Vec::with_capacity(claimed.len());
+    for job in claimed {
+        let d = by_id.remove(&job.id);
+        out.push((job, d));
+    }
+    // Deliveries whose job could not be claimed: finished, running elsewhere, unknown (ack and
+    // forget: storage is the source of truth) or not yet due (give back until it is).
+    let mut stale = Vec::new();
+    for (id, d) in by_id {
+        match inner.storage.get(id).await {
+            Ok(Some(job)) if job.state.is_pending() && job.run_at > Utc::now() => {
+                let wait = (job.run_at - Utc::now()).to_std().unwrap_or_default();
+                let _ = queue.nack(&d, wait).await;
+            }
+            Ok(Some(job)) if job.state.is_pending() => {
+                let _ = queue.nack(&d, Duration::from_millis(100)).await;
+            }
+            Ok(_) => stale.push(d),
+            Err(_) => {
+                let _ = queue.nack(&d, Duration::from_secs(1)).await;
+            }
+        }
+    }
+    if !stale.is_empty() {
+        let _ = queue.ack(&stale).await;
+    }
+    Ok(out)
+}
