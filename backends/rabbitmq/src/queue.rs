@@ -173,18 +173,15 @@ impl RabbitQueue {
 impl RabbitQueue {
     /// Acks the broker messages whose every member these deliveries settle. A receipt from a
     /// closed channel is skipped: the broker has put that message back already.
-    async fn settle_and_ack(
-        &self,
-        deliveries: impl Iterator<Item = (String, String)>,
-    ) -> Result<()> {
+    async fn settle_and_ack(&self, deliveries: &[Delivery]) -> Result<()> {
         let mut acks = Vec::new();
         let mut bad = None;
-        for (queue, receipt) in deliveries {
-            let Some(broker) = self.inner.bundles.settle(&receipt) else {
+        for d in deliveries {
+            let Some(broker) = self.inner.bundles.settle(&d.receipt) else {
                 continue;
             };
             // A malformed receipt is reported, after the good ones are acked.
-            let (consumer, tag) = match self.owner(&queue, &broker).await {
+            let (consumer, tag) = match self.owner(&d.queue, &broker).await {
                 Ok(Some(owner)) => owner,
                 Ok(None) => continue,
                 Err(e) => {
@@ -200,19 +197,12 @@ impl RabbitQueue {
         bad.map_or(Ok(()), Err)
     }
 
-    /// Publishes the given-back ids again, then settles their deliveries. If the publish
-    /// fails, the deliveries are held again for the next receive.
+    /// Publishes the given-back ids again with confirms, then acks what their deliveries
+    /// settle (see [`Bundles::give_back`]).
     async fn give_back(&self, back: GiveBack) -> Result<()> {
-        self.inner
-            .bundles
-            .give_back(
-                back,
-                |messages| async move { self.publish(&messages).await },
-                |deliveries| {
-                    self.settle_and_ack(deliveries.into_iter().map(|d| (d.queue, d.receipt)))
-                },
-            )
-            .await
+        let publish = |m: Vec<QueueMessage>| async move { self.publish(&m).await };
+        let ack = |d: Vec<Delivery>| async move { self.settle_and_ack(&d).await };
+        self.inner.bundles.give_back(back, publish, ack).await
     }
 }
 
@@ -365,23 +355,12 @@ impl Queue for RabbitQueue {
                 }
             });
         }
-        let mut out = bundles.take_held(queue, max);
-        let room = max - out.len();
-        if fresh.len() > room {
-            bundles.hold(fresh.split_off(room));
-        }
-        out.extend(fresh);
-        Ok(out)
+        Ok(bundles.hand_out(queue, max, fresh))
     }
 
     /// Acks each message once every job it names is acked.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        self.settle_and_ack(
-            deliveries
-                .iter()
-                .map(|d| (d.queue.clone(), d.receipt.clone())),
-        )
-        .await
+        self.settle_and_ack(deliveries).await
     }
 
     async fn release(&self) -> Result<()> {

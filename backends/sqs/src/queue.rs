@@ -67,12 +67,10 @@ impl SqsQueue {
     }
 
     /// Deletes the broker messages whose every member these deliveries settle.
-    async fn settle_and_delete(
-        &self,
-        deliveries: impl Iterator<Item = (String, String)>,
-    ) -> Result<()> {
+    async fn settle_and_delete(&self, deliveries: &[Delivery]) -> Result<()> {
         let items: Vec<(String, String)> = deliveries
-            .filter_map(|(queue, receipt)| Some((queue, self.bundles.settle(&receipt)?)))
+            .iter()
+            .filter_map(|d| Some((d.queue.clone(), self.bundles.settle(&d.receipt)?)))
             .collect();
         if items.is_empty() {
             return Ok(());
@@ -82,18 +80,12 @@ impl SqsQueue {
             .await
     }
 
-    /// Publishes the given-back ids again, then settles their deliveries. If the publish
-    /// fails, the deliveries are held again for the next receive.
+    /// Sends the given-back ids again, then deletes what their deliveries settle (see
+    /// [`Bundles::give_back`]).
     async fn give_back(&self, back: GiveBack) -> Result<()> {
-        self.bundles
-            .give_back(
-                back,
-                |messages| async move { self.publish(&messages).await },
-                |deliveries| {
-                    self.settle_and_delete(deliveries.into_iter().map(|d| (d.queue, d.receipt)))
-                },
-            )
-            .await
+        let publish = |m: Vec<QueueMessage>| async move { self.publish(&m).await };
+        let delete = |d: Vec<Delivery>| async move { self.settle_and_delete(&d).await };
+        self.bundles.give_back(back, publish, delete).await
     }
 
     /// Gives back in the background (a caller's cancelled future must not drop it).
@@ -238,23 +230,12 @@ impl Queue for SqsQueue {
                 }
             });
         }
-        let mut out = self.bundles.take_held(queue, max);
-        let room = max - out.len();
-        if fresh.len() > room {
-            self.bundles.hold(fresh.split_off(room));
-        }
-        out.extend(fresh);
-        Ok(out)
+        Ok(self.bundles.hand_out(queue, max, fresh))
     }
 
     /// Deletes each message once every job it names is acked.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        self.settle_and_delete(
-            deliveries
-                .iter()
-                .map(|d| (d.queue.clone(), d.receipt.clone())),
-        )
-        .await
+        self.settle_and_delete(deliveries).await
     }
 
     async fn release(&self) -> Result<()> {

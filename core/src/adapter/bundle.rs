@@ -408,6 +408,22 @@ impl Bundles {
     }
 }
 
+impl Bundles {
+    /// What a receive of `queue` returns: held deliveries first (oldest first), then `fresh`
+    /// ones, at most `max` in all; the fresh ones that do not fit are [held](Self::hold) for
+    /// the next receive. Call it after the receive's last `.await`, so that a cancelled
+    /// receive drops nothing.
+    pub fn hand_out(&self, queue: &str, max: usize, mut fresh: Vec<Delivery>) -> Vec<Delivery> {
+        let mut out = self.take_held(queue, max);
+        let room = max - out.len();
+        if fresh.len() > room {
+            self.hold(fresh.split_off(room));
+        }
+        out.extend(fresh);
+        out
+    }
+}
+
 /// The Switchyard queues one adapter handle has used (set up, published to, received from),
 /// so that [`Queue::destroy`](crate::Queue::destroy) deletes the broker queues of those and
 /// of no others.
@@ -668,6 +684,25 @@ mod tests {
         assert_eq!(b.held("q"), 1);
         assert_eq!(b.take_held("q", 5)[0].job_id, ids[0]);
         assert!(b.is_member(&d[0].receipt), "its bundle stays open");
+    }
+
+    #[test]
+    fn a_receive_hands_out_held_then_fresh_and_holds_the_rest() {
+        let b = Bundles::default();
+        let ids: Vec<JobId> = (0..6).map(|_| Uuid::now_v7()).collect();
+        let mut d = b.open("q", "r".into(), ids.clone(), 0);
+        let fresh = d.split_off(2);
+        b.hold(d);
+        let out = b.hand_out("q", 3, fresh);
+        assert_eq!(
+            out.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+            ids[..3],
+            "held first, then fresh, `max` in all"
+        );
+        assert_eq!(b.held("q"), 3, "the fresh ones that did not fit are held");
+        let out = b.hand_out("q", 10, Vec::new());
+        assert_eq!(out.iter().map(|d| d.job_id).collect::<Vec<_>>(), ids[3..]);
+        assert!(b.hand_out("q", 10, Vec::new()).is_empty());
     }
 
     #[test]
