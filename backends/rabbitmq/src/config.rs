@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use switchyard_core::{Error, Result};
+use switchyard_core::{adapter, Error, Result};
 
 /// What an AMQP URL may look like, for error messages.
 const ACCEPTED_URLS: &str = "amqp://[user:password@]host[:port][/vhost] (vhost `/` is `%2f`), \
@@ -17,7 +17,8 @@ pub struct RabbitConfig {
     /// `amqp://user:password@host:port/vhost` (the default vhost `/` is written `%2f`).
     pub url: String,
     /// Every broker queue is named `{prefix}{switchyard queue}`, so several instances share one
-    /// vhost. Letters, digits, `_`, `-`, `.`, `:`; at most 64 bytes; not starting with `amq.`.
+    /// vhost. The one prefix rule of every backend:
+    /// [`PREFIX_RULE`](switchyard_core::adapter::PREFIX_RULE).
     pub prefix: String,
     /// Unacked deliveries the broker sends to this process per queue. `None`: derived from the
     /// worker's concurrency (the size of the first `receive`, which asks for every free slot).
@@ -49,7 +50,7 @@ pub struct RabbitConfig {
     /// versions ignore it and apply the broker-wide `consumer_timeout`). `None`: not set.
     pub consumer_timeout: Option<Duration>,
     /// Most job ids one message carries when a publish holds more than ten messages for one
-    /// queue and priority (see `switchyard_core::bundle`); 1 sends one message per job.
+    /// queue and priority (see `switchyard_core::adapter::bundle`); 1 sends one message per job.
     pub ids_per_message: usize,
     /// Client-provided connection name, shown by `rabbitmqctl list_connections
     /// client_properties` and the management UI. Default: `switchyard {prefix}`.
@@ -73,7 +74,7 @@ impl RabbitConfig {
             queue_expires: None,
             consumer_timeout: None,
             connection_name: None,
-            ids_per_message: switchyard_core::bundle::DEFAULT_IDS_PER_MESSAGE,
+            ids_per_message: adapter::bundle::DEFAULT_IDS_PER_MESSAGE,
         }
     }
 
@@ -85,7 +86,7 @@ impl RabbitConfig {
 
     /// Sets the most job ids one message carries (clamped to 1..=100; 1: one message per job).
     pub fn with_ids_per_message(mut self, n: usize) -> Self {
-        self.ids_per_message = n.clamp(1, switchyard_core::bundle::MAX_IDS_PER_MESSAGE);
+        self.ids_per_message = n.clamp(1, adapter::bundle::MAX_IDS_PER_MESSAGE);
         self
     }
 
@@ -158,14 +159,14 @@ impl RabbitConfig {
             _ => {
                 return Err(Error::config(format!(
                     "key `queue`: `{}` is not an AMQP URL; accepted: {ACCEPTED_URLS}",
-                    redact(&self.url)
+                    adapter::redact_url(&self.url)
                 )))
             }
         }
         let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
             Error::config(format!(
                 "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
-                redact(&self.url)
+                adapter::redact_url(&self.url)
             ))
         })?;
         // lapin's parser ignores query keys it does not know, so a `?prefix=` meant for the
@@ -178,24 +179,13 @@ impl RabbitConfig {
                         "key `queue`: `{}` has the query key `{key}`, which lapin does not read \
                          (it would be ignored); accepted: {} (the queue-name prefix is the \
                          `prefix` setting)",
-                        redact(&self.url),
+                        adapter::redact_url(&self.url),
                         AMQP_URL_KEYS.join(", ")
                     )));
                 }
             }
         }
-        let p = &self.prefix;
-        if p.len() > 64
-            || !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-            || p.starts_with("amq.")
-        {
-            return Err(Error::config(format!(
-                "key `prefix`: `{p}` is not a valid RabbitMQ queue prefix; accepted: letters, \
-                 digits, `_`, `-`, `.`, `:`, at most 64 bytes, not starting with `amq.`"
-            )));
-        }
+        adapter::check_prefix(&self.prefix)?;
         Ok(uri)
     }
 }
@@ -208,20 +198,6 @@ const AMQP_URL_KEYS: [&str; 5] = [
     "channel_max",
     "auth_mechanism",
 ];
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let auth = &url[s + 3..at];
-            match auth.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

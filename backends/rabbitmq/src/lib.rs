@@ -23,8 +23,12 @@
 //! See `docs/rabbitmq.md` for settings and the delivery, ack and reconnection story.
 
 mod config;
-mod link;
+mod connection;
+mod consumer;
+mod error;
+mod publish;
 mod queue;
+mod wire;
 
 pub use config::RabbitConfig;
 pub use queue::RabbitQueue;

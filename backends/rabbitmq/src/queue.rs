@@ -4,19 +4,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use futures::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::publisher_confirm::Confirmation;
-use lapin::BasicProperties;
+use lapin::options::BasicAckOptions;
 use switchyard_core::{
-    async_trait,
-    bundle::{self, Bundle, Bundles, GiveBack},
-    Delivery, Error, ErrorKind, Queue, QueueCapabilities, QueueMessage, Result,
+    adapter::bundle::{self, Bundles, GiveBack, UsedQueues},
+    async_trait, Delivery, Error, ErrorKind, Queue, QueueCapabilities, QueueMessage, Result,
 };
 
 use crate::config::RabbitConfig;
-use crate::link::{unavailable, Generations, Link, QueueConsumer};
+use crate::connection::{Connector, Link};
+use crate::consumer::{ack_all, requeue, QueueConsumer};
+use crate::error::unavailable;
+use crate::wire::{amqp_priority, job_priority, parse_receipt, receipt};
 
 /// Most messages one publish, receive or ack handles.
 const MAX_BATCH: usize = 1000;
@@ -32,23 +31,13 @@ pub struct RabbitQueue {
 
 struct Inner {
     config: RabbitConfig,
-    uri: lapin::uri::AMQPUri,
-    slot: tokio::sync::Mutex<Slot>,
-    generations: Generations,
+    connector: Connector,
     /// Prefetch per Switchyard queue once derived (the first `receive`'s `max`).
     prefetch: Mutex<HashMap<String, u16>>,
     /// Switchyard queues whose broker queue this handle declared (for `destroy`).
-    used: Mutex<std::collections::BTreeSet<String>>,
+    used: UsedQueues,
     /// Received bundles not yet fully settled, and ids waiting for the next receive.
     bundles: Bundles,
-}
-
-/// The current connection, or when the next attempt to open one may start.
-#[derive(Default)]
-struct Slot {
-    link: Option<Arc<Link>>,
-    failures: u32,
-    next_attempt: Option<Instant>,
 }
 
 impl std::fmt::Debug for RabbitQueue {
@@ -60,37 +49,6 @@ impl std::fmt::Debug for RabbitQueue {
     }
 }
 
-/// A receipt: `"<consumer id>:<delivery tag>"`.
-fn receipt(consumer: u64, tag: u64) -> String {
-    format!("{consumer}:{tag}")
-}
-
-fn parse_receipt(receipt: &str) -> Result<(u64, u64)> {
-    receipt
-        .split_once(':')
-        .and_then(|(c, t)| Some((c.parse().ok()?, t.parse().ok()?)))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "`{receipt}` is not a RabbitMQ receipt (expected `<consumer>:<delivery tag>`)"
-            ))
-        })
-}
-
-/// AMQP priority back to a job priority (what [`amqp_priority`] maps onto it; negative
-/// priorities come back as -1).
-fn job_priority(amqp: u8) -> i16 {
-    i16::from(amqp) - 1
-}
-
-/// Job priority to AMQP priority: negative → 0, `p >= 0` → `p + 1`, capped at `max`.
-fn amqp_priority(priority: i16, max: u8) -> u8 {
-    if priority < 0 {
-        0
-    } else {
-        (i32::from(priority) + 1).min(i32::from(max)) as u8
-    }
-}
-
 impl RabbitQueue {
     /// Checks the config and connects (fails with `Unavailable` when the broker is down, with
     /// `Config` when the URL or prefix is wrong).
@@ -99,11 +57,9 @@ impl RabbitQueue {
         let queue = Self {
             inner: Arc::new(Inner {
                 config,
-                uri,
-                slot: tokio::sync::Mutex::new(Slot::default()),
-                generations: Generations::default(),
+                connector: Connector::new(uri),
                 prefetch: Mutex::new(HashMap::new()),
-                used: Mutex::new(Default::default()),
+                used: UsedQueues::default(),
                 bundles: Bundles::default(),
             }),
         };
@@ -119,20 +75,13 @@ impl RabbitQueue {
     /// Closes the connection; deliveries not acked go back to their queues. A later call
     /// connects again.
     pub async fn close(&self) {
-        let link = self.inner.slot.lock().await.link.take();
-        if let Some(link) = link {
-            link.close().await;
-        }
+        self.inner.connector.close().await;
     }
 
     /// The broker queue of a Switchyard queue, remembered for [`Queue::destroy`].
     fn broker_queue(&self, queue: &str) -> Result<String> {
         let name = self.inner.config.broker_queue(queue)?;
-        self.inner
-            .used
-            .lock()
-            .expect("poisoned")
-            .insert(queue.to_string());
+        self.inner.used.note(queue);
         Ok(name)
     }
 
@@ -154,72 +103,12 @@ impl RabbitQueue {
 
     /// The live connection, opening one if there is none and the backoff allows.
     async fn link(&self) -> Result<Arc<Link>> {
-        let mut slot = self.inner.slot.lock().await;
-        if let Some(link) = &slot.link {
-            if link.alive() {
-                return Ok(link.clone());
-            }
-            tracing::warn!(
-                generation = link.generation,
-                "RabbitMQ connection lost; reconnecting"
-            );
-            slot.link = None;
-        }
-        if let Some(next) = slot.next_attempt {
-            let now = Instant::now();
-            if now < next {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "RabbitMQ is unreachable; next connection attempt in {:?}",
-                        next - now
-                    ),
-                ));
-            }
-        }
-        let config = &self.inner.config;
-        let generation = self.inner.generations.next();
-        let opened = tokio::time::timeout(
-            config.connect_timeout,
-            Link::open(config, self.inner.uri.clone(), generation),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "RabbitMQ: no connection within {:?}",
-                    config.connect_timeout
-                ),
-            ))
-        });
-        match opened {
-            Ok(link) => {
-                if slot.failures > 0 {
-                    tracing::info!(generation, "RabbitMQ connection re-established");
-                }
-                slot.failures = 0;
-                slot.next_attempt = None;
-                let link = Arc::new(link);
-                slot.link = Some(link.clone());
-                Ok(link)
-            }
-            Err(e) => {
-                slot.failures += 1;
-                let backoff = Duration::from_millis(100)
-                    .saturating_mul(1 << slot.failures.min(10))
-                    .min(config.reconnect_backoff_max);
-                slot.next_attempt = Some(Instant::now() + backoff);
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to RabbitMQ");
-                Err(e)
-            }
-        }
+        self.inner.connector.link(&self.inner.config).await
     }
 
     /// The live connection if there is one; never connects.
     async fn current(&self) -> Option<Arc<Link>> {
-        let slot = self.inner.slot.lock().await;
-        slot.link.as_ref().filter(|l| l.alive()).cloned()
+        self.inner.connector.current().await
     }
 
     /// The consumer of `queue` on `link`, started if missing or if its channel died.
@@ -256,7 +145,7 @@ impl RabbitQueue {
                 .or_insert_with(|| u16::try_from(max.max(1) * 4).unwrap_or(u16::MAX)),
         };
         let name = self.broker_queue(queue)?;
-        let id = self.inner.generations.next();
+        let id = self.inner.connector.next_id();
         let consumer = Arc::new(
             link.consume(&self.inner.config, &name, prefetch, id)
                 .await?,
@@ -284,18 +173,15 @@ impl RabbitQueue {
 impl RabbitQueue {
     /// Acks the broker messages whose every member these deliveries settle. A receipt from a
     /// closed channel is skipped: the broker has put that message back already.
-    async fn settle_and_ack(
-        &self,
-        deliveries: impl Iterator<Item = (String, String)>,
-    ) -> Result<()> {
+    async fn settle_and_ack(&self, deliveries: &[Delivery]) -> Result<()> {
         let mut acks = Vec::new();
         let mut bad = None;
-        for (queue, receipt) in deliveries {
-            let Some(broker) = self.inner.bundles.settle(&receipt) else {
+        for d in deliveries {
+            let Some(broker) = self.inner.bundles.settle(&d.receipt) else {
                 continue;
             };
             // A malformed receipt is reported, after the good ones are acked.
-            let (consumer, tag) = match self.owner(&queue, &broker).await {
+            let (consumer, tag) = match self.owner(&d.queue, &broker).await {
                 Ok(Some(owner)) => owner,
                 Ok(None) => continue,
                 Err(e) => {
@@ -311,44 +197,12 @@ impl RabbitQueue {
         bad.map_or(Ok(()), Err)
     }
 
-    /// Publishes the given-back ids again, then settles their deliveries. If the publish
-    /// fails, the deliveries are held again for the next receive.
+    /// Publishes the given-back ids again with confirms, then acks what their deliveries
+    /// settle (see [`Bundles::give_back`]).
     async fn give_back(&self, back: GiveBack) -> Result<()> {
-        if back.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.publish(&back.messages).await {
-            self.inner.bundles.hold(back.deliveries);
-            return Err(e);
-        }
-        self.settle_and_ack(back.deliveries.into_iter().map(|d| (d.queue, d.receipt)))
-            .await
-    }
-}
-
-/// Acks these deliveries (already taken from their consumers' unsettled sets), all at once. A
-/// channel that closed under us is no error: its messages come back and are skipped then.
-async fn ack_all(acks: Vec<(Arc<QueueConsumer>, u64)>, what: &str) {
-    let calls = acks
-        .iter()
-        .map(|(consumer, tag)| consumer.channel.basic_ack(*tag, BasicAckOptions::default()));
-    for r in join_all(calls).await {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "{what} on a closing channel skipped");
-        }
-    }
-}
-
-/// Gives a delivery back to the broker if it is still held on a live channel.
-async fn requeue(consumer: Arc<QueueConsumer>, tag: u64) {
-    if consumer.alive() && consumer.take(tag) {
-        let options = BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        };
-        if let Err(e) = consumer.channel.basic_nack(tag, options).await {
-            tracing::debug!(error = %e, "nack on a closing channel skipped");
-        }
+        let publish = |m: Vec<QueueMessage>| async move { self.publish(&m).await };
+        let ack = |d: Vec<Delivery>| async move { self.settle_and_ack(&d).await };
+        self.inner.bundles.give_back(back, publish, ack).await
     }
 }
 
@@ -393,68 +247,7 @@ impl Queue for RabbitQueue {
         let bundles = bundle::pack(messages, config.ids_per_message, |m| {
             (m.queue.clone(), amqp_priority(m.priority, max))
         });
-        // Highest priority first: a consumer already waiting takes the first message that
-        // arrives, and the broker orders only the ones that queue up behind it.
-        let mut ordered: Vec<&Bundle> = bundles.iter().collect();
-        ordered.sort_by_key(|m| std::cmp::Reverse(m.priority));
-        // Pipelined: send every message, then wait for every confirm.
-        let mut confirms = Vec::with_capacity(ordered.len());
-        for m in ordered {
-            let name = &names[&m.queue];
-            let body = bundle::encode_ids(&m.job_ids);
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_priority(amqp_priority(m.priority, config.max_priority))
-                .with_message_id(m.job_ids[0].to_string().into())
-                .with_content_type("text/plain".into());
-            let confirm = link
-                .publisher
-                .basic_publish(
-                    "",
-                    name,
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    body.as_bytes(),
-                    props,
-                )
-                .await
-                .map_err(|e| unavailable("publish failed", e))?;
-            confirms.push((m, confirm));
-        }
-        let (sent, pending): (Vec<&Bundle>, Vec<_>) = confirms.into_iter().unzip();
-        let mut first_error = None;
-        for (m, confirmed) in sent.into_iter().zip(join_all(pending).await) {
-            let err = match confirmed {
-                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => continue,
-                Ok(Confirmation::Ack(Some(_))) => {
-                    // Returned as unroutable: the queue vanished (deleted or expired).
-                    link.forget(&names[&m.queue]);
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "RabbitMQ returned the message for job {} as unroutable: queue `{}` \
-                             does not exist; it is declared again on the next publish",
-                            m.job_ids[0], names[&m.queue]
-                        ),
-                    )
-                }
-                Ok(Confirmation::Nack(_)) => Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "RabbitMQ refused the message for job {} (nack)",
-                        m.job_ids[0]
-                    ),
-                ),
-                Err(e) => unavailable("publisher confirm failed", e),
-            };
-            first_error.get_or_insert(err);
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        link.publish_confirmed(config, &names, &bundles).await
     }
 
     /// Hands out ids left over from earlier bundles first, then takes messages from the
@@ -562,23 +355,12 @@ impl Queue for RabbitQueue {
                 }
             });
         }
-        let mut out = bundles.take_held(queue, max);
-        let room = max - out.len();
-        if fresh.len() > room {
-            bundles.hold(fresh.split_off(room));
-        }
-        out.extend(fresh);
-        Ok(out)
+        Ok(bundles.hand_out(queue, max, fresh))
     }
 
     /// Acks each message once every job it names is acked.
     async fn ack(&self, deliveries: &[Delivery]) -> Result<()> {
-        self.settle_and_ack(
-            deliveries
-                .iter()
-                .map(|d| (d.queue.clone(), d.receipt.clone())),
-        )
-        .await
+        self.settle_and_ack(deliveries).await
     }
 
     async fn release(&self) -> Result<()> {
@@ -586,17 +368,10 @@ impl Queue for RabbitQueue {
     }
 
     async fn destroy(&self) -> Result<()> {
-        let used: Vec<String> = self
-            .inner
+        self.inner
             .used
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .cloned()
-            .collect();
-        self.delete_queues(&used).await?;
-        self.inner.used.lock().expect("poisoned").clear();
-        Ok(())
+            .destroy(|used| async move { self.delete_queues(&used).await })
+            .await
     }
 
     /// A message naming one job is given back after `delay` (held unacked for at most
@@ -683,26 +458,5 @@ impl Queue for RabbitQueue {
         }
         ack_all(acks, "early ack").await;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn priorities_map_onto_the_broker_range() {
-        assert_eq!(amqp_priority(-3, 10), 0);
-        assert_eq!(amqp_priority(0, 10), 1);
-        assert_eq!(amqp_priority(5, 10), 6);
-        assert_eq!(amqp_priority(9, 10), 10);
-        assert_eq!(amqp_priority(i16::MAX, 10), 10);
-        assert_eq!(amqp_priority(3, 0), 0);
-    }
-
-    #[test]
-    fn receipts_round_trip() {
-        assert_eq!(parse_receipt(&receipt(3, 99)).unwrap(), (3, 99));
-        assert!(parse_receipt("nope").is_err());
     }
 }

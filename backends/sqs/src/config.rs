@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard_core::{Error, Result};
+use switchyard_core::{adapter, Error, Result};
 
 /// The accepted URL forms, quoted in every URL error.
 pub(crate) const ACCEPTED: &str = "sqs://<region> (e.g. sqs://eu-west-1), \
@@ -51,7 +51,9 @@ pub struct SqsConfig {
     pub endpoint_url: Option<String>,
     /// Queue-name prefix from the URL path (a namespace such as `prod-`).
     pub name_prefix: String,
-    /// Switchyard's instance prefix (the `prefix` setting), after `name_prefix`.
+    /// Switchyard's instance prefix (the `prefix` setting), after `name_prefix`. Default
+    /// `switchyard_`; [`SqsQueue::connect`](crate::SqsQueue::connect) refuses one that breaks
+    /// [`PREFIX_RULE`](switchyard_core::adapter::PREFIX_RULE) (an empty one too).
     pub prefix: String,
     /// Use FIFO queues (`.fifo` names, `MessageGroupId`, no per-message delay).
     pub fifo: bool,
@@ -63,7 +65,7 @@ pub struct SqsConfig {
     /// or ack.
     pub concurrency: usize,
     /// Most job ids one message carries when a publish holds more than ten messages for one
-    /// queue (see `switchyard_core::bundle`); 1 sends one message per job. The runtime sets
+    /// queue (see `switchyard_core::adapter::bundle`); 1 sends one message per job. The runtime sets
     /// it from `dispatcher.ids_per_message`.
     pub ids_per_message: usize,
 }
@@ -74,12 +76,12 @@ impl Default for SqsConfig {
             region: None,
             endpoint_url: None,
             name_prefix: String::new(),
-            prefix: String::new(),
+            prefix: "switchyard_".to_string(),
             fifo: false,
             fifo_group: FifoGroup::default(),
             retention: Duration::from_secs(14 * 24 * 3600),
             concurrency: 8,
-            ids_per_message: switchyard_core::bundle::DEFAULT_IDS_PER_MESSAGE,
+            ids_per_message: adapter::bundle::DEFAULT_IDS_PER_MESSAGE,
         }
     }
 }
@@ -185,7 +187,7 @@ impl SqsConfig {
 
     /// Sets the most job ids one message carries (clamped to 1..=100; 1: one message per job).
     pub fn with_ids_per_message(mut self, n: usize) -> Self {
-        self.ids_per_message = n.clamp(1, switchyard_core::bundle::MAX_IDS_PER_MESSAGE);
+        self.ids_per_message = n.clamp(1, adapter::bundle::MAX_IDS_PER_MESSAGE);
         self
     }
 
@@ -222,6 +224,12 @@ impl SqsConfig {
     pub fn with_fifo_group(mut self, group: FifoGroup) -> Self {
         self.fifo_group = group;
         self
+    }
+
+    /// Checks what the URL parser cannot: the instance prefix follows the one prefix rule of
+    /// every backend ([`adapter::check_prefix`]).
+    pub(crate) fn validate(&self) -> Result<()> {
+        adapter::check_prefix(&self.prefix)
     }
 
     /// The region to use: this config's, else the environment's, else [`DEFAULT_REGION`].
@@ -340,6 +348,21 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");
             assert!(e.message().contains("key `queue`"), "{url}: {e}");
             assert!(e.message().contains("sqs://<region>"), "{url}: {e}");
+        }
+    }
+
+    /// The instance prefix follows the one rule of every backend; the default passes.
+    #[test]
+    fn validate_applies_the_prefix_rule() {
+        SqsConfig::default().validate().unwrap();
+        SqsConfig::from_url("sqs://eu-west-1/prod-")
+            .unwrap()
+            .validate()
+            .unwrap();
+        for p in ["", "my-app", "a.b", &"x".repeat(33)] {
+            let e = SqsConfig::default().with_prefix(p).validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{p}");
+            assert!(e.message().contains("key `prefix`"), "{p}: {e}");
         }
     }
 

@@ -30,8 +30,17 @@
 //!
 //! See `docs/sqs.md` for the URL forms, the `[sqs]` settings and how delays and visibility work.
 
+mod batch;
+mod body;
 mod config;
+mod connection;
+mod error;
+mod limits;
 mod queue;
 
 pub use config::{FifoGroup, SqsConfig, DEFAULT_REGION};
-pub use queue::{SqsQueue, MAX_BATCH, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT};
+pub use limits::{MAX_BATCH, MAX_DELAY, MAX_VISIBILITY, MAX_WAIT};
+pub use queue::SqsQueue;
+
+/// URL schemes this backend accepts.
+pub const URL_SCHEMES: &[&str] = &["sqs"];

@@ -17,11 +17,13 @@
 //! channel) with every id it names; the ones already finished fail their claim in Storage and
 //! are acked then.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
 use crate::job::JobId;
 use crate::queue::{Delivery, QueueMessage};
 
@@ -378,6 +380,90 @@ impl Bundles {
     }
 }
 
+impl Bundles {
+    /// Gives `back` back to the broker: publishes its messages with `publish`, then settles
+    /// its deliveries with `settle` (which acks or deletes the broker messages this
+    /// completes). If the publish fails, the deliveries are [held](Self::hold) again for the
+    /// next receive, `settle` is not called and the publish error is returned. An empty
+    /// `back` calls neither.
+    pub async fn give_back<P, PF, S, SF>(&self, back: GiveBack, publish: P, settle: S) -> Result<()>
+    where
+        P: FnOnce(Vec<QueueMessage>) -> PF,
+        PF: Future<Output = Result<()>>,
+        S: FnOnce(Vec<Delivery>) -> SF,
+        SF: Future<Output = Result<()>>,
+    {
+        if back.is_empty() {
+            return Ok(());
+        }
+        let GiveBack {
+            messages,
+            deliveries,
+        } = back;
+        if let Err(e) = publish(messages).await {
+            self.hold(deliveries);
+            return Err(e);
+        }
+        settle(deliveries).await
+    }
+}
+
+impl Bundles {
+    /// What a receive of `queue` returns: held deliveries first (oldest first), then `fresh`
+    /// ones, at most `max` in all; the fresh ones that do not fit are [held](Self::hold) for
+    /// the next receive. Call it after the receive's last `.await`, so that a cancelled
+    /// receive drops nothing.
+    pub fn hand_out(&self, queue: &str, max: usize, mut fresh: Vec<Delivery>) -> Vec<Delivery> {
+        let mut out = self.take_held(queue, max);
+        let room = max - out.len();
+        if fresh.len() > room {
+            self.hold(fresh.split_off(room));
+        }
+        out.extend(fresh);
+        out
+    }
+}
+
+/// The Switchyard queues one adapter handle has used (set up, published to, received from),
+/// so that [`Queue::destroy`](crate::Queue::destroy) deletes the broker queues of those and
+/// of no others.
+#[derive(Debug, Default)]
+pub struct UsedQueues {
+    names: Mutex<BTreeSet<String>>,
+}
+
+impl UsedQueues {
+    /// Notes that this handle uses `queue`.
+    pub fn note(&self, queue: &str) {
+        self.names
+            .lock()
+            .expect("poisoned")
+            .insert(queue.to_string());
+    }
+
+    /// The queues used so far, in name order.
+    pub fn names(&self) -> Vec<String> {
+        self.names
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Destroys the broker queues this handle used: calls `delete` with every queue noted so
+    /// far, and forgets them all once it succeeds (a failed `delete` can be repeated).
+    pub async fn destroy<F, Fut>(&self, delete: F) -> Result<()>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        delete(self.names()).await?;
+        self.names.lock().expect("poisoned").clear();
+        Ok(())
+    }
+}
+
 fn message(job_id: JobId, queue: &str, priority: i16, delay: Duration) -> QueueMessage {
     QueueMessage {
         job_id,
@@ -534,5 +620,112 @@ mod tests {
         assert_eq!(all.messages.len(), 1);
         assert_eq!(all.messages[0].priority, 7);
         assert!(b.take_all_held().is_empty());
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn give_back_publishes_then_settles() {
+        let b = Bundles::default();
+        let ids: Vec<JobId> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let d = b.open("q", "r".into(), ids.clone(), 2);
+        let back = b.give_back_one(d[1].clone(), Duration::from_secs(3));
+        let published = Mutex::new(Vec::new());
+        let settled = Mutex::new(Vec::new());
+        block_on(b.give_back(
+            back,
+            |m| async {
+                published.lock().unwrap().extend(m);
+                Ok(())
+            },
+            |ds| async {
+                settled.lock().unwrap().extend(ds);
+                Ok(())
+            },
+        ))
+        .unwrap();
+        let published = published.into_inner().unwrap();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].job_id, ids[1]);
+        assert_eq!(published[0].priority, 2, "the bundle's priority is kept");
+        assert_eq!(published[0].delay, Duration::from_secs(3));
+        let settled = settled.into_inner().unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].receipt, "r 1");
+        assert_eq!(b.held("q"), 0);
+
+        // Nothing to give back: neither is called.
+        block_on(b.give_back(
+            GiveBack::default(),
+            |_| async { panic!("nothing to publish") },
+            |_| async { panic!("nothing to settle") },
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_failed_give_back_holds_the_deliveries_again() {
+        let b = Bundles::default();
+        let ids: Vec<JobId> = (0..2).map(|_| Uuid::now_v7()).collect();
+        let d = b.open("q", "r".into(), ids.clone(), 0);
+        let back = b.give_back_one(d[0].clone(), Duration::ZERO);
+        let e = block_on(b.give_back(
+            back,
+            |_| async { Err(crate::error::Error::invalid("broker down")) },
+            |_| async { panic!("not settled after a failed publish") },
+        ))
+        .unwrap_err();
+        assert_eq!(e.message(), "broker down");
+        assert_eq!(b.held("q"), 1);
+        assert_eq!(b.take_held("q", 5)[0].job_id, ids[0]);
+        assert!(b.is_member(&d[0].receipt), "its bundle stays open");
+    }
+
+    #[test]
+    fn a_receive_hands_out_held_then_fresh_and_holds_the_rest() {
+        let b = Bundles::default();
+        let ids: Vec<JobId> = (0..6).map(|_| Uuid::now_v7()).collect();
+        let mut d = b.open("q", "r".into(), ids.clone(), 0);
+        let fresh = d.split_off(2);
+        b.hold(d);
+        let out = b.hand_out("q", 3, fresh);
+        assert_eq!(
+            out.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+            ids[..3],
+            "held first, then fresh, `max` in all"
+        );
+        assert_eq!(b.held("q"), 3, "the fresh ones that did not fit are held");
+        let out = b.hand_out("q", 10, Vec::new());
+        assert_eq!(out.iter().map(|d| d.job_id).collect::<Vec<_>>(), ids[3..]);
+        assert!(b.hand_out("q", 10, Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn used_queues_are_destroyed_then_forgotten() {
+        let used = UsedQueues::default();
+        used.note("b");
+        used.note("a");
+        used.note("b");
+        assert_eq!(used.names(), ["a", "b"]);
+        let e = block_on(used.destroy(|names| async move {
+            assert_eq!(names, ["a", "b"]);
+            Err(crate::error::Error::invalid("cannot delete"))
+        }))
+        .unwrap_err();
+        assert_eq!(e.message(), "cannot delete");
+        assert_eq!(used.names(), ["a", "b"], "a failed destroy can be repeated");
+        let deleted = Mutex::new(Vec::new());
+        block_on(used.destroy(|names| async {
+            deleted.lock().unwrap().extend(names);
+            Ok(())
+        }))
+        .unwrap();
+        assert_eq!(deleted.into_inner().unwrap(), ["a", "b"]);
+        assert!(used.names().is_empty());
     }
 }

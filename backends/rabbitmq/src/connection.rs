@@ -1,14 +1,15 @@
-//! One AMQP connection and its channels: a publisher channel in confirm mode, one consumer
-//! channel per Switchyard queue, and the set of broker queues declared on it.
+//! The AMQP connection and its channels: a publisher channel in confirm mode, one consumer
+//! channel per Switchyard queue, the set of broker queues declared on it, and the
+//! [`Connector`] that opens a new connection (with backoff) when the current one is lost.
 //!
-//! A [`Link`] is never repaired: when its connection dies the queue opens a new one (see
-//! `queue.rs`). Every consumer channel gets a number unique within its `RabbitQueue`, carried
-//! in each receipt, so an ack never reaches a channel other than the one that delivered.
+//! A [`Link`] is never repaired: when its connection dies the next call opens a new one.
+//! Every consumer channel gets a number unique within its `RabbitQueue`, carried in each
+//! receipt, so an ack never reaches a channel other than the one that delivered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -18,6 +19,8 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use switchyard_core::{Error, ErrorKind, Result};
 
 use crate::config::RabbitConfig;
+use crate::consumer::QueueConsumer;
+use crate::error::unavailable;
 
 /// A live connection with its channels.
 pub(crate) struct Link {
@@ -29,56 +32,6 @@ pub(crate) struct Link {
     declared: Mutex<HashSet<String>>,
     /// Consumers by Switchyard queue.
     pub consumers: tokio::sync::Mutex<HashMap<String, Arc<QueueConsumer>>>,
-}
-
-/// A consumer on one broker queue, on its own channel.
-pub(crate) struct QueueConsumer {
-    /// Unique within the owning queue; the first part of every receipt.
-    pub id: u64,
-    /// The broker queue it consumes.
-    pub broker_queue: String,
-    pub channel: Channel,
-    pub stream: tokio::sync::Mutex<lapin::Consumer>,
-    /// Delivery tags received and not yet acked or nacked, with when they arrived.
-    pub unsettled: Mutex<HashMap<u64, Instant>>,
-    /// Set when the broker cancelled the consumer (its queue was deleted): its stream ends
-    /// while its channel stays open.
-    pub cancelled: std::sync::atomic::AtomicBool,
-}
-
-impl QueueConsumer {
-    pub fn alive(&self) -> bool {
-        self.channel.status().connected()
-            && !self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Notes that the broker cancelled this consumer (its stream ended).
-    pub fn cancel(&self) {
-        if !self
-            .cancelled
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            tracing::warn!(
-                queue = %self.broker_queue,
-                consumer = self.id,
-                "RabbitMQ cancelled the consumer (was the queue deleted?); declaring and consuming again"
-            );
-        }
-    }
-
-    /// Removes `tag` from the unsettled set; `false` when it was already settled.
-    pub fn take(&self, tag: u64) -> bool {
-        self.unsettled
-            .lock()
-            .expect("poisoned")
-            .remove(&tag)
-            .is_some()
-    }
-}
-
-/// An error from the broker while the connection or channel may be gone.
-pub(crate) fn unavailable(what: &str, e: lapin::Error) -> Error {
-    Error::unavailable(format!("RabbitMQ: {what}"), e)
 }
 
 impl Link {
@@ -260,5 +213,115 @@ pub(crate) struct Generations(AtomicU64);
 impl Generations {
     pub fn next(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// The current connection of a `RabbitQueue`, opened again by the next call after it is lost,
+/// with backoff between failed attempts; and the numbers of its links and consumers.
+pub(crate) struct Connector {
+    uri: lapin::uri::AMQPUri,
+    slot: tokio::sync::Mutex<Slot>,
+    generations: Generations,
+}
+
+/// The current connection, or when the next attempt to open one may start.
+#[derive(Default)]
+struct Slot {
+    link: Option<Arc<Link>>,
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+impl Connector {
+    /// A connector for `uri`; connects on the first [`link`](Self::link).
+    pub fn new(uri: lapin::uri::AMQPUri) -> Self {
+        Self {
+            uri,
+            slot: tokio::sync::Mutex::new(Slot::default()),
+            generations: Generations::default(),
+        }
+    }
+
+    /// A number unique within this connector (for a consumer).
+    pub fn next_id(&self) -> u64 {
+        self.generations.next()
+    }
+
+    /// The live connection, opening one if there is none and the backoff allows.
+    pub async fn link(&self, config: &RabbitConfig) -> Result<Arc<Link>> {
+        let mut slot = self.slot.lock().await;
+        if let Some(link) = &slot.link {
+            if link.alive() {
+                return Ok(link.clone());
+            }
+            tracing::warn!(
+                generation = link.generation,
+                "RabbitMQ connection lost; reconnecting"
+            );
+            slot.link = None;
+        }
+        if let Some(next) = slot.next_attempt {
+            let now = Instant::now();
+            if now < next {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "RabbitMQ is unreachable; next connection attempt in {:?}",
+                        next - now
+                    ),
+                ));
+            }
+        }
+        let generation = self.generations.next();
+        let opened = tokio::time::timeout(
+            config.connect_timeout,
+            Link::open(config, self.uri.clone(), generation),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "RabbitMQ: no connection within {:?}",
+                    config.connect_timeout
+                ),
+            ))
+        });
+        match opened {
+            Ok(link) => {
+                if slot.failures > 0 {
+                    tracing::info!(generation, "RabbitMQ connection re-established");
+                }
+                slot.failures = 0;
+                slot.next_attempt = None;
+                let link = Arc::new(link);
+                slot.link = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                slot.failures += 1;
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << slot.failures.min(10))
+                    .min(config.reconnect_backoff_max);
+                slot.next_attempt = Some(Instant::now() + backoff);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to RabbitMQ");
+                Err(e)
+            }
+        }
+    }
+
+    /// The live connection if there is one; never connects.
+    pub async fn current(&self) -> Option<Arc<Link>> {
+        let slot = self.slot.lock().await;
+        slot.link.as_ref().filter(|l| l.alive()).cloned()
+    }
+
+    /// Closes the connection (unacked deliveries go back to their queues); the next
+    /// [`link`](Self::link) connects again.
+    pub async fn close(&self) {
+        let link = self.slot.lock().await.link.take();
+        if let Some(link) = link {
+            link.close().await;
+        }
     }
 }
