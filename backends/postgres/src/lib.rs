@@ -20,14 +20,41 @@
 //! * A **table prefix** lets several independent instances share one database.
 //!
 //! See `docs/postgres.md` in the repository for set-up, tuning and operations.
+//!
+//! ## Where things are
+//!
+//! | file | holds |
+//! |---|---|
+//! | `config.rs` | [`PostgresConfig`], URL parsing and checks |
+//! | `error.rs` | sqlx errors → [`switchyard_core::Error`], `retrying` on a lost connection |
+//! | `connection.rs` | the pool and the state every operation shares |
+//! | `listener.rs` | the `LISTEN` task that wakes workers |
+//! | `storage.rs` | [`PostgresStorage`] and its `Storage` impl, which delegates by area |
+//! | `enqueue.rs` | `enqueue` and [`PostgresStorage::enqueue_in`] |
+//! | `admin.rs` | `get`, `cancel`, `retry`, `list`, `counts` |
+//! | `claim.rs` | `claim`, `claim_ids` |
+//! | `lease.rs` | `heartbeat`, `complete`, `rescue_expired` |
+//! | `maintenance.rs` | `prune`, `try_lead`, `resign` |
+//! | `dispatch.rs` | the outbox: `due_for_dispatch`, `take_for_dispatch`, `mark_dispatched` |
+//! | `sql.rs`, `row.rs`, `migrate.rs` | the statements, row decoding, the migrations |
 
+mod admin;
+mod claim;
+mod config;
+mod connection;
+mod dispatch;
+mod enqueue;
+mod error;
+mod lease;
 mod listener;
+mod maintenance;
 mod migrate;
 mod row;
 mod sql;
 mod storage;
 
-pub use storage::{PostgresConfig, PostgresStorage};
+pub use config::PostgresConfig;
+pub use storage::PostgresStorage;
 
 /// URL schemes this backend accepts.
 pub const URL_SCHEMES: &[&str] = &["postgres", "postgresql"];

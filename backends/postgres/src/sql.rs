@@ -2,6 +2,8 @@
 //! created. Keeping the strings fixed lets sqlx prepare each statement once per connection and
 //! reuse it; variable-length inputs are bound as arrays (`$1::uuid[]`), never spliced in.
 
+use std::time::Duration;
+
 use crate::row::columns;
 
 /// The states a claim may take (once `run_at` has passed).
@@ -25,11 +27,11 @@ const SC: &str = ", sc AS (SELECT set_config('synchronous_commit', 'off', true))
 /// The statements for one table prefix.
 #[derive(Debug)]
 pub(crate) struct Statements {
-    pub jobs: String,
     pub channel: String,
     pub enqueue: String,
     pub find_unique: String,
     pub get: String,
+    pub list: String,
     pub claim_one_queue: String,
     pub claim_many_queues: String,
     pub claim_ids: String,
@@ -113,6 +115,8 @@ impl Statements {
                  AND state IN {LIVE}"
             ),
             get: format!("SELECT {cols} FROM {jobs} WHERE id = $1"),
+            // The fixed head of `list`; the filters are appended to it per call.
+            list: format!("SELECT {cols} FROM {jobs} WHERE true"),
             // One queue: an ordered scan of the partial index, stopping after `limit` rows.
             claim_one_queue: format!(
                 "WITH picked AS ( \
@@ -283,7 +287,12 @@ impl Statements {
                  RETURNING j.id, j.queue, j.priority, j.run_at"
             ),
             notify: "SELECT pg_notify($1, '')".to_string(),
-            jobs,
         }
     }
+}
+
+/// A duration in milliseconds, as the `float8` the statements multiply by
+/// `interval '1 millisecond'` (leases, leadership).
+pub(crate) fn millis_f64(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }

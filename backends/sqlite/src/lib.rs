@@ -12,11 +12,41 @@
 //!   other processes poll.
 //! * A table prefix lets several independent instances share one file.
 
+//!
+//! ## Where things are
+//!
+//! The same file names as the PostgreSQL backend, each for the same role:
+//!
+//! | file | holds |
+//! |---|---|
+//! | `config.rs` | [`SqliteConfig`], URL checks |
+//! | `error.rs` | sqlx errors → [`switchyard_core::Error`] |
+//! | `connection.rs` | the pragmas, the writer and reader pools, the state every operation shares |
+//! | `storage.rs` | [`SqliteStorage`] and its `Storage` impl, which delegates by area |
+//! | `enqueue.rs` | `enqueue` |
+//! | `admin.rs` | `get`, `cancel`, `retry`, `list`, `counts` |
+//! | `claim.rs` | `claim`, `claim_ids` |
+//! | `lease.rs` | `heartbeat`, `complete`, `rescue_expired` |
+//! | `maintenance.rs` | `prune`, `try_lead`, `resign` |
+//! | `dispatch.rs` | the outbox: `due_for_dispatch`, `mark_dispatched` |
+//! | `sql.rs`, `row.rs`, `migrate.rs` | the statements, row decoding, the migrations |
+
+mod admin;
+mod claim;
+mod config;
+mod connection;
+mod dispatch;
+mod enqueue;
+mod error;
+mod lease;
+mod maintenance;
 mod migrate;
 mod row;
+mod sql;
 mod storage;
 
-pub use storage::{SqliteConfig, SqliteStorage};
+pub use config::SqliteConfig;
+pub use storage::SqliteStorage;
 
 /// URL schemes this backend accepts.
 pub const URL_SCHEMES: &[&str] = &["sqlite"];

@@ -1,0 +1,230 @@
+//! [`PostgresConfig`] and its builder, and turning it into checked connect options: the
+//! prefix rule, the `postgres://` URL and the query keys sqlx would silently ignore.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use switchyard_core::adapter::{check_prefix, redact_url};
+use switchyard_core::{Error, Result};
+
+use crate::URL_SCHEMES;
+
+/// Settings of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database?sslmode=disable` (or `postgresql://…`).
+    pub url: String,
+    /// Prepended to every table name and to the notification channel, so several independent
+    /// instances can share one database: 1 to 32 ASCII letters, digits or `_`, starting with a
+    /// letter or `_` ([`PREFIX_RULE`](switchyard_core::adapter::PREFIX_RULE)).
+    pub prefix: String,
+    /// Connections in the pool (the listener holds one more of its own).
+    pub max_connections: u32,
+    /// Whether to `LISTEN` for wake-ups. Turn it off behind PgBouncer in transaction mode
+    /// (which cannot hold a `LISTEN`); workers then rely on polling alone.
+    pub listen: bool,
+    /// Largest payload, in bytes of its JSON encoding, accepted by `enqueue`.
+    pub max_payload_bytes: usize,
+    /// How long an operation waits for a free (or new) connection before failing with
+    /// `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// Whether the worker's hot path (claim, heartbeat, complete, rescue) waits for its commit
+    /// to be flushed to disk. Off by default: those commits return before the WAL flush, which
+    /// takes fsync latency off every claim and completion. A database crash may then forget the
+    /// last few hundred milliseconds of them, so a job may run again (delivery is at-least-once
+    /// anyway), but no job is ever lost: enqueue, cancel, retry and leadership always commit
+    /// durably. Turn it on to make every write wait for the flush.
+    pub synchronous_commit: bool,
+}
+
+impl PostgresConfig {
+    /// Defaults for `url`: prefix `switchyard_`, 10 connections, listening on, 1 MiB payloads,
+    /// 10 s acquire timeout, asynchronous commit on the worker's hot path.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "switchyard_".to_string(),
+            max_connections: 10,
+            listen: true,
+            max_payload_bytes: 1024 * 1024,
+            acquire_timeout: Duration::from_secs(10),
+            synchronous_commit: false,
+        }
+    }
+
+    /// Sets the table prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Turns `LISTEN` wake-ups on or off.
+    pub fn with_listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Sets the payload limit.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Makes the worker's hot path wait for durable commits (see
+    /// [`synchronous_commit`](Self::synchronous_commit)).
+    pub fn with_synchronous_commit(mut self, yes: bool) -> Self {
+        self.synchronous_commit = yes;
+        self
+    }
+
+    /// Sets the acquire timeout.
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Checks the prefix and parses the URL: the connect options of the pool (before the
+    /// application name is set). Every error is a `Config` error naming the key.
+    pub(crate) fn connect_options(&self) -> Result<PgConnectOptions> {
+        check_prefix(&self.prefix)?;
+        parse_url(&self.url)
+    }
+}
+
+/// The query keys of a PostgreSQL URL that sqlx understands (`PgConnectOptions::from_str`),
+/// besides `options[name]`.
+const PG_URL_KEYS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Parses a `postgres://` / `postgresql://` URL into connect options.
+fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    let bad = |why: &str| {
+        Error::config(format!(
+            "key `storage`: `{}` is not a valid PostgreSQL URL ({why}); accepted: \
+             postgres://user:password@host:port/database?sslmode=disable or \
+             postgresql://user:password@host:port/database",
+            redact_url(url)
+        ))
+    };
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    if !URL_SCHEMES.contains(&scheme.as_str()) {
+        return Err(bad("the scheme must be postgres:// or postgresql://"));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    // sqlx only logs a warning for a query key it does not know, so a misspelt `sslmode` or a
+    // `?prefix=` meant for the `prefix` setting would pass silently.
+    for (k, _) in parsed.query_pairs() {
+        let known =
+            PG_URL_KEYS.contains(&k.as_ref()) || (k.starts_with("options[") && k.ends_with(']'));
+        if !known {
+            return Err(bad(&format!(
+                "query key `{k}` is not one sqlx reads (it would be ignored): remove it; \
+                 accepted: {}, options[name]",
+                PG_URL_KEYS.join(", ")
+            )));
+        }
+    }
+    PgConnectOptions::from_str(url)
+        .map_err(|e| bad("its options are not understood").with_source(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ErrorKind;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db?sslmode=disable"),
+            "postgres://u:***@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=app&password=hunter2&sslmode=disable"),
+            "postgres://h/db?user=app&password=***&sslmode=disable"
+        );
+        let e =
+            parse_url("postgres://h/db?user=app&password=hunter2&connect_timeout=5").unwrap_err();
+        assert!(e.message().contains("connect_timeout"), "{e}");
+        assert!(!e.message().contains("hunter2"), "{e}");
+        assert_eq!(redact_url("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn bad_urls_name_the_key_and_the_forms() {
+        for url in ["mysql://h/db", "postgres//h", "", "postgres://u:pw@[::1/db"] {
+            let e = parse_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains("key `storage`"), "{e}");
+            assert!(e.message().contains("postgresql://"), "{e}");
+            assert!(!e.message().contains("pw@"), "{e}");
+        }
+        assert!(parse_url("postgresql://postgres@127.0.0.1:5432/test?sslmode=disable").is_ok());
+    }
+
+    /// A query key sqlx would ignore (with only a log line) is an error naming it.
+    #[test]
+    fn unknown_query_keys_are_errors() {
+        for (url, key) in [
+            ("postgres://h/db?prefix=jobs", "`prefix`"),
+            (
+                "postgres://h/db?sslmode=disable&ssl_mode=require",
+                "`ssl_mode`",
+            ),
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.message().contains(key), "{url}: {e}");
+            assert!(e.message().contains("sslmode"), "{e}");
+        }
+        for url in [
+            "postgres://u:pw@h:5432/db?sslmode=disable&application_name=app",
+            "postgres://h/db?options[statement_timeout]=5s&statement-cache-capacity=10",
+        ] {
+            assert!(parse_url(url).is_ok(), "{url}");
+        }
+    }
+
+    /// The backend applies the one prefix rule of `switchyard_core::adapter::check_prefix`.
+    #[test]
+    fn bad_prefix_is_a_config_error() {
+        let config = PostgresConfig::new("postgres://h/db").with_prefix("bad-prefix");
+        assert_eq!(
+            config.connect_options().unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert!(PostgresConfig::new("postgres://h/db")
+            .connect_options()
+            .is_ok());
+    }
+}
