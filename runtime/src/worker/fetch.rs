@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::JobRecord;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::receive::receive_and_claim;
@@ -93,7 +92,8 @@ pub(super) async fn fetch_loop(
         );
         // One claim slot per claimed job travels with it; the rest go back.
         let mut claimed = claimed;
-        claimed.sort_by(|(a, _), (b, _)| claim_order(a, b));
+        // They start in the storage contract's claim order.
+        claimed.sort_by(|(a, _), (b, _)| switchyard_core::adapter::claim_order(a, b));
         let mut free = merge(permits);
         inner.backlog.added(claimed.len());
         for (job, delivery) in claimed {
@@ -118,14 +118,6 @@ pub(super) async fn fetch_loop(
             }
         }
     }
-}
-
-/// The order claimed jobs start in: highest priority first, then the earliest due, then by id.
-fn claim_order(a: &JobRecord, b: &JobRecord) -> std::cmp::Ordering {
-    b.priority
-        .cmp(&a.priority)
-        .then(a.run_at.cmp(&b.run_at))
-        .then(a.id.cmp(&b.id))
 }
 
 /// Merges permits of one semaphore into one.
