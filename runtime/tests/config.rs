@@ -289,3 +289,59 @@ fn env_overrides_file() {
         Ok(())
     });
 }
+
+/// One prefix rule for every backend: a prefix refused on one is refused on all with the same
+/// words, and one accepted on one is accepted on all, so changing the URL never breaks a move.
+#[cfg(feature = "full")]
+#[tokio::test]
+async fn every_backend_applies_one_prefix_rule() {
+    use switchyard::connect::{connect_queue, connect_storage};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/x.db", dir.path().display());
+    let postgres = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+    let redis = std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let storages = [sqlite.clone(), postgres, redis.clone()];
+    let queues = [
+        "sqs://127.0.0.1:4577".to_string(),
+        "amqp://guest:guest@127.0.0.1:5672/%2f".to_string(),
+        redis,
+    ];
+    for prefix in ["my-app", "", "1app", "a.b"] {
+        let mut messages = Vec::new();
+        for storage in &storages {
+            let c = Config {
+                storage: storage.clone(),
+                prefix: prefix.into(),
+                ..Config::default()
+            };
+            let e = connect_storage(&c).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{storage} {prefix:?}: {e}");
+            messages.push(e.message().to_string());
+        }
+        for queue in &queues {
+            let c = Config {
+                storage: sqlite.clone(),
+                queue: queue.clone(),
+                prefix: prefix.into(),
+                ..Config::default()
+            };
+            let e = match connect_queue(&c).await {
+                Err(e) => e,
+                Ok(_) => panic!("{queue} accepted prefix {prefix:?}"),
+            };
+            assert_eq!(e.kind(), ErrorKind::Config, "{queue} {prefix:?}: {e}");
+            messages.push(e.message().to_string());
+        }
+        assert!(
+            messages.iter().all(|m| m == &messages[0]),
+            "{prefix:?}: {messages:#?}"
+        );
+        assert!(
+            messages[0].contains(switchyard_core::adapter::PREFIX_RULE),
+            "{}",
+            messages[0]
+        );
+    }
+}

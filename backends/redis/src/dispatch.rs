@@ -10,9 +10,9 @@ use redis::Script;
 use switchyard_core::{DispatchItem, JobId, JobState, Result};
 use uuid::Uuid;
 
+use crate::admin;
 use crate::connection::{retrying, Conn};
 use crate::keys::{Keys, CHUNK};
-use crate::list;
 use crate::record::{from_millis, millis};
 
 /// Pending jobs due by `horizon` whose last publication (if any) was before `stale_before`,
@@ -29,7 +29,7 @@ pub(crate) async fn due_for_dispatch(
         return Ok(Vec::new());
     }
     // Candidates: the front of every ready set and the schedule up to the horizon.
-    let queues = list::queues(conn, keys).await?;
+    let queues = admin::queues(conn, keys).await?;
     let scan = (limit * 4).max(100);
     let lists: Vec<Vec<String>> = retrying(conn, "find jobs to dispatch", |mut c| {
         let mut pipe = redis::pipe();

@@ -30,16 +30,16 @@
 //! self-reconnecting connection, retries), `checks.rs` (what the server must be like),
 //! `listener.rs` (Pub/Sub wake-ups), `storage.rs` and `queue.rs` (the trait impls); the data
 //! layer: `keys.rs` (key names), `scripts.rs` + `lua/` (every state change), `record.rs`
-//! (script arguments and job hashes), `migrate.rs` (schema versions), `list.rs` (listing and
+//! (script arguments and job hashes), `migrate.rs` (schema versions), `admin.rs` (listing and
 //! counts), `dispatch.rs` (the dispatcher's outbox view).
 
+mod admin;
 mod checks;
 mod config;
 mod connection;
 mod dispatch;
 mod error;
 mod keys;
-mod list;
 mod listener;
 mod migrate;
 mod queue;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use redis::Script;
 use switchyard_core::{Error, JobState, Result};
 
+use crate::admin;
 use crate::connection::Conn;
 use crate::keys::{Keys, CHUNK};
-use crate::list;
 use crate::scripts::Scripts;
 
 /// The schema version written by `migrate`. Version 2 dropped the per-queue `running` state
@@ -67,7 +67,7 @@ pub(crate) async fn migrate(conn: &Arc<Conn>, keys: &Keys, scripts: &Scripts) ->
         }
         // Version 2 lists running jobs by the lease set alone: the per-queue `running`
         // indexes of version 1 are dropped.
-        let stale: Vec<String> = list::queues(conn, keys)
+        let stale: Vec<String> = admin::queues(conn, keys)
             .await?
             .iter()
             .map(|q| keys.state(q, JobState::Running))

@@ -1,6 +1,6 @@
 //! [`RedisStorage`]: the `Storage` implementation: the struct, `connect`, the job
 //! transitions (each one Lua script, see `scripts.rs`), and the trait impl, which hands
-//! migrations to `migrate.rs`, listing and counts to `list.rs` and the dispatcher's outbox
+//! migrations to `migrate.rs`, listing and counts to `admin.rs` and the dispatcher's outbox
 //! view to `dispatch.rs`.
 
 use std::sync::Arc;
@@ -18,12 +18,12 @@ use switchyard_core::{
 };
 use uuid::Uuid;
 
+use crate::admin;
 use crate::checks;
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
 use crate::dispatch;
 use crate::keys::{Keys, CHUNK};
-use crate::list;
 use crate::listener::{self, Listener};
 use crate::migrate;
 use crate::record::{completion_args, decode_claimed, decode_flat, enqueue_args, lease_ms, millis};
@@ -435,11 +435,11 @@ impl Storage for RedisStorage {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
-        list::list(&self.inner.conn, &self.inner.keys, filter).await
+        admin::list(&self.inner.conn, &self.inner.keys, filter).await
     }
 
     async fn counts(&self) -> Result<Vec<QueueCounts>> {
-        list::counts(&self.inner.conn, &self.inner.keys).await
+        admin::counts(&self.inner.conn, &self.inner.keys).await
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
