@@ -23,9 +23,17 @@ use std::time::Duration;
 
 use switchyard_core::{Queue, Storage};
 
-pub mod cases;
+pub mod fixtures;
 pub mod harness;
-pub mod queue_cases;
+pub mod queue;
+pub mod storage;
+mod support;
+
+// The paths of the cases before they were split by area.
+#[doc(hidden)]
+pub use queue as queue_cases;
+#[doc(hidden)]
+pub use storage as cases;
 
 /// What a case runs against: a storage, and optionally an external queue composed with it.
 #[derive(Clone, Debug)]
@@ -111,63 +119,59 @@ where
 /// Instantiates every conformance case as a `#[tokio::test]` for one adapter. `$factory` is an
 /// `async fn() -> Backend` that returns a fresh, migrated, isolated backend on each call; a
 /// case that passes destroys its storage instance and broker queues afterwards
-/// (`Storage::destroy`, `Queue::destroy`).
+/// (`Storage::destroy`, `Queue::destroy`). The cases are those of [`storage`], listed at the end
+/// of each area file.
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:path) => {
-        $crate::conformance_suite!(@cases $factory;
-            enqueue_and_get,
-            enqueue_batch,
-            get_unknown_is_none,
-            delayed_job_waits,
-            delay_longer_than_lease,
-            delay_past_native_limit,
-            long_past_run_at_runs_at_once,
-            priority_order,
-            queues_are_isolated,
-            concurrent_claims_never_overlap,
-            workers_run_each_job_exactly_once,
-            heartbeat_renews_lease,
-            dead_worker_jobs_are_rescued,
-            rescue_drops_exhausted_jobs,
-            stale_worker_completion_is_rejected,
-            retries_back_off_then_fail,
-            non_retryable_error_fails_at_once,
-            panic_is_an_error,
-            timeout_is_an_error,
-            cancel_pending_never_runs,
-            cancel_running_fires_token,
-            cancel_request_survives_a_requeue,
-            reclaimed_job_keeps_its_new_lease,
-            cancel_finished_says_so,
-            retry_finished_job,
-            unique_key_returns_first,
-            list_filter_and_paginate,
-            counts_by_state_and_queue,
-            prune_finished,
-            leadership_is_exclusive_and_expires,
-            outbox_dispatch_view,
-            destroy_then_migrate_is_empty,
-            unknown_kind_fails_clearly,
-            unstorable_outcome_never_blocks_the_worker,
-            undecodable_payload_fails_clearly,
-            oversized_payload_rejected,
-            nul_in_names_rejected,
-            graceful_shutdown_drains,
-            hard_shutdown_releases_jobs,
-            hard_shutdown_gives_back_unstarted_jobs,
-        );
+        $crate::storage_cases! { conformance_suite!(@cases $factory;) }
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let backend = $factory().await;
-                $crate::cases::$case(backend.clone()).await;
+                $crate::storage::$case(backend.clone()).await;
                 // A passed case leaves nothing behind on the shared server (a failed one
                 // keeps its data to look at).
                 $crate::cleanup(&backend).await;
             }
         )*
+    };
+}
+
+/// Instantiates every queue case as a `#[tokio::test]` for one queue adapter. `$factory` is an
+/// `async fn() -> Arc<dyn Queue>` that returns a fresh adapter with a random queue-name prefix
+/// on each call. Test names do not clash with [`conformance_suite!`]'s, so both can be used in
+/// one file. The cases are those of [`queue`], listed at the end of each area file.
+#[macro_export]
+macro_rules! queue_conformance_suite {
+    ($factory:path) => {
+        $crate::queue_cases! { queue_conformance_suite!(@cases $factory;) }
+    };
+    (@cases $factory:path; $($case:ident $(($pair:ident))?),* $(,)?) => {
+        $(
+            $crate::queue_conformance_suite!(@case $factory; $case $(($pair))?);
+        )*
+    };
+    // A case on one queue.
+    (@case $factory:path; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let queue = $factory().await;
+            $crate::queue::$case(queue.clone()).await;
+            $crate::destroyed("queue", queue.destroy().await);
+        }
+    };
+    // A case on two queues of the adapter under different prefixes.
+    (@case $factory:path; $case:ident(pair)) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let queue = $factory().await;
+            let other = $factory().await;
+            $crate::queue::$case(queue.clone(), other.clone()).await;
+            $crate::destroyed("queue", queue.destroy().await);
+            $crate::destroyed("queue", other.destroy().await);
+        }
     };
 }

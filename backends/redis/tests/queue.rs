@@ -6,13 +6,10 @@
 
 use std::sync::Arc;
 
+use switchyard_conformance::fixtures::redis_url as url;
 use switchyard_conformance::{random_prefix, Backend};
 use switchyard_core::{Queue, Storage};
-use switchyard_redis::{RedisConfig, RedisQueue, RedisStorage};
-
-fn url() -> String {
-    std::env::var("SWITCHYARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use switchyard_redis::{RedisConfig, RedisQueue};
 
 async fn redis_queue(prefix: &str) -> Arc<dyn Queue> {
     Arc::new(
@@ -46,54 +43,11 @@ async fn sqlite_storage(
 }
 
 switchyard_conformance::queue_conformance_suite!(queue);
-
-mod sqlite {
-    use super::*;
-
-    async fn backend() -> Backend {
-        let prefix = random_prefix();
-        let (storage, _) = sqlite_storage(&prefix, "redisq").await;
-        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
-    }
-
-    switchyard_conformance::conformance_suite!(backend);
-}
-
-mod postgres {
-    use super::*;
-    use switchyard_postgres::{PostgresConfig, PostgresStorage};
-
-    async fn backend() -> Backend {
-        let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
-        let prefix = random_prefix();
-        let config = PostgresConfig::new(url)
-            .with_prefix(prefix.clone())
-            .with_max_connections(4);
-        let storage = PostgresStorage::connect(config)
-            .await
-            .expect("connect to postgres");
-        storage.migrate().await.expect("migrate");
-        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
-    }
-
-    switchyard_conformance::conformance_suite!(backend);
-}
-
-mod redis_storage {
-    use super::*;
-
-    async fn backend() -> Backend {
-        let prefix = random_prefix();
-        let storage = RedisStorage::connect(RedisConfig::new(url()).with_prefix(prefix.clone()))
-            .await
-            .expect("connect to Redis");
-        storage.migrate().await.expect("migrate");
-        Backend::with_queue(Arc::new(storage), redis_queue(&prefix).await)
-    }
-
-    switchyard_conformance::conformance_suite!(backend);
-}
+// `redis_storage`, not `redis`: this file uses the `redis` crate.
+switchyard_conformance::storage_matrix_suite!(
+    redis_queue,
+    modules = (sqlite, postgres, redis_storage)
+);
 
 /// The worker's queue connection is killed (`CLIENT KILL`) again and again while jobs run
 /// through the Redis queue (SQLite storage): every job completes, and the queue ends empty —
