@@ -162,22 +162,15 @@ mod tests {
     use super::*;
     use switchyard_core::ErrorKind;
 
+    /// The URL's password never reaches a message (`redact_url` itself is tested in core,
+    /// with these URLs among others).
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db?sslmode=disable"),
-            "postgres://u:***@h:5432/db?sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(
-            redact_url("postgres://h/db?user=app&password=hunter2&sslmode=disable"),
-            "postgres://h/db?user=app&password=***&sslmode=disable"
-        );
         let e =
             parse_url("postgres://h/db?user=app&password=hunter2&connect_timeout=5").unwrap_err();
         assert!(e.message().contains("connect_timeout"), "{e}");
         assert!(!e.message().contains("hunter2"), "{e}");
-        assert_eq!(redact_url("nonsense"), "nonsense");
+        assert!(e.message().contains("password=***"), "{e}");
     }
 
     #[test]
