@@ -9,7 +9,7 @@
 //! transaction mode and can never leak with a pooled session.
 
 use sqlx::{PgConnection, PgPool};
-use switchyard_core::adapter::{run_migrations, Migration, MigrationTarget};
+use switchyard_core::adapter::{run_migrations, Migration, MigrationTable, MigrationTarget};
 use switchyard_core::{async_trait, Result};
 
 use crate::error::db_err;
@@ -34,66 +34,51 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(db_err("take the migration lock"))?;
-    let mut target = Target {
-        conn: &mut tx,
+    run_migrations(
+        &mut Target(&mut tx),
+        &TABLE,
+        MIGRATIONS,
         prefix,
-    };
-    run_migrations(&mut target, MIGRATIONS, prefix, "PostgreSQL").await?;
+        "PostgreSQL",
+    )
+    .await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
 
-/// The PostgreSQL dialect of the migration runner, on the migration's transaction (which
-/// holds the advisory lock).
-struct Target<'a> {
-    conn: &'a mut PgConnection,
-    prefix: &'a str,
-}
+/// `{prefix}migrations` in PostgreSQL.
+const TABLE: MigrationTable = MigrationTable {
+    create: "CREATE TABLE IF NOT EXISTS {prefix}migrations (version bigint PRIMARY KEY, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    record: "INSERT INTO {prefix}migrations (version) VALUES ($1) ON CONFLICT DO NOTHING",
+};
+
+/// The runner's statements, on the migration's transaction (which holds the advisory lock).
+struct Target<'a>(&'a mut PgConnection);
 
 #[async_trait]
 impl MigrationTarget for Target<'_> {
-    async fn create_table(&mut self) -> Result<()> {
-        let prefix = self.prefix;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {prefix}migrations (version bigint PRIMARY KEY, \
-             applied_at timestamptz NOT NULL DEFAULT now())"
-        ))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err("create migrations table"))?;
-        Ok(())
-    }
-
-    async fn applied(&mut self) -> Result<Vec<i64>> {
-        let prefix = self.prefix;
-        sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations"))
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db_err("read applied migrations"))
-    }
-
     async fn execute(
         &mut self,
+        what: &'static str,
         statement: &str,
-    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        version: Option<i64>,
+    ) -> Result<()> {
         // Unprepared: DDL is run once, and must not fill the statement cache.
-        sqlx::query(statement)
-            .persistent(false)
-            .execute(&mut *self.conn)
-            .await?;
+        let query = sqlx::query(statement).persistent(false);
+        let query = match version {
+            Some(v) => query.bind(v),
+            None => query,
+        };
+        query.execute(&mut *self.0).await.map_err(db_err(what))?;
         Ok(())
     }
 
-    async fn record(&mut self, version: i64) -> Result<()> {
-        let prefix = self.prefix;
-        sqlx::query(&format!(
-            "INSERT INTO {prefix}migrations (version) VALUES ($1) ON CONFLICT DO NOTHING"
-        ))
-        .bind(version)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err("record migration"))?;
-        Ok(())
+    async fn versions(&mut self, query: &str) -> Result<Vec<i64>> {
+        sqlx::query_scalar(query)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(db_err("read applied migrations"))
     }
 }
 

@@ -4,7 +4,7 @@
 //! transaction and records each in `{prefix}migrations`; this file supplies the SQLite side.
 
 use sqlx::{SqliteConnection, SqlitePool};
-use switchyard_core::adapter::{run_migrations, Migration, MigrationTarget};
+use switchyard_core::adapter::{run_migrations, Migration, MigrationTable, MigrationTarget};
 use switchyard_core::{async_trait, Result};
 
 use crate::error::db_err;
@@ -18,63 +18,45 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin migration"))?;
-    let mut target = Target {
-        conn: &mut tx,
-        prefix,
-    };
-    run_migrations(&mut target, MIGRATIONS, prefix, "SQLite").await?;
+    run_migrations(&mut Target(&mut tx), &TABLE, MIGRATIONS, prefix, "SQLite").await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
 
-/// The SQLite dialect of the migration runner, on the migration's transaction.
-struct Target<'a> {
-    conn: &'a mut SqliteConnection,
-    prefix: &'a str,
-}
+/// `{prefix}migrations` in SQLite; `applied_at` in Unix milliseconds. Creating it is the
+/// runner's first statement, a write, so the transaction holds the write lock from the start.
+const TABLE: MigrationTable = MigrationTable {
+    create: "CREATE TABLE IF NOT EXISTS {prefix}migrations (version INTEGER PRIMARY KEY NOT NULL, \
+             applied_at INTEGER NOT NULL)",
+    record: "INSERT INTO {prefix}migrations (version, applied_at) VALUES \
+             (?, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+};
+
+/// The runner's statements, on the migration's transaction.
+struct Target<'a>(&'a mut SqliteConnection);
 
 #[async_trait]
 impl MigrationTarget for Target<'_> {
-    /// A write first (the runner starts with it), so this transaction holds the write lock
-    /// from the start.
-    async fn create_table(&mut self) -> Result<()> {
-        let prefix = self.prefix;
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {prefix}migrations (version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL)"
-        ))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err("create migrations table"))?;
-        Ok(())
-    }
-
-    async fn applied(&mut self) -> Result<Vec<i64>> {
-        let prefix = self.prefix;
-        sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations"))
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db_err("read applied migrations"))
-    }
-
     async fn execute(
         &mut self,
+        what: &'static str,
         statement: &str,
-    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        sqlx::query(statement).execute(&mut *self.conn).await?;
+        version: Option<i64>,
+    ) -> Result<()> {
+        let query = sqlx::query(statement);
+        let query = match version {
+            Some(v) => query.bind(v),
+            None => query,
+        };
+        query.execute(&mut *self.0).await.map_err(db_err(what))?;
         Ok(())
     }
 
-    async fn record(&mut self, version: i64) -> Result<()> {
-        let prefix = self.prefix;
-        sqlx::query(&format!(
-            "INSERT INTO {prefix}migrations (version, applied_at) VALUES (?, ?)"
-        ))
-        .bind(version)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err("record migration"))?;
-        Ok(())
+    async fn versions(&mut self, query: &str) -> Result<Vec<i64>> {
+        sqlx::query_scalar(query)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(db_err("read applied migrations"))
     }
 }
 

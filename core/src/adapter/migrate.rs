@@ -1,9 +1,9 @@
 //! The migration runner for adapters whose migrations are SQL files with a `{prefix}`
 //! placeholder (a table prefix cannot be templated by `sqlx::migrate!`): render and split a
 //! file ([`migration_statements`]), and apply the versions not applied yet, recording each in
-//! `{prefix}migrations` ([`run_migrations`]). A backend supplies only its dialect
-//! ([`MigrationTarget`]): how to create that table, read it, run a statement and record a
-//! version, all inside one transaction it opened and commits.
+//! `{prefix}migrations` ([`run_migrations`]). A backend supplies only its dialect: the SQL of
+//! that table ([`MigrationTable`]) and two primitives to run SQL on the one transaction it
+//! opened and commits ([`MigrationTarget`]).
 
 use async_trait::async_trait;
 
@@ -19,65 +19,71 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A backend's `{prefix}migrations` table, in its dialect, with `{prefix}` placeholders. The
+/// table has a `version` column the runner reads with `SELECT version FROM {prefix}migrations`.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationTable {
+    /// Creates the table if it is missing (`CREATE TABLE IF NOT EXISTS {prefix}migrations …`).
+    /// The runner's first statement: a backend whose transactions take their write lock at the
+    /// first write (SQLite) holds it from here on.
+    pub create: &'static str,
+    /// Records one applied version, bound as the statement's one parameter.
+    pub record: &'static str,
+}
+
 /// A backend's side of [`run_migrations`]: one open transaction, already holding whatever lock
 /// keeps two processes from migrating the same prefix at once.
 #[async_trait]
 pub trait MigrationTarget: Send {
-    /// Creates `{prefix}migrations` if it is missing.
-    async fn create_table(&mut self) -> Result<()>;
-    /// The versions recorded in `{prefix}migrations`.
-    async fn applied(&mut self) -> Result<Vec<i64>>;
-    /// Runs one statement of a migration. The runner wraps a failure in an error that names
-    /// the migration.
+    /// Runs one statement, with `version` bound as its one parameter when given. `what` names
+    /// the step for the error of a failure.
     async fn execute(
         &mut self,
+        what: &'static str,
         statement: &str,
-    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
-    /// Records `version` as applied.
-    async fn record(&mut self, version: i64) -> Result<()>;
+        version: Option<i64>,
+    ) -> Result<()>;
+    /// Runs a query whose rows are one 64-bit integer, and returns them.
+    async fn versions(&mut self, query: &str) -> Result<Vec<i64>>;
 }
 
-/// Applies, in order, every migration of `migrations` whose version `target` has not
-/// recorded, statement by statement, recording each version after its last statement. A
+/// Applies, in order, every migration of `migrations` whose version is not recorded in
+/// `table`, statement by statement, recording each version after its last statement. A
 /// statement that fails is a [`Config`](crate::ErrorKind::Config) error naming `backend` and
-/// the version; the caller's transaction then rolls back, so a failed run applies nothing.
+/// the version, with the backend's error as its source; the caller's transaction then rolls
+/// back, so a failed run applies nothing.
 pub async fn run_migrations(
     target: &mut dyn MigrationTarget,
+    table: &MigrationTable,
     migrations: &[Migration],
     prefix: &str,
     backend: &str,
 ) -> Result<()> {
-    target.create_table().await?;
-    let applied = target.applied().await?;
+    let render = |sql: &str| sql.replace("{prefix}", prefix);
+    target
+        .execute("create migrations table", &render(table.create), None)
+        .await?;
+    let applied = target
+        .versions(&format!("SELECT version FROM {prefix}migrations"))
+        .await?;
     for m in migrations {
         if applied.contains(&m.version) {
             continue;
         }
         for statement in migration_statements(m.sql, prefix) {
-            target.execute(&statement).await.map_err(|e| {
-                Error::config(format!("{backend} migration {} failed", m.version))
-                    .with_source(BoxedError(e))
-            })?;
+            target
+                .execute("run migration", &statement, None)
+                .await
+                .map_err(|e| {
+                    Error::config(format!("{backend} migration {} failed", m.version))
+                        .with_source(e)
+                })?;
         }
-        target.record(m.version).await?;
+        target
+            .execute("record migration", &render(table.record), Some(m.version))
+            .await?;
     }
     Ok(())
-}
-
-/// A boxed driver error, kept as the source of the migration error.
-#[derive(Debug)]
-struct BoxedError(Box<dyn std::error::Error + Send + Sync>);
-
-impl std::fmt::Display for BoxedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for BoxedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
 }
 
 /// Renders a migration file for `prefix` and splits it into statements: comment lines dropped,
@@ -124,27 +130,31 @@ mod tests {
 
     #[async_trait]
     impl MigrationTarget for Memory {
-        async fn create_table(&mut self) -> Result<()> {
-            Ok(())
-        }
-        async fn applied(&mut self) -> Result<Vec<i64>> {
-            Ok(self.applied.clone())
-        }
         async fn execute(
             &mut self,
+            what: &'static str,
             statement: &str,
-        ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            version: Option<i64>,
+        ) -> Result<()> {
             if self.fail_on.is_some_and(|f| statement.contains(f)) {
-                return Err("syntax error".into());
+                return Err(Error::invalid(format!("{what}: syntax error")));
             }
-            self.executed.push(statement.to_string());
+            match version {
+                Some(v) => self.applied.push(v),
+                None => self.executed.push(statement.to_string()),
+            }
             Ok(())
         }
-        async fn record(&mut self, version: i64) -> Result<()> {
-            self.applied.push(version);
-            Ok(())
+        async fn versions(&mut self, query: &str) -> Result<Vec<i64>> {
+            assert_eq!(query, "SELECT version FROM p_migrations");
+            Ok(self.applied.clone())
         }
     }
+
+    const TABLE: MigrationTable = MigrationTable {
+        create: "CREATE TABLE {prefix}migrations",
+        record: "RECORD {prefix}migrations",
+    };
 
     const SET: &[Migration] = &[
         Migration {
@@ -171,8 +181,15 @@ mod tests {
             fail_on: Some("never"),
             ..Memory::default()
         };
-        block_on(run_migrations(&mut m, SET, "p_", "Test")).unwrap();
-        assert_eq!(m.executed, vec!["CREATE TABLE p_b (x int)", "BROKEN p_c"]);
+        block_on(run_migrations(&mut m, &TABLE, SET, "p_", "Test")).unwrap();
+        assert_eq!(
+            m.executed,
+            vec![
+                "CREATE TABLE p_migrations",
+                "CREATE TABLE p_b (x int)",
+                "BROKEN p_c"
+            ]
+        );
         assert_eq!(m.applied, vec![1, 2]);
     }
 
@@ -182,7 +199,7 @@ mod tests {
             fail_on: Some("BROKEN"),
             ..Memory::default()
         };
-        let e = block_on(run_migrations(&mut m, SET, "p_", "Test")).unwrap_err();
+        let e = block_on(run_migrations(&mut m, &TABLE, SET, "p_", "Test")).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);
         assert_eq!(e.message(), "Test migration 2 failed");
         assert_eq!(m.applied, vec![1], "version 2 is not recorded");

@@ -23,7 +23,9 @@ mod url;
 mod validate;
 mod wake;
 
-pub use migrate::{migration_statements, run_migrations, Migration, MigrationTarget};
+pub use migrate::{
+    migration_statements, run_migrations, Migration, MigrationTable, MigrationTarget,
+};
 pub use order::{claim_order, sort_claimed};
 pub use outcome::{applied_if, completion_statuses, requeued_any};
 pub use url::{check_prefix, redact_url, MAX_PREFIX_LEN, PREFIX_RULE};
