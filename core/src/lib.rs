@@ -15,7 +15,7 @@
 //! Backends declare what they can do through [`StorageCapabilities`] and [`QueueCapabilities`];
 //! the runtime and the conformance suite read them instead of guessing.
 //!
-//! The crate root holds the contract. The helpers that adapters share (bundles, wake-ups,
+//! The crate root holds the contract. The helpers that adapters share (bundles,
 //! migrations, validation, claim order, the prefix rule) live one level down, in [`adapter`].
 
 pub mod adapter;
@@ -26,6 +26,7 @@ mod executor;
 mod job;
 mod queue;
 mod storage;
+mod wake;
 
 pub use capability::{QueueCapabilities, StorageCapabilities};
 pub use context::{JobContext, JobError, JobErrorKind};
@@ -44,7 +45,8 @@ pub use storage::{
 
 // Kept at the root for adapters written before `adapter` existed.
 pub use adapter::bundle;
-pub use adapter::{migration_statements, validate_new_job, WakeHub, WakeSubscription};
+pub use adapter::{migration_statements, validate_new_job};
+pub use wake::{WakeHub, WakeSubscription};
 
 /// Re-exported so that adapters implement the traits with the same macro version.
 pub use async_trait::async_trait;

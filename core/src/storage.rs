@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::adapter::WakeSubscription;
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
+use crate::wake::WakeSubscription;
 
 /// What `enqueue` did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,6 @@ mod order;
 mod outcome;
 mod url;
 mod validate;
-mod wake;
 
 pub use migrate::{
     migration_statements, run_migrations, Migration, MigrationTable, MigrationTarget,
@@ -30,4 +29,6 @@ pub use order::{claim_order, sort_claimed};
 pub use outcome::{applied_if, completion_statuses, requeued_any};
 pub use url::{check_prefix, redact_url, MAX_PREFIX_LEN, PREFIX_RULE};
 pub use validate::{validate_all, validate_new_job};
-pub use wake::{WakeHub, WakeSubscription};
+// Part of the contract (`Storage::subscribe` returns a subscription); here for the adapters
+// that build one.
+pub use crate::wake::{WakeHub, WakeSubscription};
