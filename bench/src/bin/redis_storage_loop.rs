@@ -50,7 +50,7 @@ async fn main() {
     let tasks = arg("--tasks", 4);
     let batch = arg("--batch", 16);
     let s = RedisStorage::connect(
-        RedisConfig::new(url).with_prefix(format!("loop-{}", std::process::id())),
+        RedisConfig::new(url).with_prefix(format!("loop_{}", std::process::id())),
     )
     .await
     .expect("connect");
