@@ -1,7 +1,7 @@
 //! Delivery: claiming runnable jobs with a lease, from the storage's own queue ([`claim`]) or
 //! by the ids an external queue delivered ([`claim_ids`]), in claim order.
 
-use switchyard_core::adapter::sort_claimed;
+use switchyard_core::adapter::{claim_id_chunks, sort_claimed};
 use switchyard_core::{ClaimRequest, JobId, JobRecord, Result};
 
 use crate::connection::Db;
@@ -24,9 +24,7 @@ pub(crate) async fn claim_ids(
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for chunk in ids.chunks(db.caps.max_claim_batch) {
-        let mut r = req.clone();
-        r.limit = chunk.len();
+    for (r, chunk) in claim_id_chunks(ids, req, db.caps.max_claim_batch) {
         out.extend(claim_rows(db, &r, Some(chunk)).await?);
     }
     Ok(out)

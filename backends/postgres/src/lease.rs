@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use switchyard_core::adapter::{completion_statuses, requeued_any};
+use switchyard_core::adapter::{completion_statuses, lease_statuses, requeued_any};
 use switchyard_core::{
     Completion, CompletionStatus, LeaseRef, LeaseStatus, Outcome, RescueReport, Result,
 };
@@ -43,13 +43,7 @@ pub(crate) async fn heartbeat(
         .into_iter()
         .map(|(id, token, c)| ((id, token), c))
         .collect();
-    Ok(leases
-        .iter()
-        .map(|l| match found.get(&(l.id, l.token)) {
-            Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
-            None => LeaseStatus::Lost,
-        })
-        .collect())
+    Ok(lease_statuses(leases, &found))
 }
 
 /// `Storage::complete`: every outcome in one statement; an applied abort or release wakes

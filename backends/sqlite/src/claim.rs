@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use sqlx::{QueryBuilder, Sqlite};
-use switchyard_core::adapter::sort_claimed;
+use switchyard_core::adapter::{claim_id_chunks, sort_claimed};
 use switchyard_core::{ClaimRequest, JobId, JobRecord, Result};
 
 use crate::connection::Db;
@@ -26,9 +26,7 @@ pub(crate) async fn claim_ids(
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for chunk in ids.chunks(CHUNK) {
-        let mut r = req.clone();
-        r.limit = chunk.len();
+    for (r, chunk) in claim_id_chunks(ids, req, CHUNK) {
         out.extend(claim_where(db, &r, Some(chunk)).await?);
     }
     Ok(out)

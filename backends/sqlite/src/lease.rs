@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use switchyard_core::adapter::{completion_statuses, requeued_any};
+use switchyard_core::adapter::{completion_statuses, lease_statuses, requeued_any};
 use switchyard_core::{
     AttemptError, Completion, CompletionStatus, LeaseRef, LeaseStatus, Outcome, RescueReport,
     Result,
@@ -54,13 +54,7 @@ pub(crate) async fn heartbeat(
             found.insert((id, token), cancel != 0);
         }
     }
-    Ok(leases
-        .iter()
-        .map(|l| match found.get(&(l.id, l.token)) {
-            Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
-            None => LeaseStatus::Lost,
-        })
-        .collect())
+    Ok(lease_statuses(leases, &found))
 }
 
 /// `Storage::complete`: successes in batches of one statement each (no transaction when all

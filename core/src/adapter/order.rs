@@ -3,7 +3,8 @@
 
 use std::cmp::Ordering;
 
-use crate::job::JobRecord;
+use crate::job::{JobId, JobRecord};
+use crate::storage::ClaimRequest;
 
 /// The claim order of the `Storage` contract: higher `priority` first, then earlier `run_at`,
 /// then smaller id (ids are UUID v7, so older first).
@@ -18,6 +19,20 @@ pub fn claim_order(a: &JobRecord, b: &JobRecord) -> Ordering {
 /// no set order (SQL `RETURNING`, a claim made in chunks).
 pub fn sort_claimed(jobs: &mut [JobRecord]) {
     jobs.sort_by(claim_order);
+}
+
+/// `Storage::claim_ids` in chunks: the ids split into runs of at most `max`, each with `req`
+/// limited to its run's length, for a backend that claims one chunk per statement.
+pub fn claim_id_chunks<'a>(
+    ids: &'a [JobId],
+    req: &'a ClaimRequest,
+    max: usize,
+) -> impl Iterator<Item = (ClaimRequest, &'a [JobId])> + 'a {
+    ids.chunks(max.max(1)).map(move |chunk| {
+        let mut r = req.clone();
+        r.limit = chunk.len();
+        (r, chunk)
+    })
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Completion-status helpers: how a backend that learns which `(id, token)` pairs its
 //! statement applied turns that into the per-completion answer `Storage::complete` returns.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
 use crate::job::JobId;
-use crate::storage::{Completion, CompletionStatus, Outcome};
+use crate::storage::{Completion, CompletionStatus, LeaseRef, LeaseStatus, Outcome};
 
 /// One status per completion, in the order given: [`CompletionStatus::Applied`] where
 /// `applied` holds the completion's `(id, token)`, else [`CompletionStatus::Stale`] (the
@@ -40,6 +40,21 @@ pub fn requeued_any(completions: &[Completion], statuses: &[CompletionStatus]) -
     })
 }
 
+/// One status per lease, in the order given, for `Storage::heartbeat`: `Held` (with the job's
+/// cancel flag) where `renewed` holds the lease's `(id, token)`, else `Lost`.
+pub fn lease_statuses(
+    leases: &[LeaseRef],
+    renewed: &HashMap<(JobId, Uuid), bool>,
+) -> Vec<LeaseStatus> {
+    leases
+        .iter()
+        .map(|l| match renewed.get(&(l.id, l.token)) {
+            Some(&cancel_requested) => LeaseStatus::Held { cancel_requested },
+            None => LeaseStatus::Lost,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +78,27 @@ mod tests {
         assert!(!requeued_any(&cs, &st), "the release was stale");
         let st = vec![CompletionStatus::Applied; 2];
         assert!(requeued_any(&cs, &st));
+    }
+
+    #[test]
+    fn lease_statuses_follow_the_renewed_pairs() {
+        let held = LeaseRef {
+            id: Uuid::now_v7(),
+            token: Uuid::new_v4(),
+        };
+        let lost = LeaseRef {
+            id: held.id,
+            token: Uuid::new_v4(),
+        };
+        let renewed: HashMap<_, _> = [((held.id, held.token), true)].into();
+        assert_eq!(
+            lease_statuses(&[held, lost], &renewed),
+            vec![
+                LeaseStatus::Held {
+                    cancel_requested: true
+                },
+                LeaseStatus::Lost
+            ]
+        );
     }
 }
