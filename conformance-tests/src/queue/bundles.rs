@@ -7,36 +7,10 @@ use std::time::{Duration, Instant};
 
 use switchyard_core::{Delivery, JobId, Queue, QueueMessage};
 
-use super::support::{assert_nothing_for, message, receive_one, setup, DEADLINE, LONG_LEASE};
+use super::support::{
+    assert_nothing_for, message, receive_one, receive_up_to, setup, DEADLINE, LONG_LEASE,
+};
 use crate::support::{queue_name, skip};
-
-/// Receives with `max` until `want` deliveries arrived or `deadline` passed, acking each batch.
-async fn receive_acking(
-    q: &Arc<dyn Queue>,
-    name: &str,
-    want: usize,
-    max: usize,
-    lease: Duration,
-) -> Vec<Delivery> {
-    let start = Instant::now();
-    let mut got = Vec::new();
-    while got.len() < want && start.elapsed() < DEADLINE {
-        let batch = q
-            .receive(name, max, Duration::from_secs(1), lease)
-            .await
-            .expect("Queue::receive");
-        assert!(
-            batch.len() <= max,
-            "receive returned {} deliveries, above the asked maximum {max}",
-            batch.len()
-        );
-        if !batch.is_empty() {
-            q.ack(&batch).await.expect("Queue::ack");
-        }
-        got.extend(batch);
-    }
-    got
-}
 
 /// A fresh queue with `n` messages published in one call (more than ten: bundles).
 async fn published(q: &Arc<dyn Queue>, n: usize) -> (String, Vec<QueueMessage>) {
@@ -53,26 +27,6 @@ fn short_lease(q: &Arc<dyn Queue>) -> Duration {
         Some(_) => Duration::from_secs(4),
         None => LONG_LEASE,
     }
-}
-
-/// Receives (asking for 100 at a time, not acking) until `want` deliveries arrived or the
-/// deadline passed.
-async fn receive_without_ack(
-    q: &Arc<dyn Queue>,
-    name: &str,
-    want: usize,
-    lease: Duration,
-) -> Vec<Delivery> {
-    let mut got = Vec::new();
-    let start = Instant::now();
-    while got.len() < want && start.elapsed() < DEADLINE {
-        got.extend(
-            q.receive(name, 100, Duration::from_secs(1), lease)
-                .await
-                .expect("Queue::receive"),
-        );
-    }
-    got
 }
 
 fn assert_exactly(got: &[Delivery], sent: &[QueueMessage], what: &str) {
@@ -105,7 +59,7 @@ fn assert_exactly(got: &[Delivery], sent: &[QueueMessage], what: &str) {
 pub async fn bundles_deliver_each_job_once(q: Arc<dyn Queue>) {
     let (name, messages) = published(&q, 200).await;
     let lease = short_lease(&q);
-    let got = receive_acking(&q, &name, messages.len(), 7, lease).await;
+    let got = receive_up_to(&q, &name, messages.len(), 7, lease, DEADLINE, true).await;
     assert_exactly(&got, &messages, "receives of 7");
     assert!(got.iter().all(|d| d.queue == name));
     assert_nothing_for(
@@ -122,7 +76,7 @@ pub async fn bundles_deliver_each_job_once(q: Arc<dyn Queue>) {
 pub async fn bundle_member_nack_comes_back_alone(q: Arc<dyn Queue>) {
     let (name, messages) = published(&q, 30).await;
     let lease = short_lease(&q);
-    let mut got = receive_without_ack(&q, &name, messages.len(), lease).await;
+    let mut got = receive_up_to(&q, &name, messages.len(), 100, lease, DEADLINE, false).await;
     assert_exactly(&got, &messages, "first delivery");
     let back = got.remove(13);
     q.ack(&got).await.expect("ack 29");
@@ -160,7 +114,7 @@ pub async fn release_gives_back_undelivered_ids(q: Arc<dyn Queue>) {
         .filter(|m| !first.iter().any(|d| d.job_id == m.job_id))
         .cloned()
         .collect();
-    let got = receive_acking(&q, &name, rest.len(), 1000, LONG_LEASE).await;
+    let got = receive_up_to(&q, &name, rest.len(), 1000, LONG_LEASE, DEADLINE, true).await;
     assert_exactly(&got, &rest, "after release");
     assert_nothing_for(&q, &name, Duration::from_secs(2), "a job came back twice").await;
 }
@@ -178,7 +132,7 @@ pub async fn unacked_bundle_members_come_back(q: Arc<dyn Queue>) {
     }
     let (name, messages) = published(&q, 30).await;
     let lease = Duration::from_secs(3);
-    let got = receive_without_ack(&q, &name, messages.len(), lease).await;
+    let got = receive_up_to(&q, &name, messages.len(), 100, lease, DEADLINE, false).await;
     assert_exactly(&got, &messages, "first delivery");
     let (lost, acked): (Vec<Delivery>, Vec<Delivery>) =
         got.into_iter()

@@ -40,6 +40,20 @@ pub(crate) async fn receive_n(
     ack: bool,
 ) -> Vec<Delivery> {
     let max = q.capabilities().max_batch.max(1);
+    receive_up_to(q, name, want, max, lease, deadline, ack).await
+}
+
+/// Receives with `max` until `want` deliveries have arrived or `deadline` passed; acks each
+/// batch when `ack` is set. Checks that no receive returns more than `max`.
+pub(crate) async fn receive_up_to(
+    q: &Arc<dyn Queue>,
+    name: &str,
+    want: usize,
+    max: usize,
+    lease: Duration,
+    deadline: Duration,
+    ack: bool,
+) -> Vec<Delivery> {
     let start = Instant::now();
     let mut got = Vec::new();
     while got.len() < want && start.elapsed() < deadline {
@@ -49,7 +63,7 @@ pub(crate) async fn receive_n(
             .expect("Queue::receive");
         assert!(
             batch.len() <= max,
-            "receive returned {} messages, above the asked maximum {max}",
+            "receive returned {} deliveries, above the asked maximum {max}",
             batch.len()
         );
         if ack && !batch.is_empty() {
