@@ -19,6 +19,7 @@
 //! migrations, validation, claim order, the prefix rule) live one level down, in [`adapter`].
 
 pub mod adapter;
+mod admin;
 mod capability;
 mod context;
 mod error;
@@ -28,6 +29,10 @@ mod queue;
 mod storage;
 mod wake;
 
+pub use admin::{
+    clock_skew_check, CheckStatus, HealthCheck, PendingMigration, SchemaState, SchemaStatus,
+    MAX_CLOCK_SKEW,
+};
 pub use capability::{QueueCapabilities, StorageCapabilities};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};

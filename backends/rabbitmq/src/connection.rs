@@ -135,6 +135,38 @@ impl Link {
         }
     }
 
+    /// Whether `broker_queue` exists, and how many ready messages it holds (a passive
+    /// declaration, on a channel of its own since a missing queue closes it): `None` when it
+    /// does not exist. Never creates it.
+    pub async fn inspect(&self, broker_queue: &str) -> Result<Option<u32>> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let declared = channel
+            .queue_declare(
+                broker_queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(q) => {
+                let _ = channel.close(200, "inspected").await;
+                Ok(Some(q.message_count()))
+            }
+            Err(lapin::Error::ProtocolError(e)) if e.get_id() == 404 => Ok(None),
+            Err(e) => Err(unavailable(
+                &format!("cannot inspect queue `{broker_queue}`"),
+                e,
+            )),
+        }
+    }
+
     /// Starts consuming `broker_queue` on a new channel with `prefetch` unacked deliveries.
     pub async fn consume(
         &self,

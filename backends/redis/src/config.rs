@@ -24,17 +24,30 @@ pub struct RedisConfig {
     /// Safety net for finished jobs: their hash expires this long after they finish, even when
     /// no pruner runs. Keep it longer than the pruner's retention. Zero disables it.
     pub finished_ttl: Duration,
+    /// Whether the storage's `connect` logs a warning (once per process) when the server keeps
+    /// nothing over a restart. On by default, for workers; command-line tools turn it off and
+    /// leave the finding to `switchyard doctor`.
+    pub warn_no_persistence: bool,
 }
 
 impl RedisConfig {
-    /// Defaults for `url`: prefix `switchyard`, 1 MiB payloads, finished jobs expire after 7 days.
+    /// Defaults for `url`: prefix `switchyard`, 1 MiB payloads, finished jobs expire after 7 days,
+    /// the persistence warning on.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             prefix: "switchyard".to_string(),
             max_payload_bytes: 1024 * 1024,
             finished_ttl: Duration::from_secs(7 * 24 * 3600),
+            warn_no_persistence: true,
         }
+    }
+
+    /// Sets whether `connect` warns about a server without persistence (see
+    /// [`warn_no_persistence`](Self::warn_no_persistence)).
+    pub fn with_persistence_warning(mut self, warn: bool) -> Self {
+        self.warn_no_persistence = warn;
+        self
     }
 
     /// Sets the key prefix.

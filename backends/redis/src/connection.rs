@@ -14,9 +14,12 @@ use switchyard_core::{Error, Result};
 use crate::config::RedisConfig;
 use crate::error::{is_transient, redis_err, server_code};
 
+/// How long one attempt to open a connection may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(5))
+        .set_connection_timeout(CONNECTION_TIMEOUT)
         .set_response_timeout(Duration::from_secs(30))
         .set_number_of_retries(6)
         .set_max_delay(2_000)
@@ -97,6 +100,21 @@ pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Clie
         ))
         .with_source(e)
     })?;
+    // One direct attempt first: the manager retries its first connection for many seconds
+    // before it reports why it failed; an unreachable server should say so at once
+    // ("connection refused") or after the connection timeout.
+    let probe = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(CONNECTION_TIMEOUT)
+        .set_response_timeout(CONNECTION_TIMEOUT);
+    client
+        .get_multiplexed_async_connection_with_config(&probe)
+        .await
+        .map_err(|e| {
+            Error::unavailable(
+                format!("cannot connect to Redis at `{}`", redact_url(&config.url)),
+                e,
+            )
+        })?;
     let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
         .await
         .map_err(|e| {

@@ -23,10 +23,15 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Largest payload accepted by `enqueue`.
     pub max_payload_bytes: usize,
+    /// Whether `connect` creates the database file when it does not exist (the default). Off
+    /// for tools that must not create anything (`switchyard list`, `status`, `doctor`): a
+    /// missing file is then a `NotFound` error naming it.
+    pub create_if_missing: bool,
 }
 
 impl SqliteConfig {
-    /// Defaults for `url`: prefix `switchyard_`, 4 readers, 5 s busy timeout, 1 MiB payloads.
+    /// Defaults for `url`: prefix `switchyard_`, 4 readers, 5 s busy timeout, 1 MiB payloads,
+    /// the file created if missing.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -34,7 +39,15 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             max_payload_bytes: 1024 * 1024,
+            create_if_missing: true,
         }
+    }
+
+    /// Sets whether `connect` creates a missing database file (see
+    /// [`create_if_missing`](Self::create_if_missing)).
+    pub fn with_create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
     }
 
     /// Sets the table prefix.

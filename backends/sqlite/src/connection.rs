@@ -23,18 +23,26 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Checks `config` and opens (creating if missing) the database: WAL journal,
+    /// Checks `config` and opens the database (creating the file if missing, when
+    /// `config.create_if_missing` says so; else a missing file is `NotFound`): WAL journal,
     /// `synchronous = NORMAL`, the busy timeout; one writer connection and a reader pool.
     pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
-        let opts = config
-            .connect_options()?
-            .create_if_missing(true)
+        let opts = config.connect_options()?;
+        let in_memory = config.in_memory();
+        if !config.create_if_missing && !in_memory && !opts.get_filename().exists() {
+            return Err(Error::not_found(format!(
+                "SQLite database file `{}` does not exist (storage `{}`)",
+                opts.get_filename().display(),
+                config.url
+            )));
+        }
+        let opts = opts
+            .create_if_missing(config.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout)
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
-        let in_memory = config.in_memory();
         // The one writer connection is never recycled: an in-memory database lives only as long
         // as its connection (sqlx's default 30-minute lifetime and 10-minute idle timeout would
         // silently swap it for an empty one), and a file's writer gains nothing from it.

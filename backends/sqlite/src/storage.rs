@@ -10,8 +10,9 @@ use sqlx::sqlite::SqlitePool;
 use switchyard_core::adapter::WakeSubscription;
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
-    EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
-    RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
+    EnqueueOutcome, HealthCheck, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob,
+    PendingMigration, QueueCounts, RescueReport, Result, RetryOutcome, SchemaStatus, Storage,
+    StorageCapabilities,
 };
 
 use crate::config::SqliteConfig;
@@ -27,7 +28,9 @@ pub struct SqliteStorage {
 }
 
 impl SqliteStorage {
-    /// Opens (creating if missing) the database at `config.url`. Does not migrate.
+    /// Opens the database at `config.url`, creating the file if it is missing unless
+    /// `config.create_if_missing` is off (then a missing file is a `NotFound` error). Does not
+    /// migrate.
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
         Ok(Self {
             db: Arc::new(Db::open(config).await?),
@@ -63,6 +66,18 @@ impl Storage for SqliteStorage {
 
     async fn destroy(&self) -> Result<()> {
         migrate::drop_all(&self.db.writer, &self.db.prefix).await
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus> {
+        migrate::schema(&self.db.reader, &self.db.prefix).await
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>> {
+        migrate::pending(&self.db.reader, &self.db.prefix).await
+    }
+
+    async fn health_checks(&self) -> Vec<HealthCheck> {
+        vec![admin::journal_check(&self.db).await]
     }
 
     // ---- Records ----

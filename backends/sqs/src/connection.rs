@@ -98,6 +98,22 @@ impl Connection {
         Ok(url)
     }
 
+    /// The SQS queue name and URL of a Switchyard queue if its SQS queue exists (`None` when it
+    /// does not). Never creates it, and caches nothing.
+    pub(crate) async fn existing_url(&self, queue: &str) -> Result<(String, Option<String>)> {
+        let name = self.config.queue_name(queue);
+        match self.client.get_queue_url().queue_name(&name).send().await {
+            Ok(out) => Ok((name, out.queue_url)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                Ok((name, None))
+            }
+            Err(e) => Err(sdk_error("GetQueueUrl", e)),
+        }
+    }
+
     /// `e`, after forgetting the cached `url` when `e` says its queue does not exist (deleted
     /// since it was looked up): the next call looks the queue up again, creating it.
     pub(crate) fn forget_if_missing(&self, url: &str, e: Error) -> Error {
