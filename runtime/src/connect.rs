@@ -10,12 +10,31 @@ pub use crate::schemes::{queue_scheme, storage_scheme};
 
 /// Opens the configured storage (not migrated).
 pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
+    open_storage(config, false).await
+}
+
+/// The longest a tool that must not create anything waits for the storage's server to answer
+/// a first connection ([`connect_storage_existing`]).
+pub const EXISTING_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the configured storage for a tool that must not create anything (the read-only
+/// commands, `doctor`, `destroy`): a SQLite file that does not exist is a `NotFound` error
+/// instead of a new empty database, the first connection waits at most
+/// [`EXISTING_CONNECT_TIMEOUT`], and Redis' persistence warning is left to `doctor`. Not
+/// migrated, and nothing is written on connecting.
+pub async fn connect_storage_existing(config: &Config) -> Result<Arc<dyn Storage>> {
+    open_storage(config, true).await
+}
+
+async fn open_storage(config: &Config, existing: bool) -> Result<Arc<dyn Storage>> {
+    let _ = existing; // unused when no backend that reads it is compiled in
     let scheme = storage_scheme(&config.storage)?;
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
-            let mut c =
-                switchyard_sqlite::SqliteConfig::new(&config.storage).with_prefix(&config.prefix);
+            let mut c = switchyard_sqlite::SqliteConfig::new(&config.storage)
+                .with_prefix(&config.prefix)
+                .with_create_if_missing(!existing);
             c.max_payload_bytes = config.max_payload_bytes;
             Ok(Arc::new(
                 switchyard_sqlite::SqliteStorage::connect(c).await?,
@@ -29,14 +48,18 @@ pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
             c.listen = config.postgres.listen;
             c.max_connections = config.postgres.max_connections;
             c.synchronous_commit = config.postgres.synchronous_commit;
+            if existing {
+                c.acquire_timeout = c.acquire_timeout.min(EXISTING_CONNECT_TIMEOUT);
+            }
             Ok(Arc::new(
                 switchyard_postgres::PostgresStorage::connect(c).await?,
             ))
         }
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
-            let mut c =
-                switchyard_redis::RedisConfig::new(&config.storage).with_prefix(&config.prefix);
+            let mut c = switchyard_redis::RedisConfig::new(&config.storage)
+                .with_prefix(&config.prefix)
+                .with_persistence_warning(!existing);
             c.max_payload_bytes = config.max_payload_bytes;
             c.finished_ttl = config.redis_finished_ttl();
             Ok(Arc::new(switchyard_redis::RedisStorage::connect(c).await?))

@@ -31,9 +31,8 @@ impl Db {
         let in_memory = config.in_memory();
         if !config.create_if_missing && !in_memory && !opts.get_filename().exists() {
             return Err(Error::not_found(format!(
-                "SQLite database file `{}` does not exist (storage `{}`)",
-                opts.get_filename().display(),
-                config.url
+                "SQLite database file `{}` does not exist",
+                opts.get_filename().display()
             )));
         }
         let opts = opts

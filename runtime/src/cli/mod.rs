@@ -5,7 +5,8 @@
 //!
 //! This file holds the arguments ([`Cli`], [`Command`]), the entry points and the loading of the
 //! configuration; `jobs.rs` runs the commands on single jobs (enqueue, status, list, cancel,
-//! retry) and `admin.rs` the others (migrate, prune, queues, doctor, worker, bench).
+//! retry) and `admin.rs` the others (migrate, destroy, prune, queues, doctor, worker, bench)
+//! and how each command connects.
 
 mod admin;
 mod jobs;
@@ -16,7 +17,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use switchyard_core::NewJob;
 
-use crate::app::Switchyard;
 use crate::config::Config;
 use crate::registry::Registry;
 
@@ -41,8 +41,19 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the schema (and broker queues).
-    Migrate,
+    /// Create or upgrade the schema (and broker queues); says what it applied.
+    Migrate {
+        /// Print what would be run (SQL for SQLite and PostgreSQL) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete this instance's tables or keys and its broker queues, with every job (asks to
+    /// type the prefix on a terminal).
+    Destroy {
+        /// Do not ask (for scripts; without it, a non-terminal standard input is refused).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Enqueue a job: `switchyard enqueue send_email '{"to":"a@b.c"}'`.
     Enqueue {
         /// Job kind.
@@ -118,8 +129,12 @@ pub enum Command {
     Queues,
     /// Run the benchmark workload (W1 enqueue, W2 drain, W3 latency).
     Bench(crate::bench::BenchArgs),
-    /// Check configuration and connectivity.
-    Doctor,
+    /// Check the configuration, the backends and the schema (creates nothing).
+    Doctor {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run workers for the registered job kinds (only in a binary built with `main_with`).
     Worker,
 }
@@ -178,13 +193,17 @@ fn load_config(cli: &Cli) -> switchyard_core::Result<Config> {
 /// Runs one parsed command.
 pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Result<()> {
     let config = load_config(&cli)?;
-    if let Command::Bench(args) = &cli.command {
-        return admin::bench(&config, args).await;
+    match &cli.command {
+        Command::Bench(args) => return admin::bench(&config, args).await,
+        Command::Migrate { dry_run } => return admin::migrate(config, *dry_run).await,
+        Command::Destroy { yes } => return admin::destroy(config, *yes).await,
+        Command::Doctor { json } => return admin::doctor(config, *json).await,
+        _ => {}
     }
-    let sy = Switchyard::connect(config).await?;
+    // Only `migrate` and `worker` (with `auto_migrate`) create anything.
+    let sy = admin::connect(&cli.command, config).await?;
     let client = sy.client();
     match cli.command {
-        Command::Migrate => admin::migrate(&sy).await,
         Command::Enqueue {
             kind,
             payload,
@@ -217,8 +236,10 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         Command::Retry { id } => jobs::retry(&client, &id).await,
         Command::Prune { older_than } => admin::prune(&client, older_than).await,
         Command::Queues => admin::queues(&client).await,
-        Command::Doctor => admin::doctor(&sy).await,
         Command::Worker => admin::worker(&sy, registry).await,
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_)
+        | Command::Migrate { .. }
+        | Command::Destroy { .. }
+        | Command::Doctor { .. } => unreachable!("handled above"),
     }
 }
