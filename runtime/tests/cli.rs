@@ -87,6 +87,8 @@ async fn enqueue_work_status_list() {
 fn bad_input_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/bad.db", dir.path().display());
+    let (ok, _, err) = switchyard(&db, &["migrate"]);
+    assert!(ok, "{err}");
     let (ok, _, err) = switchyard(&db, &["enqueue", "greet", "{not json"]);
     assert!(!ok && err.contains("not valid JSON"), "{err}");
     let (ok, _, err) = switchyard(&db, &["status", "not-a-uuid"]);

@@ -197,6 +197,14 @@ pub(crate) async fn health_checks(
     storage: bool,
 ) -> Vec<switchyard_core::HealthCheck> {
     use switchyard_core::{clock_skew_check, HealthCheck};
+    // The queue's checks are named apart from the storage's: both may be listed together.
+    let name = |n: &str| {
+        if storage {
+            n.to_string()
+        } else {
+            format!("queue {n}")
+        }
+    };
     let mut checks = Vec::new();
     let server: std::result::Result<String, _> = redis::cmd("INFO")
         .arg("server")
@@ -209,29 +217,31 @@ pub(crate) async fn health_checks(
                 .find_map(|l| l.trim().strip_prefix("redis_version:"))
                 .unwrap_or("unknown")
                 .to_string();
-            HealthCheck::ok("redis version", version)
+            HealthCheck::ok(name("redis version"), version)
         }
-        Err(e) => HealthCheck::fail("redis version", format!("INFO server failed: {e}")),
+        Err(e) => HealthCheck::fail(name("redis version"), format!("INFO server failed: {e}")),
     });
     if storage {
         let aof = config_get(conn, "appendonly").await;
         let save = config_get(conn, "save").await;
         checks.push(match (aof, save) {
-            (Ok(aof), _) if aof == "yes" => HealthCheck::ok("redis persistence", "appendonly yes"),
+            (Ok(aof), _) if aof == "yes" => {
+                HealthCheck::ok(name("redis persistence"), "appendonly yes")
+            }
             (Ok(_), Ok(save)) if !save.trim().is_empty() => HealthCheck::warn(
-                "redis persistence",
+                name("redis persistence"),
                 format!(
                     "snapshots only (save `{save}`): a restart loses the jobs changed since the \
                      last snapshot; set appendonly yes"
                 ),
             ),
             (Ok(_), Ok(_)) => HealthCheck::warn(
-                "redis persistence",
+                name("redis persistence"),
                 "no append-only file and no snapshots: every job is lost if Redis restarts; \
                  set appendonly yes (see docs/redis.md, Reliability)",
             ),
             (Err(e), _) | (_, Err(e)) => HealthCheck::warn(
-                "redis persistence",
+                name("redis persistence"),
                 format!("not checked ({e}); make sure appendonly is yes"),
             ),
         });
@@ -240,28 +250,28 @@ pub(crate) async fn health_checks(
     let max = config_get(conn, "maxmemory").await;
     checks.push(match (policy, max) {
         (Ok(p), _) if p == "noeviction" => {
-            HealthCheck::ok("redis eviction", "maxmemory-policy noeviction")
+            HealthCheck::ok(name("redis eviction"), "maxmemory-policy noeviction")
         }
         (Ok(p), Ok(m)) if m == "0" => HealthCheck::warn(
-            "redis eviction",
+            name("redis eviction"),
             format!(
                 "maxmemory-policy {p} with no memory limit: nothing is evicted now, but once \
                  maxmemory is set Redis may delete keys to make room; set noeviction"
             ),
         ),
         (Ok(p), Ok(m)) if p.starts_with("allkeys-") && storage => HealthCheck::fail(
-            "redis eviction",
+            name("redis eviction"),
             format!(
                 "maxmemory {m} with maxmemory-policy {p}: pending jobs may be deleted to make \
                  room; set noeviction"
             ),
         ),
         (Ok(p), Ok(m)) => HealthCheck::warn(
-            "redis eviction",
+            name("redis eviction"),
             format!("maxmemory {m} with maxmemory-policy {p}: keys may be deleted to make room; set noeviction"),
         ),
         (Err(e), _) | (_, Err(e)) => HealthCheck::warn(
-            "redis eviction",
+            name("redis eviction"),
             format!("not checked ({e}); make sure maxmemory-policy is noeviction"),
         ),
     });
@@ -274,8 +284,11 @@ pub(crate) async fn health_checks(
             .ok()
             .and_then(|(s, us)| chrono::DateTime::from_timestamp(s, (us * 1000) as u32))
         {
-            Some(server) => clock_skew_check(server, sent, received),
-            None => HealthCheck::warn("clock skew", "cannot read the server's clock (TIME)"),
+            Some(server) => HealthCheck {
+                name: name("clock skew"),
+                ..clock_skew_check(server, sent, received)
+            },
+            None => HealthCheck::warn(name("clock skew"), "cannot read the server's clock (TIME)"),
         },
     );
     checks

@@ -453,14 +453,14 @@ pub(super) async fn doctor(config: Config, json: bool) -> Result<()> {
         Some(first) => Err(Error::new(
             first.kind.unwrap_or(ErrorKind::Internal),
             format!(
-                "doctor: {} of {} checks failed ({})",
+                "doctor: {} of {} checks failed: {}",
                 failures.len(),
                 lines.len(),
                 failures
                     .iter()
-                    .map(|l| l.check.name.as_str())
+                    .map(|l| format!("{} ({})", l.check.name, l.check.detail))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join("; ")
             ),
         )),
     }
@@ -499,14 +499,25 @@ fn print_doctor(config: &Config, lines: &[Line], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `switchyard worker`: runs `registry` until a signal (only in a binary built with
-/// `main_with`).
-pub(super) async fn worker(sy: &Switchyard, registry: Option<Registry>) -> Result<()> {
-    let Some(registry) = registry else {
-        return Err(Error::config(
+/// `switchyard worker` in a binary without job types: says how to build one.
+pub(super) async fn worker(registry: Option<Registry>) -> Result<()> {
+    match registry {
+        Some(_) => Err(Error::new(
+            ErrorKind::Internal,
+            "`worker` with job types runs through `worker_with`",
+        )),
+        None => Err(Error::config(
             "`worker` needs your job types: build your own binary that calls \
              `switchyard::cli::main_with(Some(registry))`",
-        ));
+        )),
+    }
+}
+
+/// `switchyard worker`: runs `registry` until a signal (only in a binary built with
+/// `main_with`).
+pub(super) async fn worker_with(sy: &Switchyard, registry: Option<Registry>) -> Result<()> {
+    let Some(registry) = registry else {
+        return worker(None).await;
     };
     tracing::info!(
         kinds = ?registry.kinds(),

@@ -198,6 +198,8 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         Command::Migrate { dry_run } => return admin::migrate(config, *dry_run).await,
         Command::Destroy { yes } => return admin::destroy(config, *yes).await,
         Command::Doctor { json } => return admin::doctor(config, *json).await,
+        // Said before connecting: `worker` would migrate first.
+        Command::Worker if registry.is_none() => return admin::worker(None).await,
         _ => {}
     }
     // Only `migrate` and `worker` (with `auto_migrate`) create anything.
@@ -236,7 +238,7 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         Command::Retry { id } => jobs::retry(&client, &id).await,
         Command::Prune { older_than } => admin::prune(&client, older_than).await,
         Command::Queues => admin::queues(&client).await,
-        Command::Worker => admin::worker(&sy, registry).await,
+        Command::Worker => admin::worker_with(&sy, registry).await,
         Command::Bench(_)
         | Command::Migrate { .. }
         | Command::Destroy { .. }
