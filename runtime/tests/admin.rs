@@ -364,3 +364,54 @@ mod rabbitmq {
         );
     }
 }
+
+#[cfg(feature = "sqs")]
+mod sqs {
+    use super::*;
+
+    /// The same on the SQS emulator: `migrate` creates the SQS queue, `destroy --yes` deletes it.
+    #[tokio::test]
+    async fn destroy_removes_the_sqs_queues() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sqs.db");
+        let db = format!("sqlite://{}", file.display());
+        let p = prefix();
+        let endpoint = std::env::var("SWITCHYARD_TEST_SQS_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:4577".into());
+        let queue = format!(
+            "sqs://{}",
+            endpoint.trim_start_matches("http://").trim_end_matches('/')
+        );
+        let with_queue = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--queue", queue.as_str()]);
+            run(&db, &p, &all)
+        };
+        let (ok, out, err) = with_queue(&["doctor"]);
+        assert!(!ok, "doctor passed without a schema: {out}");
+        assert!(
+            out.lines().any(|l| l.starts_with("warn")
+                && l.contains("broker queue default")
+                && l.contains("does not exist")),
+            "{out}{err}"
+        );
+        let (ok, out, err) = with_queue(&["migrate"]);
+        assert!(ok && out.contains("sqs"), "{out}{err}");
+        let (ok, out, err) = with_queue(&["doctor"]);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.lines().any(|l| l.starts_with("ok")
+                && l.contains("broker queue default")
+                && l.contains("exists")),
+            "{out}"
+        );
+        let (ok, _, err) = with_queue(&["destroy", "--yes"]);
+        assert!(ok, "{err}");
+        let (_, out, _) = with_queue(&["doctor"]);
+        assert!(
+            out.lines()
+                .any(|l| l.contains("broker queue default") && l.contains("does not exist")),
+            "{out}"
+        );
+    }
+}

@@ -175,7 +175,7 @@ pub(super) async fn destroy(config: Config, yes: bool) -> Result<()> {
     let at = sy.describe_instance();
     let prefix = sy.config().prefix.clone();
     let status = schema_of(&sy).await?;
-    let migrated = status.is_none_or(|s| s.is_migrated());
+    let migrated = status.map_or(true, |s| s.is_migrated());
     let names = queue_names(&sy, migrated).await;
     if !migrated && sy.queue().is_none() {
         return Err(Error::not_found(format!(
