@@ -159,6 +159,61 @@ async fn dry_run_migrate_doctor_destroy_on_sqlite() {
     assert!(!ok && err.contains("nothing to destroy"), "{err}");
 }
 
+/// On a terminal (a pseudo-terminal from util-linux `script`), `destroy` asks for the prefix:
+/// a wrong answer deletes nothing, the prefix deletes the instance.
+#[tokio::test]
+async fn destroy_asks_for_the_prefix_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tty.db");
+    let db = format!("sqlite://{}", file.display());
+    let p = prefix();
+    let (ok, _, err) = run(&db, &p, &["migrate"]);
+    assert!(ok, "{err}");
+    let on_a_terminal = |answer: &str| {
+        use std::io::Write;
+        let cmd = format!(
+            "'{}' destroy --storage '{db}'",
+            env!("CARGO_BIN_EXE_switchyard")
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("SWITCHYARD_PREFIX", &p)
+            .env_remove("SWITCHYARD_STORAGE")
+            .env_remove("SWITCHYARD_QUEUE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, out) = on_a_terminal("nope");
+    assert!(!ok, "a wrong answer destroyed: {out}");
+    assert!(
+        out.contains(&format!("Type the prefix `{p}`")) && out.contains("nothing was deleted"),
+        "{out}"
+    );
+    assert_eq!(sqlite_tables(&file, &p).await.len(), 3);
+    let (ok, out) = on_a_terminal(&p);
+    assert!(ok, "{out}");
+    assert!(out.contains("destroyed"), "{out}");
+    assert_eq!(sqlite_tables(&file, &p).await, Vec::<String>::new());
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;

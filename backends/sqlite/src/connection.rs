@@ -84,6 +84,26 @@ impl Db {
 mod tests {
     use super::*;
 
+    /// With `create_if_missing` off, a missing file is `NotFound` and stays missing; an
+    /// existing one opens.
+    #[tokio::test]
+    async fn no_file_is_created_when_asked_not_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.db");
+        let url = format!("sqlite://{}", path.display());
+        let e = Db::open(SqliteConfig::new(&url).with_create_if_missing(false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), switchyard_core::ErrorKind::NotFound, "{e}");
+        assert!(e.message().contains("absent.db"), "{e}");
+        assert!(!path.exists(), "the file was created");
+        Db::open(SqliteConfig::new(&url)).await.unwrap();
+        assert!(path.exists());
+        Db::open(SqliteConfig::new(&url).with_create_if_missing(false))
+            .await
+            .unwrap();
+    }
+
     /// The writer's connection is kept for the life of the storage: closing it would drop an
     /// in-memory database and every job in it.
     #[tokio::test]
