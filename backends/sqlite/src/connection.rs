@@ -29,10 +29,16 @@ impl Db {
     pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
         let opts = config.connect_options()?;
         let in_memory = config.in_memory();
-        if !config.create_if_missing && !in_memory && !opts.get_filename().exists() {
+        let file = opts.get_filename();
+        if !config.create_if_missing && !in_memory && !file.exists() {
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+            let also = match dir {
+                Some(d) if !d.exists() => format!(", nor does its directory `{}`", d.display()),
+                _ => String::new(),
+            };
             return Err(Error::not_found(format!(
-                "SQLite database file `{}` does not exist",
-                opts.get_filename().display()
+                "SQLite database file `{}` does not exist{also}",
+                file.display()
             )));
         }
         let opts = opts
