@@ -328,7 +328,11 @@ pub(super) async fn doctor(config: Config, json: bool) -> Result<()> {
         Ok(Err(e)) if e.kind() == ErrorKind::NotFound => {
             lines.push(failed(
                 "storage",
-                &Error::not_found(format!("{}; `switchyard migrate` creates it", e.message())),
+                &Error::not_found(format!(
+                    "{}; `switchyard migrate` creates the database file (in an existing \
+                     directory)",
+                    e.message()
+                )),
             ));
             None
         }
