@@ -1,5 +1,5 @@
 //! Maintenance, the leader's services: deleting old finished jobs ([`prune`]) and the
-//! leadership lease ([`try_lead`], [`resign`]).
+//! leadership lease ([`try_lead`], [`resign`]), and the doctor's health checks.
 
 use std::time::Duration;
 
