@@ -33,8 +33,8 @@ pub struct BenchArgs {
     /// Jobs enqueued one at a time for W3 (0 skips W3).
     #[arg(long, default_value_t = 500)]
     pub latency_jobs: usize,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
+    /// Print one JSON object instead of a table (set from the global `--json` flag).
+    #[arg(skip)]
     pub json: bool,
 }
 

@@ -272,6 +272,112 @@ pub fn secs(key: &str, v: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(v).map_err(|_| refused())
 }
 
+/// One figment error as `key `…`: what is wrong (from <source>)`, with "did you mean" for an
+/// unknown key.
+fn describe(err: &figment::Error) -> String {
+    let key = err.path.join(".");
+    let from_env = err
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(figment::Source::File(path)) => format!(" (from {} `{}`)", m.name, path.display()),
+            _ => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if let figment::error::Kind::UnknownField(found, expected) = &err.kind {
+        return format!(
+            "{}{source}",
+            unknown_key(&err.path, found, expected, from_env)
+        );
+    }
+    if key.is_empty() {
+        format!("{}{source}", err.kind)
+    } else {
+        format!("key `{key}`: {}{source}", err.kind)
+    }
+}
+
+/// The message for the unknown key `found` at `path` (its last element), whose siblings are
+/// `expected`: the closest known key if one is close (`strsim`), then the accepted siblings.
+fn unknown_key(path: &[String], found: &str, expected: &[&str], from_env: bool) -> String {
+    let parent = path
+        .get(..path.len().saturating_sub(1))
+        .unwrap_or_default()
+        .join(".");
+    let full = |k: &str| {
+        if parent.is_empty() {
+            k.to_string()
+        } else {
+            format!("{parent}.{k}")
+        }
+    };
+    let shown = full(found);
+    let close = |a: &str, b: &str| strsim::jaro_winkler(&a.to_ascii_lowercase(), b);
+    let sibling = expected
+        .iter()
+        .map(|k| (close(found, k), full(k)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let suggestion = match sibling {
+        Some((score, k)) if score >= 0.8 => Some(k),
+        // A key of another section: `retention` for `pruner.retention_secs`.
+        _ => known_keys()
+            .into_iter()
+            .map(|k| {
+                let leaf = k.rsplit('.').next().unwrap_or(&k).to_string();
+                (close(found, &leaf).max(close(&shown, &k)), k)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .filter(|(score, _)| *score >= 0.8)
+            .map(|(_, k)| k),
+    };
+    let mut msg = format!("key `{shown}` is not a known key");
+    if let Some(k) = suggestion {
+        if from_env {
+            let var = format!("SWITCHYARD_{}", k.replace('.', "__").to_ascii_uppercase());
+            msg.push_str(&format!(" (did you mean `{k}`, `{var}`?)"));
+        } else {
+            msg.push_str(&format!(" (did you mean `{k}`?)"));
+        }
+    }
+    let accepted: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+    let place = if parent.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `[{parent}]`")
+    };
+    msg.push_str(&format!("; accepted {place}: {}", accepted.join(", ")));
+    msg
+}
+
+/// Every key of the configuration as a dotted path (`worker.concurrency`), sections included,
+/// per-queue keys left out.
+fn known_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                if path != "queues" {
+                    walk(&path, v, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(Config::default()) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
 impl Config {
     /// Loads defaults < the TOML file `SWITCHYARD_CONFIG` names (which must exist), else
     /// `switchyard.toml` in the working directory (if present) < `SWITCHYARD_*` environment
@@ -319,23 +425,8 @@ impl Config {
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self> {
         let mut config: Config = figment.extract().map_err(|e| {
-            let msgs: Vec<String> = e
-                .into_iter()
-                .map(|err| {
-                    let key = err.path.join(".");
-                    let source = err
-                        .metadata
-                        .as_ref()
-                        .map(|m| format!(" (from {})", m.name))
-                        .unwrap_or_default();
-                    if key.is_empty() {
-                        format!("{}{source}", err.kind)
-                    } else {
-                        format!("key `{key}`: {}{source}", err.kind)
-                    }
-                })
-                .collect();
-            Error::config(format!("invalid configuration: {}", msgs.join("; ")))
+            let msgs: Vec<String> = e.into_iter().map(|err| describe(&err)).collect();
+            Error::config(msgs.join("; "))
         })?;
         if config.queues.is_empty() {
             config.queues.insert(
