@@ -42,7 +42,11 @@ pub(super) fn payload(arg: &str) -> Result<serde_json::Value> {
 
 /// Refuses a kind that no handler is registered under, when the binary has a registry (its
 /// own workers would fail the job as `unknown_kind`), unless `allow_unknown` is set.
-pub(super) fn check_kind(kind: &str, registry: Option<&Registry>, allow_unknown: bool) -> Result<()> {
+pub(super) fn check_kind(
+    kind: &str,
+    registry: Option<&Registry>,
+    allow_unknown: bool,
+) -> Result<()> {
     if kind.is_empty() {
         return Err(Error::invalid(
             "the job kind is empty; accepted: the name a handler is registered under",
@@ -190,7 +194,10 @@ fn status_lines(job: &JobRecord) -> Result<Vec<String>> {
     if !job.tags.is_empty() {
         lines.push(format!("tags:         {}", job.tags.join(", ")));
     }
-    lines.push(format!("payload:      {}", serde_json::to_string(&job.payload)?));
+    lines.push(format!(
+        "payload:      {}",
+        serde_json::to_string(&job.payload)?
+    ));
     if let Some(r) = &job.result {
         lines.push(format!("result:       {}", serde_json::to_string(r)?));
     }
@@ -247,7 +254,11 @@ pub(super) async fn list(client: &Client, filter: &JobFilter) -> Result<Outcome>
     let mut jobs = client.list(&probe).await?;
     let more = jobs.len() > page || (jobs.len() == page && page >= MAX_PAGE as usize);
     jobs.truncate(page);
-    let next_after = if more { jobs.last().map(|j| j.id) } else { None };
+    let next_after = if more {
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
     if output::json() {
         output::json_line(&json!({ "jobs": jobs, "next_after": next_after }))?;
         return Ok(Outcome::Done);

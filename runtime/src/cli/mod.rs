@@ -178,7 +178,11 @@ where
         Ok(cli) => cli,
         Err(e) => {
             // `--help` and `--version` are "errors" printed on stdout with exit 0.
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

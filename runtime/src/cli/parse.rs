@@ -18,7 +18,9 @@ pub(crate) fn duration(flag: &str, text: &str) -> Result<Duration> {
     let t = text.trim();
     let refused = |why: &str| Error::invalid(format!("flag `{flag}`: `{text}` {why}; {ACCEPTED}"));
     if t.starts_with('-') {
-        return Err(refused("is negative, and negative durations are not accepted"));
+        return Err(refused(
+            "is negative, and negative durations are not accepted",
+        ));
     }
     let d = match t.parse::<f64>() {
         Ok(v) if v.is_finite() && v <= MAX_SECS => Duration::try_from_secs_f64(v)
@@ -52,8 +54,14 @@ mod tests {
         assert_eq!(duration("--d", "1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(duration("--d", "90s").unwrap(), Duration::from_secs(90));
         assert_eq!(duration("--d", "15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(duration("--d", "7d").unwrap(), Duration::from_secs(7 * 86400));
-        assert_eq!(duration("--d", "1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            duration("--d", "7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            duration("--d", "1h 30m").unwrap(),
+            Duration::from_secs(5400)
+        );
         for bad in ["-5", "-5m", "inf", "NaN", "1e13", "soon", "", "100000000y"] {
             let e = duration("--delay", bad).unwrap_err();
             assert_eq!(e.kind(), switchyard_core::ErrorKind::InvalidInput, "{bad}");
