@@ -27,25 +27,29 @@ use crate::app::Switchyard;
 use crate::config::Config;
 use crate::registry::Registry;
 
+/// The heading of the flags every command takes, so `--help` lists them apart.
+const GLOBAL: &str = "Global options";
+
 /// Background jobs with pluggable backends.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
 pub struct Cli {
     /// Configuration file (default: ./switchyard.toml if present).
-    #[arg(long, global = true, env = "SWITCHYARD_CONFIG")]
+    #[arg(long, global = true, env = "SWITCHYARD_CONFIG", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// Storage URL, overriding the configuration.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub storage: Option<String>,
-    /// Queue (`storage`, `sqs://…`, `amqp://…`, `redis://…`), overriding the configuration.
-    #[arg(long, global = true)]
+    /// How jobs are delivered (the `queue` key: `storage`, `sqs://…`, `amqp://…`, `redis://…`),
+    /// overriding the configuration; a job's own queue is `--on`.
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub queue: Option<String>,
     /// Table/key prefix (the `prefix` key), overriding the configuration.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub prefix: Option<String>,
     /// Print JSON instead of text: one JSON value on standard output, and errors as one JSON
     /// line on standard error.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// What to do.
     #[command(subcommand)]
@@ -64,7 +68,7 @@ pub enum Command {
         /// JSON payload, or `@path` to read it from a file (`@-`: standard input).
         #[arg(default_value = "{}")]
         payload: String,
-        /// Queue.
+        /// The job's queue (the name workers serve).
         #[arg(long, default_value = "default")]
         on: String,
         /// Priority (higher first).
@@ -97,7 +101,7 @@ pub enum Command {
         /// Only these states (comma-separated).
         #[arg(long, value_delimiter = ',')]
         state: Vec<String>,
-        /// Only this queue.
+        /// Only jobs of this queue.
         #[arg(long)]
         on: Option<String>,
         /// Only this kind.
