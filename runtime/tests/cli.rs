@@ -242,6 +242,7 @@ fn exit_codes_tell_failure_classes_apart() {
         &["enqueue", "k", "{}", "--delay", "soon"],
         &["list", "--limit", "5000"],
         &["enqueue", "k", "{}", "--max-attempts", "0"],
+        &["enqueue", "", "{}"],
     ] {
         let r = run(&db, args);
         assert_eq!(r.code, exit::INVALID_INPUT, "{args:?}: {r:?}");

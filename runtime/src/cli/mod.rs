@@ -11,7 +11,7 @@
 
 mod admin;
 mod jobs;
-mod output;
+pub(crate) mod output;
 mod parse;
 
 use std::io::IsTerminal;
