@@ -381,6 +381,14 @@ fn json_on_every_command() {
     assert_eq!(r.code, exit::NOT_FOUND);
     let e: serde_json::Value = serde_json::from_str(r.err.trim()).expect("one JSON line");
     assert_eq!(e["error"]["kind"], "not_found");
+    let u = run(&db, &["list", "--sate", "failed", "--json"]);
+    assert_eq!(u.code, exit::USAGE, "{u:?}");
+    let u: serde_json::Value = serde_json::from_str(u.err.trim()).expect("one JSON line");
+    assert_eq!(u["error"]["kind"], "usage");
+    assert!(
+        u["error"]["message"].as_str().unwrap().contains("--sate"),
+        "{u}"
+    );
     assert_eq!(e["error"]["exit_code"], exit::NOT_FOUND);
     assert!(e["error"]["message"]
         .as_str()

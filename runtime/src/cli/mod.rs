@@ -178,17 +178,23 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     init_tracing();
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            // `--help` and `--version` are "errors" printed on stdout with exit 0.
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+        // `--help` and `--version` are "errors" printed on stdout with exit 0.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(exit::OK);
+        }
+        Err(e) => {
+            if args.iter().skip(1).any(|a| a == "--json") {
+                output::set_json(true);
+                let text = e.render().to_string();
+                output::usage_error(text.trim_start_matches("error: ").trim_end());
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(exit::USAGE);
         }
     };
     output::set_json(cli.json);
