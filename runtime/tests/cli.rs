@@ -290,6 +290,7 @@ fn exit_codes_tell_failure_classes_apart() {
 /// A broker that refuses connections is "unavailable" (exit 69), at once. (PostgreSQL and
 /// Redis on a closed port give the same code, but only after their connect retries, 10 s
 /// and more, so they are not run here.)
+#[cfg(feature = "rabbitmq")]
 #[test]
 fn refused_connections_are_unavailable() {
     let dir = tempfile::tempdir().unwrap();
