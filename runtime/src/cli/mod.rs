@@ -271,8 +271,10 @@ fn completions(shell: clap_complete::Shell) -> switchyard_core::Result<()> {
     output::raw(&script)
 }
 
-/// Runs one parsed command.
+/// Runs one parsed command (its output on stdout, as text or with `cli.json` as JSON). The
+/// caller turns an error into a message and [`exit::code`] as [`main_with`] does.
 pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Result<Outcome> {
+    output::set_json(cli.json);
     if let Command::Completions { shell } = cli.command {
         completions(shell)?;
         return Ok(Outcome::Done);
