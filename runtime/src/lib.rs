@@ -57,7 +57,7 @@ pub mod worker;
 
 pub use app::{Running, Switchyard};
 pub use backoff::Backoff;
-pub use client::Client;
+pub use client::{Client, TxEnqueue};
 pub use config::Config;
 pub use job::{BlockingJob, EnqueueOptions, Job};
 pub use registry::Registry;
