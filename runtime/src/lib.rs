@@ -69,6 +69,11 @@ pub use switchyard_core::{
 };
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 
+/// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
+/// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sqlx;
+
 /// The core crate, for adapter authors.
 pub use switchyard_core as core;
 
