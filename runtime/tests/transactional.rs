@@ -134,11 +134,15 @@ async fn postgres_commit_makes_the_job_exist_and_run_and_rollback_leaves_nothing
     let prefix = random_prefix();
     let sy = postgres(&prefix).await;
     let client = sy.client();
-    let pool = client.postgres_pool().expect("a postgres storage has a pool");
-    sqlx::query(&format!("CREATE TABLE {prefix}orders (id bigint PRIMARY KEY)"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pool = client
+        .postgres_pool()
+        .expect("a postgres storage has a pool");
+    sqlx::query(&format!(
+        "CREATE TABLE {prefix}orders (id bigint PRIMARY KEY)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
     let running = sy.start(registry());
 
     // Rollback: neither the order nor the job exists afterwards.
@@ -203,7 +207,10 @@ async fn postgres_enqueue_tx_on_the_applications_own_pool_with_unique_keys_and_m
         .enqueue_tx_with(&mut tx, Receipt { order: 7 }, opts.clone())
         .await
         .unwrap();
-    assert_eq!(first, again, "the unique key is held inside the transaction");
+    assert_eq!(
+        first, again,
+        "the unique key is held inside the transaction"
+    );
     let many = client
         .enqueue_many_tx(
             &mut tx,
@@ -222,7 +229,11 @@ async fn postgres_enqueue_tx_on_the_applications_own_pool_with_unique_keys_and_m
     tx.commit().await.unwrap();
 
     for id in many.iter().chain([&first]) {
-        let job = client.get(*id).await.unwrap().expect("committed job exists");
+        let job = client
+            .get(*id)
+            .await
+            .unwrap()
+            .expect("committed job exists");
         assert_eq!(job.state, JobState::Available);
     }
     // After the commit the key is still held by the live job.
@@ -291,6 +302,7 @@ async fn sqlite_commit_makes_the_job_exist_and_run_and_rollback_leaves_nothing()
     let (sy, _) = sqlite(&dir, &prefix).await;
     let client = sy.client();
     let pool = client.sqlite_pool().expect("a sqlite storage has a pool");
+    assert!(sy.storage().capabilities().transactional_enqueue);
     sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
         .execute(&pool)
         .await
@@ -432,6 +444,7 @@ async fn redis_storage_refuses_transactional_enqueue_naming_itself() {
     let prefix = random_prefix();
     let sy = connect(config(redis_url(), &prefix)).await;
     let client = sy.client();
+    assert!(!sy.storage().capabilities().transactional_enqueue);
     let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
         .await
         .unwrap();
@@ -538,10 +551,7 @@ async fn wait_returns_finished_jobs_and_result_decodes_or_says_why_not() {
         err.to_string().contains("`failed`") && err.to_string().contains("refused on purpose"),
         "{err}"
     );
-    let err = client
-        .wait_result::<Refuse>(bad, WAIT)
-        .await
-        .unwrap_err();
+    let err = client.wait_result::<Refuse>(bad, WAIT).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::JobFailed, "{err}");
     running.stop().await;
 }

@@ -45,6 +45,12 @@ fn wrong_storage(storage: &dyn Storage, given: &str) -> Error {
             "transactional enqueue got a {given} connection, but this client's storage is `{name}`; \
              open the transaction on the {name} database (`Client::{name}_pool`)"
         )
+    } else if storage.capabilities().transactional_enqueue {
+        format!(
+            "the `{name}` storage declares transactional enqueue, but `Client::enqueue_tx` \
+             joins only the transactions of the `postgres` and `sqlite` storages (given: a \
+             {given} connection); use that storage's own API"
+        )
     } else {
         format!(
             "the `{name}` storage cannot enqueue inside your transaction; transactional enqueue \
