@@ -555,3 +555,21 @@ async fn wait_returns_finished_jobs_and_result_decodes_or_says_why_not() {
     assert_eq!(err.kind(), ErrorKind::JobFailed, "{err}");
     running.stop().await;
 }
+
+/// The client's futures are `Send`, so they run in spawned tasks and web handlers (checked by
+/// compiling this function).
+#[allow(dead_code)]
+fn the_futures_are_send(
+    client: &switchyard::Client,
+    pg: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    lite: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+) {
+    fn send<T: Send>(_: T) {}
+    send(client.enqueue_tx(pg, Receipt { order: 1 }));
+    send(client.enqueue_tx_with(lite, Receipt { order: 1 }, EnqueueOptions::new()));
+    send(client.enqueue_many_tx(pg, [Receipt { order: 1 }], EnqueueOptions::new()));
+    send(client.enqueue_raw_tx(lite, Vec::new()));
+    send(client.wait(JobId::nil(), Duration::ZERO));
+    send(client.result::<Receipt>(JobId::nil()));
+    send(client.wait_result::<Receipt>(JobId::nil(), Duration::ZERO));
+}
