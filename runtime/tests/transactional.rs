@@ -517,6 +517,34 @@ async fn wait_times_out_naming_the_job_and_its_state_and_result_is_not_finished(
     }
 }
 
+/// A read that does not come back (here: the in-memory database's one connection is held by
+/// an open transaction) does not stretch `wait` past its timeout.
+#[tokio::test]
+async fn wait_is_bounded_by_its_timeout_when_the_storage_does_not_answer() {
+    let sy = connect(config("sqlite::memory:".into(), &random_prefix())).await;
+    let client = sy.client();
+    let id = client.enqueue(Receipt { order: 1 }).await.unwrap();
+    let pool = client.sqlite_pool().unwrap();
+    let tx = pool.begin().await.unwrap();
+    let started = Instant::now();
+    let err = client
+        .wait(id, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        err.to_string().contains(&id.to_string()) && err.to_string().contains("did not answer"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        client.get(id).await.unwrap().map(|j| j.state),
+        Some(JobState::Available)
+    );
+}
+
 #[tokio::test]
 async fn wait_returns_finished_jobs_and_result_decodes_or_says_why_not() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,22 +35,22 @@ impl Client {
     pub async fn wait(&self, id: JobId, timeout: Duration) -> Result<JobRecord> {
         let deadline = Instant::now() + timeout;
         let mut pause = FIRST_POLL;
+        let mut last_seen: Option<JobRecord> = None;
         loop {
-            let job = self.get(id).await?.ok_or_else(|| not_found(id))?;
+            // A read that hangs (storage unreachable) is cut off at the deadline too.
+            let read = tokio::time::timeout_at(deadline, self.get(id)).await;
+            let job = match read {
+                Ok(found) => found?.ok_or_else(|| not_found(id))?,
+                Err(_elapsed) => return Err(timed_out(id, timeout, last_seen.as_ref())),
+            };
             if job.state.is_finished() {
                 return Ok(job);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "job {id} did not finish within {timeout:?}; it is `{}` (attempt {} of {}); \
-                         wait longer, or look at it with `Client::get`",
-                        job.state, job.attempt, job.max_attempts
-                    ),
-                ));
+                return Err(timed_out(id, timeout, Some(&job)));
             }
+            last_seen = Some(job);
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
         }
@@ -94,6 +94,24 @@ impl Client {
         let job = self.wait(id, timeout).await?;
         decode_result::<J::Output>(&job, J::KIND)
     }
+}
+
+/// `wait`'s timeout, naming the job and the state it was last seen in.
+fn timed_out(id: JobId, timeout: Duration, last_seen: Option<&JobRecord>) -> Error {
+    let seen = match last_seen {
+        Some(job) => format!(
+            "it is `{}` (attempt {} of {})",
+            job.state, job.attempt, job.max_attempts
+        ),
+        None => "the storage did not answer in time".to_string(),
+    };
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "job {id} did not finish within {timeout:?}; {seen}; wait longer, or look at it \
+             with `Client::get`"
+        ),
+    )
 }
 
 fn not_found(id: JobId) -> Error {
