@@ -409,7 +409,7 @@ async fn sqlite_a_deferred_transaction_that_read_first_gets_a_clear_error() {
         .enqueue_tx(&mut tx, Receipt { order: 3 })
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("BEGIN IMMEDIATE"), "{err}");
     tx.rollback().await.unwrap();
 }

@@ -71,28 +71,35 @@ pub(crate) async fn enqueue_in(
     }
     let out = insert_resolving(&db.sql, conn, &jobs, Utc::now())
         .await
-        .map_err(|e| {
-            if e.kind() == ErrorKind::Unavailable {
-                // SQLITE_BUSY inside a transaction: a deferred `BEGIN` that read before this
-                // write cannot upgrade once another connection wrote (busy_timeout cannot help).
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "{}; inside a transaction, open it with `BEGIN IMMEDIATE` \
-                         (`pool.begin_with(\"BEGIN IMMEDIATE\")`) or on the storage's own pool \
-                         (`SqliteStorage::pool`), so its write lock is taken up front",
-                        e.message()
-                    ),
-                )
-                .with_source(e)
-            } else {
-                e
-            }
-        })?;
+        .map_err(locked_in_transaction)?;
     if out.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
         db.wake.notify();
     }
     Ok(out)
+}
+
+/// SQLITE_BUSY on the caller's connection (`database is locked`): inside a deferred
+/// transaction that read before this write, SQLite cannot upgrade to a write once another
+/// connection wrote (the busy timeout cannot help). Becomes a `Conflict` that says how to open
+/// the transaction instead; other errors pass unchanged.
+fn locked_in_transaction(e: Error) -> Error {
+    let locked = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .is_some_and(|s| matches!(s, sqlx::Error::Database(d) if d.message().contains("locked")));
+    if !locked {
+        return e;
+    }
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{}: the database is locked by another connection's write; roll back and run the \
+             transaction again, opened with `BEGIN IMMEDIATE` (`pool.begin_with(\"BEGIN \
+             IMMEDIATE\")`) or on the storage's own pool (`SqliteStorage::pool`), so that it \
+             takes the write lock up front",
+            e.message()
+        ),
+    )
+    .with_source(e)
 }
 
 /// Inserts `jobs` on `conn` in chunks and resolves each one not inserted: a live job holds

@@ -69,7 +69,8 @@ impl SqliteStorage {
     /// The transaction may be on [`pool`](Self::pool) (no lock contention in this process) or
     /// on any other connection to the same file; on another connection, open it with
     /// `BEGIN IMMEDIATE` (`pool.begin_with("BEGIN IMMEDIATE")`) when it reads before it
-    /// writes, or SQLite may refuse the upgrade to a write with `database is locked`.
+    /// writes, or SQLite may refuse the upgrade to a write (`database is locked`; the error is a
+    /// `Conflict` that says so).
     ///
     /// Wake-ups: this process's idle workers (and dispatcher) are woken at the insert; their
     /// next claim is a write, so it waits for the transaction to end and then finds the jobs
