@@ -38,6 +38,7 @@ pub trait TxEnqueue: sealed::Sealed + Send {
 
 /// The error for a connection of `given` (a backend name) on a client whose storage cannot
 /// take it.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn wrong_storage(storage: &dyn Storage, given: &str) -> Error {
     let name = storage.name();
     let msg = if matches!(name, "postgres" | "sqlite") && name != given {
