@@ -57,7 +57,7 @@ pub mod worker;
 
 pub use app::{Running, Switchyard};
 pub use backoff::Backoff;
-pub use client::Client;
+pub use client::{Client, TxEnqueue};
 pub use config::Config;
 pub use job::{BlockingJob, EnqueueOptions, Job};
 pub use registry::Registry;
@@ -68,6 +68,11 @@ pub use switchyard_core::{
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
+
+/// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
+/// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sqlx;
 
 /// The core crate, for adapter authors.
 pub use switchyard_core as core;

@@ -67,7 +67,9 @@ impl Db {
             reader,
             sql: Statements::new(&config.prefix),
             prefix: config.prefix,
-            caps: StorageCapabilities::full().with_max_payload_bytes(config.max_payload_bytes),
+            caps: StorageCapabilities::full()
+                .with_max_payload_bytes(config.max_payload_bytes)
+                .with_transactional_enqueue(true),
             wake: WakeHub::new(),
         })
     }
