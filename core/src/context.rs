@@ -130,7 +130,9 @@ impl JobContext {
     /// registry lacks it refuses to start. For a type it did not list and nobody registered,
     /// this returns a non-retryable error naming the type, so `?` fails the job saying why.
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
-        self.state.get::<T>().ok_or_else(|| missing_state::<T>(&self.state))
+        self.state
+            .get::<T>()
+            .ok_or_else(|| missing_state::<T>(&self.state))
     }
 
     /// The application state of type `T`, if there is one.

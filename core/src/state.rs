@@ -128,7 +128,10 @@ mod tests {
         m.insert(String::from("x"));
         m.insert(Pool(2));
         assert_eq!(m.get::<Pool>(), Some(&Pool(2)));
-        assert_eq!(m.get_arc::<String>().as_deref().map(String::as_str), Some("x"));
+        assert_eq!(
+            m.get_arc::<String>().as_deref().map(String::as_str),
+            Some("x")
+        );
         assert!(m.contains_type(&StateType::of::<Pool>()));
         assert!(!m.contains_type(&StateType::of::<u8>()));
         assert_eq!(m.len(), 2);

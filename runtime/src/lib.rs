@@ -34,7 +34,7 @@
 //! sy.client().enqueue(Hello { name: "world".into() }).await?;
 //! sy.run_until(Registry::new().register::<Hello>(), async {
 //!     tokio::signal::ctrl_c().await.ok();
-//! }).await;
+//! }).await?;
 //! # Ok(()) }
 //! ```
 
@@ -47,6 +47,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod context;
 pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
@@ -59,6 +60,7 @@ pub use app::{Running, Switchyard};
 pub use backoff::Backoff;
 pub use client::Client;
 pub use config::Config;
+pub use context::JobContextExt;
 pub use job::{BlockingJob, EnqueueOptions, Job};
 pub use registry::Registry;
 pub use shutdown::Shutdown;
@@ -67,6 +69,7 @@ pub use switchyard_core::{
     JobError, JobErrorKind, JobFilter, JobId, JobRecord, JobState, ListOrder, NewJob, Queue,
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
+pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 
 /// The core crate, for adapter authors.

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use switchyard_core::adapter::WakeHub;
-use chrono::{DateTime, Utc};
 use switchyard_core::{Error, Result, SharedClock, StorageCapabilities};
 
 use crate::config::SqliteConfig;

@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("enqueued {} jobs; starting a worker", ids.len());
 
     let registry = Registry::new().register::<Greet>().register::<Flaky>();
-    let running = sy.start(registry);
+    let running = sy.start(registry)?;
 
     // Show progress until every job is finished (or 30 s pass).
     let started = Instant::now();
