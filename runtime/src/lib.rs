@@ -54,6 +54,8 @@ pub mod maintenance;
 pub mod registry;
 mod schemes;
 pub mod shutdown;
+#[cfg(feature = "sqlite")]
+pub mod testing;
 pub mod worker;
 
 pub use app::{Running, Switchyard};
