@@ -40,7 +40,7 @@ pub fn system_clock() -> SharedClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use switchyard_core::{Clock, TestClock};
+/// use switchyard_core::TestClock;
 ///
 /// let clock = TestClock::new();
 /// let start = clock.now();
@@ -69,6 +69,11 @@ impl TestClock {
         Self {
             now: Arc::new(Mutex::new(at)),
         }
+    }
+
+    /// The time the clock stands at.
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves the clock forward by `by`.
@@ -105,7 +110,7 @@ impl fmt::Debug for TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        TestClock::now(self)
     }
 }
 
