@@ -230,3 +230,8 @@ impl EnqueueOptions {
         job
     }
 }
+
+/// The examples of `docs/jobs.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/jobs.md")]
+pub struct JobsGuide;
