@@ -235,3 +235,40 @@ impl EnqueueOptions {
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/jobs.md")]
 pub struct JobsGuide;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::TestClock;
+
+    #[test]
+    fn a_delay_counts_from_the_clock_it_is_resolved_with() {
+        let clock = TestClock::new();
+        let opts = EnqueueOptions::new()
+            .delay(Duration::from_secs(30))
+            .resolve_delay(&clock);
+        assert_eq!(
+            opts.run_at,
+            Some(clock.now() + chrono::Duration::seconds(30))
+        );
+        assert_eq!(opts.delay, None);
+        // The last of `delay` and `run_at` wins.
+        let at = clock.now() + chrono::Duration::days(1);
+        let opts = EnqueueOptions::new()
+            .delay(Duration::from_secs(5))
+            .run_at(at);
+        assert_eq!(opts.resolve_delay(&clock).run_at, Some(at));
+        // A time given at enqueue overrides the type's default time, either kind.
+        let mine = EnqueueOptions::new().delay(Duration::from_secs(1));
+        let merged = mine.or(EnqueueOptions::new().run_at(at));
+        assert_eq!(merged.run_at, None);
+        assert_eq!(merged.delay, Some(Duration::from_secs(1)));
+        let merged = EnqueueOptions::new().or(EnqueueOptions::new().delay(Duration::from_secs(2)));
+        assert_eq!(merged.delay, Some(Duration::from_secs(2)));
+        // A huge delay saturates instead of overflowing.
+        let far = EnqueueOptions::new()
+            .delay(Duration::MAX)
+            .resolve_delay(&clock);
+        assert_eq!(far.run_at, Some(DateTime::<Utc>::MAX_UTC));
+    }
+}

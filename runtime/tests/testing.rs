@@ -359,3 +359,58 @@ async fn assert_enqueued_names_the_waiting_kinds() {
     h.client().enqueue(Flaky { fail: 0 }).await.unwrap();
     h.assert_enqueued::<Greet>(|_| true).await;
 }
+
+/// A real worker on the same test clock as its storage: its retry times count from the
+/// clock, and a retry runs once the clock passes it.
+#[tokio::test]
+async fn a_worker_on_a_test_clock_retries_by_that_clock() {
+    use switchyard::sqlite::{SqliteConfig, SqliteStorage};
+    use switchyard::{Backoff, Client, Storage, Worker};
+
+    let clock = TestClock::new();
+    let sqlite =
+        SqliteStorage::connect(SqliteConfig::new("sqlite::memory:").with_clock(clock.shared()))
+            .await
+            .unwrap();
+    sqlite.migrate().await.unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(sqlite);
+    let handle = Worker::new(storage.clone(), registry(&Arc::default()))
+        .clock(clock.shared())
+        .backoff(Backoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+            jitter: 0.0,
+        })
+        .poll_interval(Duration::from_millis(20))
+        .try_start()
+        .unwrap();
+    let id = Client::new(storage.clone())
+        .enqueue(Flaky { fail: 1 })
+        .await
+        .unwrap();
+    let wait_for = |state: JobState| {
+        let storage = storage.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let j = storage.get(id).await.unwrap().unwrap();
+                if j.state == state {
+                    return j;
+                }
+                assert!(std::time::Instant::now() < deadline, "still {}", j.state);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let job = wait_for(JobState::Retrying).await;
+    assert_eq!(job.run_at - clock.now(), chrono::Duration::seconds(10));
+    assert_eq!(
+        job.errors[0].at,
+        clock.now(),
+        "the error is stamped by the clock"
+    );
+    clock.advance(Duration::from_secs(10));
+    let job = wait_for(JobState::Completed).await;
+    assert_eq!(job.attempt, 2);
+    handle.stop().await;
+}
