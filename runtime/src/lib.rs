@@ -6,7 +6,7 @@
 //!
 //! | feature    | what                                                  | default |
 //! |------------|-------------------------------------------------------|---------|
-//! | `sqlite`   | SQLite storage + queue (embedded); [`testing`]        | yes     |
+//! | `sqlite`   | SQLite storage + queue (embedded); `testing`          | yes     |
 //! | `postgres` | PostgreSQL storage + queue                            | no      |
 //! | `redis`    | Redis storage + queue                                 | no      |
 //! | `sqs`      | Amazon SQS queue                                      | no      |
