@@ -89,7 +89,7 @@ async fn enqueue_work_status_list() {
             payload["name"].as_str().unwrap_or("?")
         ))))
     });
-    let running = sy.start(registry);
+    let running = sy.start(registry).unwrap();
     let job_id: uuid::Uuid = id.parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

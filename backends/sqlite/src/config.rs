@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use switchyard_core::adapter::check_prefix;
-use switchyard_core::{Error, Result};
+use switchyard_core::{Error, Result, SharedClock};
 
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -23,6 +23,9 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Largest payload accepted by `enqueue`.
     pub max_payload_bytes: usize,
+    /// Where every "now" of the backend comes from (enqueue, claim, leases, retries, pruning,
+    /// leadership); `None` is the system clock. Tests pass a `TestClock` to move time by hand.
+    pub clock: Option<SharedClock>,
 }
 
 impl SqliteConfig {
@@ -34,7 +37,14 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             max_payload_bytes: 1024 * 1024,
+            clock: None,
         }
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Sets the table prefix.

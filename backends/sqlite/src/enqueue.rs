@@ -25,7 +25,7 @@ pub(crate) async fn enqueue(db: &Db, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOut
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let now = Utc::now();
+    let now = db.now();
     // Without unique keys, a job that is not inserted can only be a repeat of its own id,
     // so one statement (no transaction) settles a whole batch.
     if jobs.len() <= ENQUEUE_CHUNK && jobs.iter().all(|j| j.unique_key.is_none()) {

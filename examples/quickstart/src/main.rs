@@ -3,50 +3,13 @@
 //! Switchyard with no configuration and no services: jobs live in `./switchyard.db` (SQLite).
 //! It enqueues a job that fails once and then succeeds, a delayed job, a job that is cancelled
 //! before it runs, and a few plain ones; runs a worker; waits for each job to finish; prints
-//! every job's final state and one typed result, and exits.
+//! every job's final state and one typed result, and exits. The jobs live in `src/lib.rs` and
+//! are tested with `switchyard::testing` in `tests/jobs.rs`.
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use switchyard::{
-    CancelOutcome, EnqueueOptions, Job, JobContext, JobError, JobId, JobState, Registry, Switchyard,
-};
-
-/// Sends a greeting; returns what it sent.
-#[derive(Serialize, Deserialize)]
-struct Greet {
-    name: String,
-}
-
-impl Job for Greet {
-    const KIND: &'static str = "greet";
-    type Output = String;
-
-    async fn run(self, _ctx: JobContext) -> Result<String, JobError> {
-        Ok(format!("hello, {}", self.name))
-    }
-}
-
-/// Fails on its first attempt (say, a timeout from an API) and succeeds on the retry.
-#[derive(Serialize, Deserialize)]
-struct Flaky {
-    order: u32,
-}
-
-impl Job for Flaky {
-    const KIND: &'static str = "flaky";
-    type Output = String;
-
-    async fn run(self, ctx: JobContext) -> Result<String, JobError> {
-        if ctx.attempt == 1 {
-            return Err(JobError::retryable("payment API timed out"));
-        }
-        Ok(format!(
-            "order {} charged on attempt {}",
-            self.order, ctx.attempt
-        ))
-    }
-}
+use example_quickstart::{registry, Flaky, Greet, Greeter};
+use switchyard::{CancelOutcome, EnqueueOptions, JobId, JobState, Switchyard};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -89,8 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("enqueued {} jobs; starting a worker", ids.len());
 
-    let registry = Registry::new().register::<Greet>().register::<Flaky>();
-    let running = sy.start(registry);
+    // The jobs read a `Greeter` from the registry's state; starting without it is an error.
+    let running = sy.start(registry(Greeter {
+        salutation: "hello".into(),
+    }))?;
 
     // Wait for each job to finish (30 s in all), printing as each does: `wait` returns the
     // job's record once it is completed, failed, cancelled or dropped.

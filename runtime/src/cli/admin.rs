@@ -94,8 +94,7 @@ pub(super) async fn worker(sy: &Switchyard, registry: Option<Registry>) -> Resul
         ));
     };
     tracing::info!(kinds = ?registry.kinds(), "worker starting");
-    sy.run_with_signals(registry).await;
-    Ok(())
+    sy.run_with_signals(registry).await
 }
 
 /// `switchyard bench`: the benchmark workload on the configured backends.
