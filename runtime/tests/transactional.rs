@@ -143,7 +143,7 @@ async fn postgres_commit_makes_the_job_exist_and_run_and_rollback_leaves_nothing
     .execute(&pool)
     .await
     .unwrap();
-    let running = sy.start(registry());
+    let running = sy.start(registry()).expect("the registry needs no state");
 
     // Rollback: neither the order nor the job exists afterwards.
     let mut tx = pool.begin().await.unwrap();
@@ -265,7 +265,7 @@ async fn postgres_with_an_external_queue_delivers_a_committed_job() {
     let sy = connect(c).await;
     assert!(sy.queue().is_some());
     let client = sy.client();
-    let running = sy.start(registry());
+    let running = sy.start(registry()).expect("the registry needs no state");
     let pool = client.postgres_pool().unwrap();
 
     let mut tx = pool.begin().await.unwrap();
@@ -307,7 +307,7 @@ async fn sqlite_commit_makes_the_job_exist_and_run_and_rollback_leaves_nothing()
         .execute(&pool)
         .await
         .unwrap();
-    let running = sy.start(registry());
+    let running = sy.start(registry()).expect("the registry needs no state");
 
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO orders (id) VALUES (1)")
@@ -355,7 +355,7 @@ async fn sqlite_enqueue_tx_on_the_applications_own_pool() {
     let prefix = random_prefix();
     let (sy, url) = sqlite(&dir, &prefix).await;
     let client = sy.client();
-    let running = sy.start(registry());
+    let running = sy.start(registry()).expect("the registry needs no state");
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
 
     // `BEGIN IMMEDIATE` takes the write lock up front, as the docs advise for a second
@@ -555,7 +555,7 @@ async fn wait_returns_finished_jobs_and_result_decodes_or_says_why_not() {
         .enqueue_with(Refuse, EnqueueOptions::new().max_attempts(3))
         .await
         .unwrap();
-    let running = sy.start(registry());
+    let running = sy.start(registry()).expect("the registry needs no state");
 
     let job = client.wait(ok, WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
