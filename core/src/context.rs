@@ -1,16 +1,35 @@
-//! What a job body sees while it runs ([`JobContext`]) and how it reports failure
-//! ([`JobError`]).
+//! What a job body sees while it runs ([`JobContext`]: who it is, its cancellation, the
+//! application state) and how it reports failure ([`JobError`]).
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::job::{JobId, JobRecord};
+use crate::job::{JobId, JobRecord, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
+use crate::state::StateMap;
 
 /// The context handed to a running job: who it is, which attempt this is, and a cancellation
 /// token that fires when a user cancels the job, its timeout passes or the worker shuts down
 /// hard. Cancellation is co-operative: a job that never looks at the token runs to its end (or
 /// to its timeout).
+///
+/// It also carries the application state the worker's registry holds
+/// ([`JobContext::state`]): every job of a worker shares one map, so building a context costs
+/// one reference count, not a copy.
+///
+/// In a unit test, [`JobContext::for_test`] builds one in a line:
+///
+/// ```
+/// use switchyard_core::JobContext;
+///
+/// struct Greeting(&'static str);
+///
+/// let ctx = JobContext::for_test().with_attempt(2).with_state(Greeting("hello"));
+/// assert_eq!(ctx.attempt, 2);
+/// assert_eq!(ctx.state::<Greeting>().unwrap().0, "hello");
+/// ```
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// The job's id.
@@ -24,10 +43,17 @@ pub struct JobContext {
     /// Attempts the job may have.
     pub max_attempts: u32,
     cancel: CancellationToken,
+    state: Arc<StateMap>,
+}
+
+/// The one empty map every context without state shares (no allocation per context).
+fn empty_state() -> Arc<StateMap> {
+    static EMPTY: OnceLock<Arc<StateMap>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(StateMap::new())).clone()
 }
 
 impl JobContext {
-    /// A context for one attempt of `job`, with its cancellation token.
+    /// A context for one attempt of `job`, with its cancellation token and no state.
     pub fn new(job: &JobRecord, cancel: CancellationToken) -> Self {
         Self {
             id: job.id,
@@ -36,7 +62,87 @@ impl JobContext {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             cancel,
+            state: empty_state(),
         }
+    }
+
+    /// A context for a unit test: a fresh id, kind `test`, the default queue, attempt 1 of
+    /// the default maximum, a token nobody fires, no state. Adjust it with the `with_*`
+    /// methods.
+    pub fn for_test() -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: "test".to_string(),
+            queue: DEFAULT_QUEUE.to_string(),
+            attempt: 1,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cancel: CancellationToken::new(),
+            state: empty_state(),
+        }
+    }
+
+    /// Sets the kind.
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
+    /// Sets the queue.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the attempt (1-based).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the maximum attempts.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets the cancellation token (a test fires it to see the body stop).
+    pub fn with_cancellation_token(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Adds `value` as the state of type `T` (copying the map once; for tests and one-off
+    /// contexts, not for the worker's hot path).
+    pub fn with_state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        Arc::make_mut(&mut self.state).insert(value);
+        self
+    }
+
+    /// Replaces the whole state map (what a worker does: one shared map for every job).
+    pub fn with_state_map(mut self, state: Arc<StateMap>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The application state of type `T`, registered with `Registry::with_state`.
+    ///
+    /// A job that lists `T` in its `required_state` gets it whenever it runs: a worker whose
+    /// registry lacks it refuses to start. For a type it did not list and nobody registered,
+    /// this returns a non-retryable error naming the type, so `?` fails the job saying why.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.state
+            .get::<T>()
+            .ok_or_else(|| missing_state::<T>(&self.state))
+    }
+
+    /// The application state of type `T`, if there is one.
+    pub fn try_state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.state.get::<T>()
+    }
+
+    /// The whole state map.
+    pub fn state_map(&self) -> &Arc<StateMap> {
+        &self.state
     }
 
     /// Whether the job has been asked to stop.
@@ -53,6 +159,20 @@ impl JobContext {
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
     }
+}
+
+fn missing_state<T>(state: &StateMap) -> JobError {
+    let name = std::any::type_name::<T>();
+    JobError::permanent(format!(
+        "this job asked for application state `{name}`, which its worker does not have; \
+         register it with `Registry::with_state(value)` and list it in the job's \
+         `required_state()` so that a worker without it refuses to start; registered: {}",
+        if state.is_empty() {
+            "(none)".to_string()
+        } else {
+            state.type_names().join(", ")
+        }
+    ))
 }
 
 /// Why an attempt failed.
@@ -166,5 +286,28 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
             src = s.source();
         }
         JobError::retryable(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pool;
+
+    #[test]
+    fn a_missing_state_is_an_error_naming_the_type() {
+        let ctx = JobContext::for_test().with_state(7u8);
+        let e = ctx.state::<Pool>().err().expect("no Pool");
+        assert!(!e.is_retryable());
+        assert!(e.message().contains("Pool"), "{e}");
+        assert!(e.message().contains("u8"), "lists what is registered: {e}");
+        assert_eq!(ctx.state::<u8>().copied().unwrap(), 7);
+        assert!(ctx.try_state::<Pool>().is_none());
+        // Contexts without state share one empty map.
+        assert!(Arc::ptr_eq(
+            JobContext::for_test().state_map(),
+            JobContext::for_test().state_map()
+        ));
     }
 }

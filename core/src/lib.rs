@@ -21,11 +21,13 @@
 pub mod adapter;
 mod admin;
 mod capability;
+mod clock;
 mod context;
 mod error;
 mod executor;
 mod job;
 mod queue;
+mod state;
 mod storage;
 mod wake;
 
@@ -34,6 +36,7 @@ pub use admin::{
     MAX_CLOCK_SKEW,
 };
 pub use capability::{QueueCapabilities, StorageCapabilities};
+pub use clock::{system_clock, Clock, SharedClock, SystemClock, TestClock};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
@@ -42,6 +45,7 @@ pub use job::{
     DEFAULT_QUEUE,
 };
 pub use queue::{Delivery, Queue, QueueMessage};
+pub use state::{StateMap, StateType};
 pub use storage::{
     CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem, EnqueueOutcome,
     JobFilter, LeaseRef, LeaseStatus, ListOrder, Outcome, QueueCounts, RescueReport, RetryOutcome,

@@ -243,7 +243,7 @@ pub struct DispatchItem {
 ///
 /// | area | methods | relies on |
 /// |---|---|---|
-/// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities) | |
+/// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities), [`as_any`](Storage::as_any) | |
 /// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy), [`schema`](Storage::schema), [`pending_migrations`](Storage::pending_migrations) | the last three may be unsupported |
 /// | health | [`health_checks`](Storage::health_checks) | |
 /// | records | [`enqueue`](Storage::enqueue), [`get`](Storage::get), [`cancel`](Storage::cancel), [`retry`](Storage::retry) | [`max_payload_bytes`](StorageCapabilities::max_payload_bytes) |
@@ -261,6 +261,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// What the backend supports.
     fn capabilities(&self) -> StorageCapabilities;
+
+    /// The concrete storage behind a `dyn Storage`, for what only some backends offer on their
+    /// own type: the runtime's transactional enqueue (`Client::enqueue_tx`) downcasts this to
+    /// `PostgresStorage` or `SqliteStorage` to join the caller's transaction. The default,
+    /// `None`, says the backend has nothing of the kind; a backend that does returns
+    /// `Some(self)`, and a wrapper around another storage returns the inner storage's answer.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 
     // ---- Schema: create, upgrade and remove an instance ----
 

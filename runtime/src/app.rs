@@ -166,7 +166,14 @@ impl Switchyard {
 
     /// Starts one worker per configured queue, the maintenance plugins and (for an external
     /// queue) the dispatcher, in the background. Returns at once.
-    pub fn start(&self, registry: Registry) -> Running {
+    ///
+    /// Job bodies reach this instance's [`Client`] as `ctx.client()` (and any state the
+    /// registry holds as `ctx.state::<T>()`). A registry that lacks a state one of its jobs
+    /// lists in `required_state` is refused here, with an error naming the type; nothing
+    /// starts.
+    pub fn start(&self, registry: Registry) -> Result<Running> {
+        registry.validate()?;
+        let registry = registry.with_default_state(|| self.client());
         let shutdown = Shutdown::new();
         let mut tasks = JoinSet::new();
         for name in self.config.queues.keys() {
@@ -190,23 +197,30 @@ impl Switchyard {
                 shutdown.clone(),
             ));
         }
-        Running { shutdown, tasks }
+        Ok(Running { shutdown, tasks })
     }
 
     /// Runs workers and plugins until `signal` resolves, then shuts down gracefully. For
-    /// embedding in a server (axum, tonic): no signal handlers are installed.
-    pub async fn run_until(&self, registry: Registry, signal: impl Future<Output = ()>) {
-        let running = self.start(registry);
+    /// embedding in a server (axum, tonic): no signal handlers are installed. Fails at once,
+    /// before running anything, when [`Switchyard::start`] refuses the registry.
+    pub async fn run_until(
+        &self,
+        registry: Registry,
+        signal: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let running = self.start(registry)?;
         signal.await;
         running.stop().await;
+        Ok(())
     }
 
     /// Runs until SIGINT/SIGTERM: the first signal drains, the second aborts running jobs and
-    /// releases them.
-    pub async fn run_with_signals(&self, registry: Registry) {
-        let running = self.start(registry);
+    /// releases them. Fails at once when [`Switchyard::start`] refuses the registry.
+    pub async fn run_with_signals(&self, registry: Registry) -> Result<()> {
+        let running = self.start(registry)?;
         install_signal_handlers(running.shutdown.clone());
         running.join().await;
+        Ok(())
     }
 }
 

@@ -1,19 +1,28 @@
-//! The [`Client`]: enqueue jobs and ask about them. Cheap to clone.
+//! The [`Client`]: enqueue jobs (also inside your own transaction, `client/tx.rs`), ask about
+//! them and wait for their results (`client/wait.rs`). Cheap to clone.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use switchyard_core::{
     CancelOutcome, EnqueueOutcome, Error, JobFilter, JobId, JobRecord, NewJob, QueueCounts, Result,
-    RetryOutcome, Storage,
+    RetryOutcome, SharedClock, Storage, SystemClock,
 };
 
 use crate::job::{BlockingJob, EnqueueOptions, Job};
+
+// Transactional enqueue (`enqueue_tx` & co., the pools) and waiting for results (`wait`,
+// `result`) each live in their own file, as further `impl Client` blocks.
+mod tx;
+mod wait;
+pub use tx::{TxEnqueue, TxFuture};
 
 /// Enqueues jobs and reads, cancels and retries them.
 #[derive(Debug, Clone)]
 pub struct Client {
     storage: Arc<dyn Storage>,
+    /// Where relative delays count from; `None` is the system clock.
+    clock: Option<SharedClock>,
 }
 
 fn new_job<T: serde::Serialize>(kind: &str, job: &T, opts: EnqueueOptions) -> Result<NewJob> {
@@ -28,7 +37,25 @@ fn new_job<T: serde::Serialize>(kind: &str, job: &T, opts: EnqueueOptions) -> Re
 impl Client {
     /// A client on `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            clock: None,
+        }
+    }
+
+    /// Counts relative delays ([`EnqueueOptions::delay`]) from `clock` (a test's
+    /// `TestClock`) instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// A delay in `opts` made absolute by this client's clock.
+    fn timed(&self, opts: EnqueueOptions) -> EnqueueOptions {
+        match &self.clock {
+            Some(c) => opts.resolve_delay(c.as_ref()),
+            None => opts.resolve_delay(&SystemClock),
+        }
     }
 
     /// The storage behind this client.
@@ -44,7 +71,7 @@ impl Client {
 
     /// Enqueues a job with options.
     pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<JobId> {
-        let opts = opts.or(job.options());
+        let opts = self.timed(opts.or(job.options()));
         let new = new_job(J::KIND, &job, opts)?;
         self.enqueue_one(new).await
     }
@@ -55,7 +82,7 @@ impl Client {
         job: J,
         opts: EnqueueOptions,
     ) -> Result<JobId> {
-        let opts = opts.or(job.options());
+        let opts = self.timed(opts.or(job.options()));
         let new = new_job(J::KIND, &job, opts)?;
         self.enqueue_one(new).await
     }
@@ -68,7 +95,7 @@ impl Client {
     ) -> Result<Vec<JobId>> {
         let news = jobs
             .into_iter()
-            .map(|j| new_job(J::KIND, &j, opts.clone().or(j.options())))
+            .map(|j| new_job(J::KIND, &j, self.timed(opts.clone().or(j.options()))))
             .collect::<Result<Vec<_>>>()?;
         Ok(self
             .storage

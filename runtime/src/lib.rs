@@ -6,7 +6,7 @@
 //!
 //! | feature    | what                                                  | default |
 //! |------------|-------------------------------------------------------|---------|
-//! | `sqlite`   | SQLite storage + queue (embedded)                     | yes     |
+//! | `sqlite`   | SQLite storage + queue (embedded); `testing`          | yes     |
 //! | `postgres` | PostgreSQL storage + queue                            | no      |
 //! | `redis`    | Redis storage + queue                                 | no      |
 //! | `sqs`      | Amazon SQS queue                                      | no      |
@@ -34,7 +34,7 @@
 //! sy.client().enqueue(Hello { name: "world".into() }).await?;
 //! sy.run_until(Registry::new().register::<Hello>(), async {
 //!     tokio::signal::ctrl_c().await.ok();
-//! }).await;
+//! }).await?;
 //! # Ok(()) }
 //! ```
 
@@ -47,18 +47,22 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod context;
 pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
 pub mod registry;
 mod schemes;
 pub mod shutdown;
+#[cfg(feature = "sqlite")]
+pub mod testing;
 pub mod worker;
 
 pub use app::{Running, Switchyard};
 pub use backoff::Backoff;
-pub use client::Client;
+pub use client::{Client, TxEnqueue};
 pub use config::Config;
+pub use context::JobContextExt;
 pub use job::{BlockingJob, EnqueueOptions, Job};
 pub use registry::Registry;
 pub use shutdown::Shutdown;
@@ -67,7 +71,13 @@ pub use switchyard_core::{
     JobError, JobErrorKind, JobFilter, JobId, JobRecord, JobState, ListOrder, NewJob, Queue,
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
+pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
+
+/// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
+/// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sqlx;
 
 /// The core crate, for adapter authors.
 pub use switchyard_core as core;

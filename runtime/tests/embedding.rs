@@ -58,7 +58,9 @@ async fn blocking_jobs_do_not_block_the_event_loop() {
             t.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let running = sy.start(Registry::new().register_blocking::<Checksum>());
+    let running = sy
+        .start(Registry::new().register_blocking::<Checksum>())
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut ticks_while_running = 0;
     loop {
@@ -126,7 +128,8 @@ async fn run_until_drains_on_the_callers_future() {
     };
     tokio::time::timeout(Duration::from_secs(20), sy.run_until(registry, stop))
         .await
-        .expect("run_until returned");
+        .expect("run_until returned")
+        .unwrap();
     assert_eq!(finished.load(Ordering::SeqCst), 1);
     assert_eq!(
         client.get(id).await.unwrap().unwrap().state,

@@ -15,6 +15,10 @@ fn public_types_are_send_and_sync() {
     send_sync::<switchyard::JobRecord>();
     send_sync::<switchyard::NewJob>();
     send_sync::<switchyard::JobContext>();
+    send_sync::<switchyard::StateMap>();
+    send_sync::<switchyard::TestClock>();
+    send_sync::<switchyard::testing::Harness>();
+    send_sync::<switchyard::testing::Attempt>();
     send_sync::<std::sync::Arc<dyn switchyard::Storage>>();
     send_sync::<std::sync::Arc<dyn switchyard::Queue>>();
     send_sync::<std::sync::Arc<dyn switchyard::Executor>>();

@@ -104,6 +104,10 @@ impl Storage for PostgresStorage {
         self.db.caps.clone()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     // ---- Schema ----
 
     async fn migrate(&self) -> Result<()> {

@@ -94,7 +94,7 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     if !crate::URL_SCHEMES.contains(&parsed.scheme()) {
         return Err(bad(&format!("scheme `{}`", parsed.scheme())));
     }
-    if parsed.host_str().map_or(true, str::is_empty) {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
     let path = parsed.path().trim_start_matches('/');

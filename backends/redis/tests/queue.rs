@@ -176,7 +176,7 @@ async fn runtime_runs_jobs_through_the_redis_queue_from_configuration() {
         r.fetch_add(1, Ordering::SeqCst);
         async { Ok(None) }
     });
-    let running = sy.start(registry);
+    let running = sy.start(registry).unwrap();
     let n = 50;
     let jobs: Vec<NewJob> = (0..n)
         .map(|i| NewJob::new("hello", serde_json::json!({ "i": i })))

@@ -2,7 +2,6 @@
 //! counting them by queue and state ([`counts`]), cancelling ([`cancel`]) and retrying
 //! ([`retry`]) one.
 
-use chrono::Utc;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use switchyard_core::{
     CancelOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, ListOrder, QueueCounts, Result,
@@ -27,7 +26,7 @@ pub(crate) async fn get(db: &Db, id: JobId) -> Result<Option<JobRecord>> {
 /// `Storage::cancel`: a pending job cancelled, a running one flagged, in one write
 /// transaction.
 pub(crate) async fn cancel(db: &Db, id: JobId) -> Result<CancelOutcome> {
-    let now = millis(Utc::now());
+    let now = millis(db.now());
     let mut tx = db.writer.begin().await.map_err(db_err("begin cancel"))?;
     let done: Option<String> = sqlx::query_scalar(&db.sql.cancel)
         .bind(now)
@@ -59,7 +58,7 @@ pub(crate) async fn cancel(db: &Db, id: JobId) -> Result<CancelOutcome> {
 pub(crate) async fn retry(db: &Db, id: JobId) -> Result<RetryOutcome> {
     let mut tx = db.writer.begin().await.map_err(db_err("begin retry"))?;
     let done: Option<Uuid> = sqlx::query_scalar(&db.sql.retry)
-        .bind(millis(Utc::now()))
+        .bind(millis(db.now()))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await

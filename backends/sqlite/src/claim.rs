@@ -1,7 +1,6 @@
 //! Delivery: claiming runnable jobs with a lease, from the storage's own queue ([`claim`]) or
 //! by the ids an external queue delivered ([`claim_ids`]), in claim order.
 
-use chrono::Utc;
 use sqlx::{QueryBuilder, Sqlite};
 use switchyard_core::adapter::{claim_id_chunks, sort_claimed};
 use switchyard_core::{ClaimRequest, JobId, JobRecord, Result};
@@ -38,7 +37,7 @@ async fn claim_where(db: &Db, req: &ClaimRequest, ids: Option<&[JobId]>) -> Resu
     if req.queues.is_empty() || req.limit == 0 {
         return Ok(Vec::new());
     }
-    let now = Utc::now();
+    let now = db.now();
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(&db.sql.claim_set);
     qb.push_bind(millis(now));
     qb.push(", lease_expires_at = ");

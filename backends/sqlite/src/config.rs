@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use switchyard_core::adapter::check_prefix;
-use switchyard_core::{Error, Result};
+use switchyard_core::{Error, Result, SharedClock};
 
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct SqliteConfig {
     /// for tools that must not create anything (`switchyard list`, `status`, `doctor`): a
     /// missing file is then a `NotFound` error naming it.
     pub create_if_missing: bool,
+    /// Where every "now" of the backend comes from (enqueue, claim, leases, retries, pruning,
+    /// leadership); `None` is the system clock. Tests pass a `TestClock` to move time by hand.
+    pub clock: Option<SharedClock>,
 }
 
 impl SqliteConfig {
@@ -40,6 +43,7 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(5),
             max_payload_bytes: 1024 * 1024,
             create_if_missing: true,
+            clock: None,
         }
     }
 
@@ -47,6 +51,12 @@ impl SqliteConfig {
     /// [`create_if_missing`](Self::create_if_missing)).
     pub fn with_create_if_missing(mut self, create: bool) -> Self {
         self.create_if_missing = create;
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 

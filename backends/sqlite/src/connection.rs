@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use switchyard_core::adapter::WakeHub;
-use switchyard_core::{Error, Result, StorageCapabilities};
+use switchyard_core::{Error, Result, SharedClock, StorageCapabilities};
 
 use crate::config::SqliteConfig;
 use crate::sql::Statements;
@@ -20,6 +21,8 @@ pub(crate) struct Db {
     pub sql: Statements,
     pub caps: StorageCapabilities,
     pub wake: WakeHub,
+    /// The configured clock; `None` reads the system clock without a dynamic call.
+    pub clock: Option<SharedClock>,
 }
 
 impl Db {
@@ -80,9 +83,20 @@ impl Db {
             reader,
             sql: Statements::new(&config.prefix),
             prefix: config.prefix,
-            caps: StorageCapabilities::full().with_max_payload_bytes(config.max_payload_bytes),
+            caps: StorageCapabilities::full()
+                .with_max_payload_bytes(config.max_payload_bytes)
+                .with_transactional_enqueue(true),
             wake: WakeHub::new(),
+            clock: config.clock,
         })
+    }
+
+    /// The current time, from the configured clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => Utc::now(),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) async fn due_for_dispatch(
 
 /// `Storage::mark_dispatched`: one statement per [`CHUNK`] ids.
 pub(crate) async fn mark_dispatched(db: &Db, ids: &[JobId]) -> Result<()> {
-    let now = millis(Utc::now());
+    let now = millis(db.now());
     for chunk in ids.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(&db.sql.mark_dispatched);
         qb.push_bind(now).push(" WHERE id IN (");

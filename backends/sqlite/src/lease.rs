@@ -31,7 +31,7 @@ pub(crate) async fn heartbeat(
     let mut found = HashMap::new();
     for chunk in leases.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(&db.sql.heartbeat);
-        qb.push_bind(millis(Utc::now()) + lease.as_millis() as i64);
+        qb.push_bind(millis(db.now()) + lease.as_millis() as i64);
         qb.push(" WHERE state = 'running' AND (id, lease_token) IN (VALUES ");
         let mut sep = qb.separated(", ");
         for l in chunk {
@@ -64,7 +64,7 @@ pub(crate) async fn complete(db: &Db, completions: &[Completion]) -> Result<Vec<
     if completions.is_empty() {
         return Ok(Vec::new());
     }
-    let now = millis(Utc::now());
+    let now = millis(db.now());
     let mut applied = HashSet::new();
     // Successes with distinct ids go in batches; a repeated id (a stale and a fresh attempt
     // of one job in the same call) is recorded on its own, so its status names its token.

@@ -23,7 +23,7 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
 
 /// `Storage::try_lead`: the lease row taken when free, expired or already ours.
 pub(crate) async fn try_lead(db: &Db, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
-    let now = millis(Utc::now());
+    let now = millis(db.now());
     let row: Option<String> = sqlx::query_scalar(&db.sql.try_lead)
         .bind(name)
         .bind(holder)

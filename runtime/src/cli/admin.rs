@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_core::adapter::redact_url;
@@ -13,7 +13,8 @@ use switchyard_core::{
     CheckStatus, Error, ErrorKind, HealthCheck, JobState, Result, SchemaState, SchemaStatus,
 };
 
-use super::Command;
+use super::output::{self, pad};
+use super::{Command, Outcome};
 use crate::app::Switchyard;
 use crate::bench::BenchArgs;
 use crate::client::Client;
@@ -80,9 +81,10 @@ fn version_text(v: Option<i64>) -> String {
 /// `switchyard migrate`: creates or upgrades the schema and the broker queues, and says what
 /// it applied. With `dry_run`, prints what it would run (SQL for the SQL backends) and
 /// creates nothing.
-pub(super) async fn migrate(mut config: Config, dry_run: bool) -> Result<()> {
+pub(super) async fn migrate(mut config: Config, dry_run: bool) -> Result<Outcome> {
     if dry_run {
-        return migrate_dry_run(config).await;
+        migrate_dry_run(config).await?;
+        return Ok(Outcome::Done);
     }
     config.auto_migrate = false;
     let sy = Switchyard::connect(config).await?;
@@ -94,40 +96,57 @@ pub(super) async fn migrate(mut config: Config, dry_run: bool) -> Result<()> {
     sy.migrate().await?;
     let at = sy.describe_instance();
     let prefix = &sy.config().prefix;
-    let version = schema_of(&sy)
-        .await?
-        .map(|s| format!("; schema version {}", version_text(s.applied)))
+    let version = schema_of(&sy).await?.and_then(|s| s.applied);
+    let applied: Option<Vec<i64>> = pending.map(|p| p.iter().map(|m| m.version).collect());
+    let broker: Vec<String> = sy.config().queues.keys().cloned().collect();
+    if output::json() {
+        output::json_line(&json!({
+            "migrated": sy.storage().name(),
+            "prefix": prefix,
+            "storage": storage_url(sy.config()),
+            "applied": applied,
+            "schema_version": version,
+            "broker_queues": sy.queue().map(|_| &broker),
+        }))?;
+        return Ok(Outcome::Done);
+    }
+    let version = version
+        .map(|v| format!("; schema version {v}"))
         .unwrap_or_default();
-    match pending {
-        Some(p) if p.is_empty() => {
-            println!("prefix `{prefix}` on {at}: already migrated, nothing applied{version}")
-        }
-        Some(p) => {
-            let versions: Vec<String> = p.iter().map(|m| m.version.to_string()).collect();
-            println!(
+    match applied {
+        Some(a) if a.is_empty() => output::line(format!(
+            "prefix `{prefix}` on {at}: already migrated, nothing applied{version}"
+        ))?,
+        Some(a) => {
+            let versions: Vec<String> = a.iter().map(i64::to_string).collect();
+            output::line(format!(
                 "migrated prefix `{prefix}` on {at}: applied version(s) {}{version}",
                 versions.join(", ")
-            );
+            ))?;
         }
-        None => println!("migrated prefix `{prefix}` on {at}{version}"),
+        None => output::line(format!("migrated prefix `{prefix}` on {at}{version}"))?,
     }
     if let Some(q) = sy.queue() {
-        let names: Vec<String> = sy.config().queues.keys().cloned().collect();
-        println!("set up {} broker queue(s): {}", q.name(), names.join(", "));
+        output::line(format!(
+            "set up {} broker queue(s): {}",
+            q.name(),
+            broker.join(", ")
+        ))?;
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-/// `switchyard migrate --dry-run`.
+/// `switchyard migrate --dry-run`; with `--json` one object with the pending migrations.
 async fn migrate_dry_run(config: Config) -> Result<()> {
     let url = storage_url(&config);
     let prefix = config.prefix.clone();
     let queue_names: Vec<String> = config.queues.keys().cloned().collect();
+    let mut notes = Vec::new();
     let sy = match Switchyard::connect_existing(config.clone()).await {
         Ok(sy) => sy,
         // A SQLite file that does not exist yet: the plan of an empty database.
         Err(e) if e.kind() == ErrorKind::NotFound && config.storage.starts_with("sqlite:") => {
-            println!("-- {}; `switchyard migrate` creates it", e.message());
+            notes.push(format!("{}; `switchyard migrate` creates it", e.message()));
             let mut empty = config;
             empty.storage = "sqlite::memory:".to_string();
             Switchyard::connect_existing(empty).await?
@@ -136,33 +155,49 @@ async fn migrate_dry_run(config: Config) -> Result<()> {
     };
     let name = sy.storage().name();
     let status = schema_of(&sy).await?;
-    println!(
+    let pending = sy.storage().pending_migrations().await?;
+    if output::json() {
+        return output::json_line(&json!({
+            "dry_run": true,
+            "prefix": prefix,
+            "storage": url,
+            "backend": name,
+            "schema_version": status.and_then(|s| s.applied),
+            "expected_version": status.map(|s| s.expected),
+            "pending": pending,
+            "broker_queues": sy.queue().map(|_| &queue_names),
+            "notes": notes,
+        }));
+    }
+    for n in &notes {
+        output::line(format!("-- {n}"))?;
+    }
+    output::line(format!(
         "-- dry run: nothing is changed. Prefix `{prefix}` on {name} at `{url}`; schema \
          version {}; this build's {}",
         status.map_or_else(|| "unknown".to_string(), |s| version_text(s.applied)),
         status.map_or_else(|| "unknown".to_string(), |s| s.expected.to_string()),
-    );
-    let pending = sy.storage().pending_migrations().await?;
+    ))?;
     if pending.is_empty() {
-        println!("-- the schema is current: nothing to apply");
+        output::line("-- the schema is current: nothing to apply")?;
     }
     let sql = matches!(name, "sqlite" | "postgres");
     for m in &pending {
-        println!("-- version {}", m.version);
+        output::line(format!("-- version {}", m.version))?;
         for step in &m.steps {
             if sql {
-                println!("{step};");
+                output::line(format!("{step};"))?;
             } else {
-                println!("{step}");
+                output::line(step)?;
             }
         }
     }
     if let Some(q) = sy.queue() {
-        println!(
+        output::line(format!(
             "-- {} broker queues to set up (if missing): {}",
             q.name(),
             queue_names.join(", ")
-        );
+        ))?;
     }
     Ok(())
 }
@@ -170,12 +205,12 @@ async fn migrate_dry_run(config: Config) -> Result<()> {
 /// `switchyard destroy`: deletes the instance's tables or keys and its broker queues, after
 /// confirmation on a terminal (`--yes` for scripts; without it and without a terminal it
 /// refuses).
-pub(super) async fn destroy(config: Config, yes: bool) -> Result<()> {
+pub(super) async fn destroy(config: Config, yes: bool) -> Result<Outcome> {
     let sy = open_existing(config).await?;
     let at = sy.describe_instance();
     let prefix = sy.config().prefix.clone();
     let status = schema_of(&sy).await?;
-    let migrated = status.map_or(true, |s| s.is_migrated());
+    let migrated = status.is_none_or(|s| s.is_migrated());
     let names = queue_names(&sy, migrated).await;
     if !migrated && sy.queue().is_none() {
         return Err(Error::not_found(format!(
@@ -195,22 +230,36 @@ pub(super) async fn destroy(config: Config, yes: bool) -> Result<()> {
     if !yes {
         confirm(&prefix, &what)?;
     }
+    let mut storage_destroyed = false;
     if migrated {
         match sy.storage().destroy().await {
-            Ok(()) => println!("destroyed {}", what[0]),
+            Ok(()) => storage_destroyed = true,
             Err(e) if e.kind() == ErrorKind::Unsupported => eprintln!("{e}; storage left as is"),
             Err(e) => return Err(e),
         }
     }
     if let Some(q) = sy.queue() {
         q.destroy_queues(&names).await?;
-        println!(
+    }
+    if output::json() {
+        output::json_line(&json!({
+            "destroyed": prefix,
+            "storage": storage_destroyed,
+            "broker_queues": sy.queue().map(|_| &names),
+        }))?;
+        return Ok(Outcome::Done);
+    }
+    if storage_destroyed {
+        output::line(format!("destroyed {}", what[0]))?;
+    }
+    if let Some(q) = sy.queue() {
+        output::line(format!(
             "deleted the {} broker queues of {}",
             q.name(),
             names.join(", ")
-        );
+        ))?;
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// Asks on the terminal to type the prefix; refuses without a terminal.
@@ -243,30 +292,41 @@ fn confirm(prefix: &str, what: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `switchyard prune`: deletes finished jobs older than `older_than` seconds.
-pub(super) async fn prune(client: &Client, older_than: f64) -> Result<()> {
-    let age = crate::config::secs("--older-than", older_than)?;
-    // At most MAX_SECS, so always a date.
-    let before = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
+/// `switchyard prune`: deletes finished jobs older than `older_than`; with `--json`
+/// `{"deleted":N}`.
+pub(super) async fn prune(client: &Client, older_than: Duration) -> Result<()> {
+    // At most MAX_SECS (checked when parsed), so always a date.
+    let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
     let n = client.prune(before).await?;
-    println!("deleted {n} finished jobs");
-    Ok(())
+    if output::json() {
+        return output::json_line(&serde_json::json!({ "deleted": n }));
+    }
+    output::line(format!("deleted {n} finished jobs"))
 }
 
-/// `switchyard queues`: a table of job counts per queue and state.
+/// `switchyard queues`: a table of job counts per queue and state; with `--json`
+/// `[{"queue":…,"counts":{"available":N,…}}]` with every state.
 pub(super) async fn queues(client: &Client) -> Result<()> {
-    let counts = client.counts().await?;
-    print!("{:<20}", "queue");
-    for s in JobState::ALL {
-        print!("  {:>9}", s.as_str());
-    }
-    println!();
-    for c in counts {
-        print!("{:<20}", c.queue);
+    let mut counts = client.counts().await?;
+    for c in &mut counts {
         for s in JobState::ALL {
-            print!("  {:>9}", c.counts.get(&s).copied().unwrap_or(0));
+            c.counts.entry(s).or_insert(0);
         }
-        println!();
+    }
+    if output::json() {
+        return output::json_line(&counts);
+    }
+    let mut header = pad("queue", 20);
+    for s in JobState::ALL {
+        header.push_str(&format!("  {:>9}", s.as_str()));
+    }
+    output::line(header)?;
+    for c in counts {
+        let mut row = pad(&c.queue, 20);
+        for s in JobState::ALL {
+            row.push_str(&format!("  {:>9}", c.counts.get(&s).copied().unwrap_or(0)));
+        }
+        output::line(row)?;
     }
     Ok(())
 }
@@ -294,7 +354,7 @@ fn failed(name: &str, e: &Error) -> Line {
 /// Redis persistence and eviction and the server's clock) and the broker (reachable, its
 /// queues). Creates nothing and never prints a password. Fails (non-zero exit) when a check
 /// fails.
-pub(super) async fn doctor(config: Config, json: bool) -> Result<()> {
+pub(super) async fn doctor(config: Config) -> Result<Outcome> {
     let mut lines = Vec::new();
     let url = storage_url(&config);
     let queue_url = redact_url(&config.queue);
@@ -447,13 +507,13 @@ pub(super) async fn doctor(config: Config, json: bool) -> Result<()> {
             lines.push(failed("combination", &e));
         }
     }
-    print_doctor(&config, &lines, json)?;
+    print_doctor(&config, &lines)?;
     let failures: Vec<&Line> = lines
         .iter()
         .filter(|l| l.check.status == CheckStatus::Fail)
         .collect();
     match failures.first() {
-        None => Ok(()),
+        None => Ok(Outcome::Done),
         Some(first) => Err(Error::new(
             first.kind.unwrap_or(ErrorKind::Internal),
             format!(
@@ -470,58 +530,44 @@ pub(super) async fn doctor(config: Config, json: bool) -> Result<()> {
     }
 }
 
-fn print_doctor(config: &Config, lines: &[Line], json: bool) -> Result<()> {
+fn print_doctor(config: &Config, lines: &[Line]) -> Result<()> {
     let ok = lines.iter().all(|l| l.check.status != CheckStatus::Fail);
-    if json {
+    if output::json() {
         let checks: Vec<&HealthCheck> = lines.iter().map(|l| &l.check).collect();
-        println!(
-            "{}",
-            serde_json::to_string(&json!({
-                "ok": ok,
-                "prefix": config.prefix,
-                "storage": storage_url(config),
-                "queue": redact_url(&config.queue),
-                "checks": checks,
-            }))?
-        );
-        return Ok(());
+        return output::json_line(&json!({
+            "ok": ok,
+            "prefix": config.prefix,
+            "storage": storage_url(config),
+            "queue": redact_url(&config.queue),
+            "checks": checks,
+        }));
     }
     let width = lines.iter().map(|l| l.check.name.len()).max().unwrap_or(0);
     for l in lines {
-        println!(
-            "{:<4}  {:<width$}  {}",
-            l.check.status, l.check.name, l.check.detail
-        );
+        output::line(format!(
+            "{}  {}  {}",
+            pad(l.check.status, 4),
+            pad(&l.check.name, width),
+            l.check.detail
+        ))?;
     }
     let count = |s| lines.iter().filter(|l| l.check.status == s).count();
-    println!(
+    output::line(format!(
         "{} ok, {} warnings, {} failed",
         count(CheckStatus::Ok),
         count(CheckStatus::Warn),
         count(CheckStatus::Fail)
-    );
-    Ok(())
-}
-
-/// `switchyard worker` in a binary without job types: says how to build one.
-pub(super) async fn worker(registry: Option<Registry>) -> Result<()> {
-    match registry {
-        Some(_) => Err(Error::new(
-            ErrorKind::Internal,
-            "`worker` with job types runs through `worker_with`",
-        )),
-        None => Err(Error::config(
-            "`worker` needs your job types: build your own binary that calls \
-             `switchyard::cli::main_with(Some(registry))`",
-        )),
-    }
+    ))
 }
 
 /// `switchyard worker`: runs `registry` until a signal (only in a binary built with
 /// `main_with`).
-pub(super) async fn worker_with(sy: &Switchyard, registry: Option<Registry>) -> Result<()> {
+pub(super) async fn worker(sy: &Switchyard, registry: Option<Registry>) -> Result<()> {
     let Some(registry) = registry else {
-        return worker(None).await;
+        return Err(Error::config(
+            "`worker` needs your job types: build your own binary that calls \
+             `switchyard::cli::main_with(Some(registry))`",
+        ));
     };
     tracing::info!(
         kinds = ?registry.kinds(),
@@ -529,8 +575,7 @@ pub(super) async fn worker_with(sy: &Switchyard, registry: Option<Registry>) -> 
         prefix = %sy.config().prefix,
         "worker starting"
     );
-    sy.run_with_signals(registry).await;
-    Ok(())
+    sy.run_with_signals(registry).await
 }
 
 /// `switchyard bench`: the benchmark workload on the configured backends.

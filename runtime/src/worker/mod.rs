@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_core::{Executor, Queue, Storage, TokioExecutor};
+use switchyard_core::{Executor, Queue, Result, SharedClock, Storage, TokioExecutor};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +31,12 @@ use self::complete::completer;
 pub use self::config::{default_worker_id, WorkerConfig};
 use self::fetch::fetch_loop;
 use self::heartbeat::heartbeater;
+#[cfg(feature = "sqlite")]
+pub(crate) use self::run::attempt;
 use self::run::runner;
 use self::state::{AbortOnDrop, Backlog, Inner};
 use crate::backoff::Backoff;
+use crate::client::Client;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 
@@ -42,9 +45,10 @@ use crate::shutdown::Shutdown;
 pub struct Worker {
     storage: Arc<dyn Storage>,
     queue: Option<Arc<dyn Queue>>,
-    registry: Arc<Registry>,
+    registry: Registry,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
+    clock: Option<SharedClock>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -64,10 +68,31 @@ impl Worker {
         Self {
             storage,
             queue: None,
-            registry: Arc::new(registry),
+            registry,
             executor: Arc::new(TokioExecutor),
             config: WorkerConfig::default(),
+            clock: None,
         }
+    }
+
+    /// Computes retry times from `clock` instead of the system clock (pair it with the same
+    /// clock on the storage, as `switchyard::testing` does).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks that the registry holds every application state its jobs list in
+    /// `required_state` ([`Registry::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        self.registry.validate()
+    }
+
+    /// Starts the worker in the background after [`Worker::validate`]; a registry that lacks a
+    /// state its jobs need is an error naming the type, and nothing starts.
+    pub fn try_start(self) -> Result<WorkerHandle> {
+        self.validate()?;
+        Ok(self.start())
     }
 
     /// Replaces the whole configuration.
@@ -137,7 +162,14 @@ impl Worker {
     }
 
     /// Starts the worker in the background.
+    ///
+    /// # Panics
+    /// When the registry lacks an application state its jobs list in `required_state`, with
+    /// the message of [`Worker::validate`] (use [`Worker::try_start`] to get it as an error).
     pub fn start(self) -> WorkerHandle {
+        if let Err(e) = self.validate() {
+            panic!("the worker cannot start: {e}");
+        }
         let shutdown = Shutdown::new();
         let task = tokio::spawn(self.run(shutdown.clone()));
         WorkerHandle { shutdown, task }
@@ -152,13 +184,33 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is pulled and everything in flight is recorded.
+    ///
+    /// A registry that fails [`Worker::validate`] is logged as an error and the worker returns
+    /// at once without claiming anything (its jobs stay stored); validate first to report it.
     pub async fn run(self, shutdown: Shutdown) {
+        if let Err(e) = self.validate() {
+            tracing::error!(error = %e, "the worker cannot start");
+            return;
+        }
+        // Jobs reach the runtime's client as state (`ctx.client()`), unless the app put its own.
+        let registry = {
+            let storage = self.storage.clone();
+            let clock = self.clock.clone();
+            self.registry.with_default_state(move || {
+                let client = Client::new(storage);
+                match clock {
+                    Some(c) => client.with_clock(c),
+                    None => client,
+                }
+            })
+        };
         let inner = Arc::new(Inner {
             storage: self.storage,
             queue: self.queue,
-            registry: self.registry,
+            registry: Arc::new(registry),
             executor: self.executor,
             config: self.config,
+            clock: self.clock,
             running: Mutex::new(HashMap::new()),
             shutdown,
             backlog: Backlog::default(),

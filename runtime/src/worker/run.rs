@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use switchyard_core::{
-    AttemptError, Completion, Delivery, JobContext, JobError, JobErrorKind, JobRecord, Outcome,
+    AttemptError, Clock, Completion, Delivery, Executor, JobError, JobErrorKind, JobRecord, Outcome,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::state::{lease_of, Done, Inner, Ready};
+use crate::backoff::Backoff;
+use crate::registry::Registry;
 
 /// Starts buffered jobs in order as run slots free up, until the fetchers stop; then waits for
 /// every job to finish or be aborted. Job tasks live in a set owned
@@ -52,13 +54,27 @@ async fn drain(jobs: &mut JoinSet<()>) {
     while jobs.join_next().await.is_some() {}
 }
 
-fn attempt_error(job: &JobRecord, kind: &str, message: impl Into<String>) -> AttemptError {
-    error_of_attempt(job.attempt, kind, message)
+fn attempt_error(
+    job: &JobRecord,
+    at: DateTime<Utc>,
+    kind: &str,
+    message: impl Into<String>,
+) -> AttemptError {
+    error_at(at, job.attempt, kind, message)
 }
 
-/// An attempt's error. NUL characters in the message become U+FFFD: PostgreSQL cannot store
-/// them, and an error history is for people to read.
+/// An attempt's error, now. NUL characters in the message become U+FFFD: PostgreSQL cannot
+/// store them, and an error history is for people to read.
 pub(super) fn error_of_attempt(
+    attempt: u32,
+    kind: &str,
+    message: impl Into<String>,
+) -> AttemptError {
+    error_at(Utc::now(), attempt, kind, message)
+}
+
+fn error_at(
+    at: DateTime<Utc>,
     attempt: u32,
     kind: &str,
     message: impl Into<String>,
@@ -69,19 +85,27 @@ pub(super) fn error_of_attempt(
     }
     AttemptError {
         attempt,
-        at: Utc::now(),
+        at,
         kind: kind.to_string(),
         message,
     }
 }
 
-fn failure(inner: &Inner, job: &JobRecord, e: &JobError) -> Outcome {
-    let error = attempt_error(job, e.kind().as_str(), e.message());
+fn now_of(clock: Option<&dyn Clock>) -> DateTime<Utc> {
+    match clock {
+        Some(c) => c.now(),
+        None => Utc::now(),
+    }
+}
+
+fn failure(backoff: &Backoff, clock: Option<&dyn Clock>, job: &JobRecord, e: &JobError) -> Outcome {
+    let now = now_of(clock);
+    let error = attempt_error(job, now, e.kind().as_str(), e.message());
     if e.is_retryable() && job.has_attempts_left() {
-        let delay = inner.config.backoff.delay(job.attempt);
+        let delay = backoff.delay(job.attempt);
         Outcome::Retry {
             error,
-            run_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            run_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
         }
     } else {
         Outcome::Failed { error }
@@ -123,6 +147,7 @@ async fn run_job(
             Outcome::Aborted {
                 error: attempt_error(
                     &job,
+                    inner.now(),
                     "lease_expired",
                     "the job's lease was lost before it started",
                 ),
@@ -146,54 +171,84 @@ async fn run_job(
     .await
 }
 
-/// Runs one attempt's body under its timeout and turns its result into an outcome.
+/// Runs one attempt's body under its timeout, or records it aborted at a hard shutdown.
 async fn run_body(
     inner: &Arc<Inner>,
     job: &JobRecord,
     cancel: CancellationToken,
     user_cancel: &AtomicBool,
 ) -> Outcome {
-    let ctx = JobContext::new(job, cancel.clone());
-    let body = match inner.registry.prepare(&job.kind, job.payload.clone(), ctx) {
+    let run = attempt(
+        &inner.registry,
+        inner.executor.as_ref(),
+        &inner.config.backoff,
+        inner.clock.as_deref(),
+        job,
+        cancel,
+        user_cancel,
+    );
+    tokio::select! {
+        biased;
+        outcome = run => outcome,
+        _ = inner.shutdown.hard_requested() => Outcome::Aborted {
+            error: attempt_error(job, inner.now(), "aborted", "the worker shut down before the job finished; released for another attempt"),
+        },
+    }
+}
+
+/// Runs one attempt of a claimed job: prepares it through the registry (decoding its payload,
+/// attaching the registry's state), runs the body on `executor` under the job's timeout, and
+/// turns what came of it into an outcome: success, a retry at a backoff counted from `clock`,
+/// a failure, or a cancellation. What the worker and `switchyard::testing` share.
+pub(crate) async fn attempt(
+    registry: &Registry,
+    executor: &dyn Executor,
+    backoff: &Backoff,
+    clock: Option<&dyn Clock>,
+    job: &JobRecord,
+    cancel: CancellationToken,
+    user_cancel: &AtomicBool,
+) -> Outcome {
+    let body = match registry.prepare_job(job, cancel.clone()) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e.message(), "job cannot run");
             return Outcome::Failed {
-                error: attempt_error(job, e.kind().as_str(), e.message()),
+                error: attempt_error(job, now_of(clock), e.kind().as_str(), e.message()),
             };
         }
     };
-    let exec = inner.executor.execute(body);
-    let timed = async {
-        match job.timeout() {
-            Some(t) => tokio::time::timeout(t, exec).await.ok(),
-            None => Some(exec.await),
-        }
+    let exec = executor.execute(body);
+    let timed = match job.timeout() {
+        Some(t) => tokio::time::timeout(t, exec).await.ok(),
+        None => Some(exec.await),
     };
-    tokio::select! {
-        biased;
-        out = timed => match out {
-            Some(Ok(result)) => Outcome::Succeeded { result },
-            Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
-                error: Some(attempt_error(job, JobErrorKind::Cancelled.as_str(), e.message())),
-            },
-            Some(Err(e)) => {
-                tracing::warn!(error = %e.message(), "job attempt failed");
-                failure(inner, job, &e)
-            }
-            None => {
-                cancel.cancel();
-                let e = JobError::of_kind(
-                    JobErrorKind::Timeout,
-                    format!("job timed out after {:?}", job.timeout().unwrap_or_default()),
-                    true,
-                );
-                tracing::warn!("job attempt timed out");
-                failure(inner, job, &e)
-            }
+    match timed {
+        Some(Ok(result)) => Outcome::Succeeded { result },
+        Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
+            error: Some(attempt_error(
+                job,
+                now_of(clock),
+                JobErrorKind::Cancelled.as_str(),
+                e.message(),
+            )),
         },
-        _ = inner.shutdown.hard_requested() => Outcome::Aborted {
-            error: attempt_error(job, "aborted", "the worker shut down before the job finished; released for another attempt"),
-        },
+        Some(Err(e)) => {
+            tracing::warn!(error = %e.message(), "job attempt failed");
+            failure(backoff, clock, job, &e)
+        }
+        None => {
+            cancel.cancel();
+            let e = JobError::of_kind(
+                JobErrorKind::Timeout,
+                format!(
+                    "job timed out after {:?}",
+                    job.timeout().unwrap_or_default()
+                ),
+                true,
+            );
+            tracing::warn!("job attempt timed out");
+            failure(backoff, clock, job, &e)
+        }
     }
 }

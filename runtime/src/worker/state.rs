@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use switchyard_core::{
-    ClaimRequest, Completion, Delivery, Executor, JobRecord, LeaseRef, Queue, Storage,
+    ClaimRequest, Completion, Delivery, Executor, JobRecord, LeaseRef, Queue, SharedClock, Storage,
 };
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ pub(super) struct Inner {
     pub(super) registry: Arc<Registry>,
     pub(super) executor: Arc<dyn Executor>,
     pub(super) config: WorkerConfig,
+    /// Where retry times count from; `None` is the system clock.
+    pub(super) clock: Option<SharedClock>,
     /// Claimed jobs not yet recorded, by lease (id and token): a job this worker claims again
     /// after losing its lease (rescued, then delivered here again) is a second entry, so the
     /// old attempt's completion never removes the new attempt's heartbeats.
@@ -86,6 +89,14 @@ impl Backlog {
 pub(super) type Done = (Completion, Option<Delivery>, u32);
 
 impl Inner {
+    /// The current time, from the worker's clock.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => Utc::now(),
+        }
+    }
+
     /// Claims in flight at once. With a single run slot a second claim gains nothing and
     /// would let batches overtake each other, so jobs run strictly in claim order.
     ///
