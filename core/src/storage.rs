@@ -244,7 +244,7 @@ pub struct DispatchItem {
 /// | area | methods | relies on |
 /// |---|---|---|
 /// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities), [`as_any`](Storage::as_any) | |
-/// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy), [`schema`](Storage::schema), [`pending_migrations`](Storage::pending_migrations) | the last three may be unsupported |
+/// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy), [`schema`](Storage::schema), [`pending_migrations`](Storage::pending_migrations), [`prefixes`](Storage::prefixes) | all but `migrate` may be unsupported |
 /// | health | [`health_checks`](Storage::health_checks) | |
 /// | records | [`enqueue`](Storage::enqueue), [`get`](Storage::get), [`cancel`](Storage::cancel), [`retry`](Storage::retry) | [`max_payload_bytes`](StorageCapabilities::max_payload_bytes) |
 /// | delivery | [`claim`](Storage::claim), [`claim_ids`](Storage::claim_ids), [`subscribe`](Storage::subscribe) | [`priorities`](StorageCapabilities::priorities), [`max_claim_batch`](StorageCapabilities::max_claim_batch), [`cross_process_wakeups`](StorageCapabilities::cross_process_wakeups) |
@@ -320,6 +320,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
                 "the {} storage cannot list its pending migrations",
                 self.name()
             ),
+        ))
+    }
+
+    /// The prefixes of the Switchyard instances with a schema in this database or on this
+    /// server (this instance's own among them once migrated), sorted: for the "did you mean"
+    /// of a tool that finds no schema under its prefix. Only reads. A backend whose search
+    /// is a scan may stop after a bounded number of keys and miss some. The default says the
+    /// backend cannot tell (`ErrorKind::Unsupported`).
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage cannot list its instances", self.name()),
         ))
     }
 

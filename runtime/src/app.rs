@@ -67,9 +67,10 @@ impl Switchyard {
         match status.state() {
             SchemaState::Current => Ok(()),
             SchemaState::Missing => Err(Error::not_found(format!(
-                "no Switchyard schema under prefix `{}` in {at}; run `switchyard migrate` to \
+                "no Switchyard schema under prefix `{}` in {at}{}; run `switchyard migrate` to \
                  create it (or check the prefix and the storage URL)",
-                self.config.prefix
+                self.config.prefix,
+                self.other_prefixes().await
             ))),
             SchemaState::Behind => Err(Error::config(format!(
                 "the schema under prefix `{}` in {at} is version {}, older than this build's {}; \
@@ -86,6 +87,33 @@ impl Switchyard {
                 status.expected
             ))),
         }
+    }
+
+    /// For a prefix without a schema: ` (prefixes with a schema there: a_, b_; did you mean
+    /// `b_`?)` from [`Storage::prefixes`], or nothing when there are none or the storage
+    /// cannot tell.
+    pub(crate) async fn other_prefixes(&self) -> String {
+        let Ok(mut found) = self.storage.prefixes().await else {
+            return String::new();
+        };
+        let own = &self.config.prefix;
+        found.retain(|p| p != own);
+        if found.is_empty() {
+            return String::new();
+        }
+        let closest = found
+            .iter()
+            .map(|p| (strsim::jaro_winkler(own, p), p))
+            .filter(|(score, _)| *score >= 0.7)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, p)| format!("; did you mean `{p}`?"))
+            .unwrap_or_default();
+        let shown: Vec<String> = found.iter().take(10).map(|p| format!("`{p}`")).collect();
+        let more = if found.len() > 10 { ", …" } else { "" };
+        format!(
+            " (prefixes with a schema there: {}{more}{closest})",
+            shown.join(", ")
+        )
     }
 
     /// `<storage name> at <URL without password>`, for messages.

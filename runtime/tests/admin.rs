@@ -94,6 +94,16 @@ async fn read_only_commands_never_create_a_sqlite_file_or_tables() {
     }
     assert_eq!(sqlite_tables(&file, &p).await, Vec::<String>::new());
     assert_eq!(sqlite_tables(&file, "other_").await.len(), 3);
+    // A near miss names the prefix that has a schema.
+    let (ok, _, err) = run(&db, "othr_", &["queues"]);
+    assert!(!ok && err.contains("did you mean `other_`?"), "{err}");
+}
+
+/// A prefix one letter away from `p`.
+fn typo(p: &str) -> String {
+    let cut = p.len() - 2;
+    let last = if p.as_bytes()[cut] == b'z' { 'y' } else { 'z' };
+    format!("{}{last}_", &p[..cut])
 }
 
 #[tokio::test]
@@ -264,6 +274,11 @@ mod postgres {
         let (ok, out, err) = run(WITH_PASSWORD, &p, &["migrate"]);
         assert!(ok && out.contains("applied version(s) 1, 2"), "{out}{err}");
         assert!(!out.contains("hunter2"), "{out}");
+        let (ok, _, err) = run(WITH_PASSWORD, &typo(&p), &["list"]);
+        assert!(
+            !ok && err.contains(&format!("did you mean `{p}`?")),
+            "{err}"
+        );
         let (ok, out, err) = run(WITH_PASSWORD, &p, &["doctor"]);
         assert!(ok, "{out}{err}");
         for check in ["schema", "clock skew", "postgres listen"] {
@@ -345,6 +360,11 @@ mod redis_backend {
 
         let (ok, out, err) = run(URL, &p, &["migrate"]);
         assert!(ok && out.contains("applied version(s) 3"), "{out}{err}");
+        let (ok, _, err) = run(URL, &typo(&p), &["list"]);
+        assert!(
+            !ok && err.contains(&format!("did you mean `{p}`?")),
+            "{err}"
+        );
         let (_, out, err) = run(URL, &p, &["doctor"]);
         for check in [
             "schema",

@@ -10,7 +10,8 @@
 
 use sqlx::{PgConnection, PgPool};
 use switchyard_core::adapter::{
-    latest_version, pending_migrations, run_migrations, Migration, MigrationTable, MigrationTarget,
+    latest_version, pending_migrations, prefixes_of_tables, run_migrations, Migration,
+    MigrationTable, MigrationTarget,
 };
 use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 
@@ -85,6 +86,17 @@ pub(crate) async fn pending(pool: &PgPool, prefix: &str) -> Result<Vec<PendingMi
         applied.is_some(),
         prefix,
     ))
+}
+
+/// `Storage::prefixes`: the prefixes with a migrations and a jobs table on the `search_path`.
+pub(crate) async fn prefixes(pool: &PgPool) -> Result<Vec<String>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = ANY(current_schemas(false))",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("list tables"))?;
+    Ok(prefixes_of_tables(&tables))
 }
 
 /// `{prefix}migrations` in PostgreSQL.

@@ -126,6 +126,10 @@ impl Storage for PostgresStorage {
         migrate::pending(&self.db.pool, &self.db.prefix).await
     }
 
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.db.pool).await
+    }
+
     async fn health_checks(&self) -> Vec<HealthCheck> {
         maintenance::health_checks(&self.db).await
     }

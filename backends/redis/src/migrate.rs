@@ -176,6 +176,41 @@ pub(crate) async fn pending(
     Ok(out)
 }
 
+/// How many keys `prefixes` looks at, at most (a thousand per `SCAN` call).
+const PREFIX_SCAN_LIMIT: usize = 200_000;
+
+/// `Storage::prefixes`: the instances whose `{prefix}:meta` holds a schema version, found by
+/// scanning for `{*}:meta` (at most [`PREFIX_SCAN_LIMIT`] keys looked at).
+pub(crate) async fn prefixes(conn: &Arc<Conn>) -> Result<Vec<String>> {
+    let mut c = conn.get();
+    let mut found = std::collections::BTreeSet::new();
+    let mut cursor: u64 = 0;
+    let mut seen = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("{*}:meta")
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| conn.error("scan for instances", e))?;
+        for k in keys {
+            if let Some(p) = k.strip_prefix('{').and_then(|k| k.strip_suffix("}:meta")) {
+                if switchyard_core::adapter::check_prefix(p).is_ok() {
+                    found.insert(p.to_string());
+                }
+            }
+        }
+        seen += CHUNK;
+        if next == 0 || seen >= PREFIX_SCAN_LIMIT {
+            return Ok(found.into_iter().collect());
+        }
+        cursor = next;
+    }
+}
+
 /// Deletes every key of the instance (`Storage::destroy`).
 pub(crate) async fn destroy(conn: &Arc<Conn>, keys: &Keys) -> Result<()> {
     // Every key of the instance starts with `{prefix}:` (prefixes are letters, digits and

@@ -240,6 +240,10 @@ impl Storage for RedisStorage {
         migrate::pending(&self.inner.conn, &self.inner.keys, &self.inner.scripts).await
     }
 
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.inner.conn).await
+    }
+
     async fn health_checks(&self) -> Vec<HealthCheck> {
         checks::health_checks(&self.conn(), true).await
     }

@@ -5,7 +5,8 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 use switchyard_core::adapter::{
-    latest_version, pending_migrations, run_migrations, Migration, MigrationTable, MigrationTarget,
+    latest_version, pending_migrations, prefixes_of_tables, run_migrations, Migration,
+    MigrationTable, MigrationTarget,
 };
 use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 
@@ -62,6 +63,16 @@ pub(crate) async fn pending(pool: &SqlitePool, prefix: &str) -> Result<Vec<Pendi
         applied.is_some(),
         prefix,
     ))
+}
+
+/// `Storage::prefixes`: the prefixes with a migrations and a jobs table in this file.
+pub(crate) async fn prefixes(pool: &SqlitePool) -> Result<Vec<String>> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(pool)
+            .await
+            .map_err(db_err("list tables"))?;
+    Ok(prefixes_of_tables(&tables))
 }
 
 /// `{prefix}migrations` in SQLite; `applied_at` in Unix milliseconds. Creating it is the

@@ -119,6 +119,10 @@ impl Storage for SqliteStorage {
         migrate::pending(&self.db.reader, &self.db.prefix).await
     }
 
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.db.reader).await
+    }
+
     async fn health_checks(&self) -> Vec<HealthCheck> {
         vec![admin::journal_check(&self.db).await]
     }

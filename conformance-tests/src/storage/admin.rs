@@ -245,7 +245,8 @@ pub async fn destroy_then_migrate_is_empty(b: Backend) {
 /// as if the prefix were never used), and reading a prefix without a schema — `get`, `counts`,
 /// `list` (which may fail), `schema`, `pending_migrations` (a dry run) — creates nothing:
 /// it still has no schema afterwards. `pending_migrations` lists, in order, what `migrate`
-/// then applies, up to the expected version, and nothing once migrated.
+/// then applies, up to the expected version, and nothing once migrated; `prefixes` lists the
+/// instance while it has a schema.
 pub async fn schema_status_follows_migrate_and_destroy(b: Backend) {
     let s = &b.storage;
     let status = match s.schema().await {
@@ -261,6 +262,20 @@ pub async fn schema_status_follows_migrate_and_destroy(b: Backend) {
     assert_eq!(status.applied, Some(status.expected));
     let none = s.pending_migrations().await.expect("pending_migrations");
     assert!(none.is_empty(), "a migrated instance has pending {none:?}");
+    // `prefixes` (where supported) lists this instance while it has a schema. Other cases
+    // create and destroy instances meanwhile, so only what disappears with this one's
+    // `destroy` (and comes back with its `migrate`) is checked.
+    let listed = |r: switchyard::Result<Vec<String>>| match r {
+        Err(e) if e.kind() == ErrorKind::Unsupported => None,
+        r => {
+            let found = r.expect("prefixes");
+            for p in &found {
+                switchyard_core::adapter::check_prefix(p).expect("a listed prefix is valid");
+            }
+            Some(found.into_iter().collect::<std::collections::BTreeSet<_>>())
+        }
+    };
+    let with_it = listed(s.prefixes().await);
     match s.destroy().await {
         Err(e) if e.kind() == ErrorKind::Unsupported => {
             return skip(
@@ -269,6 +284,13 @@ pub async fn schema_status_follows_migrate_and_destroy(b: Backend) {
             );
         }
         r => r.expect("destroy"),
+    }
+    let without_it = listed(s.prefixes().await);
+    if let (Some(with_it), Some(without_it)) = (&with_it, &without_it) {
+        assert!(
+            with_it.difference(without_it).next().is_some(),
+            "no prefix disappeared from `prefixes` with `destroy`: {with_it:?} then {without_it:?}"
+        );
     }
     let gone = s.schema().await.expect("schema after destroy");
     assert_eq!(gone.state(), SchemaState::Missing, "{gone:?}");
@@ -291,6 +313,12 @@ pub async fn schema_status_follows_migrate_and_destroy(b: Backend) {
         "reading an empty prefix (or a dry run) created a schema"
     );
     s.migrate().await.expect("migrate");
+    if let (Some(without_it), Some(again)) = (&without_it, listed(s.prefixes().await)) {
+        assert!(
+            again.difference(without_it).next().is_some(),
+            "no prefix appeared in `prefixes` with `migrate`: {without_it:?} then {again:?}"
+        );
+    }
     let back = s.schema().await.expect("schema after migrate");
     assert_eq!(back.state(), SchemaState::Current, "{back:?}");
     assert!(s.pending_migrations().await.unwrap().is_empty());

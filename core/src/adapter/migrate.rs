@@ -130,6 +130,23 @@ pub fn pending_migrations(
         .collect()
 }
 
+/// The instance prefixes among a database's table names, for
+/// [`Storage::prefixes`](crate::Storage::prefixes): every `P` with both a `{P}migrations` and
+/// a `{P}jobs` table and a valid prefix ([`check_prefix`](crate::adapter::check_prefix)),
+/// sorted.
+pub fn prefixes_of_tables(tables: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tables
+        .iter()
+        .filter_map(|t| t.strip_suffix("migrations"))
+        .filter(|p| crate::adapter::check_prefix(p).is_ok())
+        .filter(|p| tables.iter().any(|t| *t == format!("{p}jobs")))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Renders a migration file for `prefix` and splits it into statements: comment lines dropped,
 /// split on `;`. Migration files must not put `;` inside string literals or comments.
 pub fn migration_statements(sql: &str, prefix: &str) -> Vec<String> {
@@ -245,6 +262,24 @@ mod tests {
         assert_eq!(
             p[0].steps.last().unwrap(),
             "INSERT INTO p_migrations (version) VALUES (1)"
+        );
+    }
+
+    #[test]
+    fn finds_prefixes_among_tables() {
+        let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            prefixes_of_tables(&t(&[
+                "b_jobs",
+                "b_migrations",
+                "a_migrations",
+                "a_jobs",
+                "schema_migrations",
+                "orders",
+                "migrations",
+                "jobs",
+            ])),
+            vec!["a_", "b_"]
         );
     }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`bundle`] | broker queues that carry several job ids per message (SQS, RabbitMQ) |
 //! | [`WakeHub`] | waking idle workers in this process after an enqueue |
-//! | [`run_migrations`], [`migration_statements`], [`pending_migrations`], [`latest_version`] | SQL migration files with a `{prefix}` |
+//! | [`run_migrations`], [`migration_statements`], [`pending_migrations`], [`latest_version`], [`prefixes_of_tables`] | SQL migration files with a `{prefix}` |
 //! | [`validate_new_job`], [`validate_all`] | the checks every `Storage::enqueue` runs first |
 //! | [`claim_order`], [`sort_claimed`], [`claim_id_chunks`] | the order claimed jobs are returned and started in; `claim_ids` in chunks |
 //! | [`check_prefix`], [`redact_url`] | configuration: the prefix rule, URLs in messages |
@@ -23,8 +23,8 @@ mod url;
 mod validate;
 
 pub use migrate::{
-    latest_version, migration_statements, pending_migrations, run_migrations, Migration,
-    MigrationTable, MigrationTarget,
+    latest_version, migration_statements, pending_migrations, prefixes_of_tables, run_migrations,
+    Migration, MigrationTable, MigrationTarget,
 };
 pub use order::{claim_id_chunks, claim_order, sort_claimed};
 pub use outcome::{applied_if, completion_statuses, lease_statuses, requeued_any};

@@ -436,14 +436,20 @@ pub(super) async fn doctor(config: Config) -> Result<Outcome> {
                             status.expected
                         )),
                     ),
-                    SchemaState::Missing => failed(
-                        "schema",
-                        &Error::not_found(format!(
-                            "no Switchyard schema under prefix `{}`; run `switchyard migrate` \
-                             (or check the prefix)",
-                            config.prefix
-                        )),
-                    ),
+                    SchemaState::Missing => {
+                        let others = match Switchyard::from_parts(config.clone(), s.clone(), None) {
+                            Ok(sy) => sy.other_prefixes().await,
+                            Err(_) => String::new(),
+                        };
+                        failed(
+                            "schema",
+                            &Error::not_found(format!(
+                                "no Switchyard schema under prefix `{}`{others}; run \
+                                 `switchyard migrate` (or check the prefix)",
+                                config.prefix
+                            )),
+                        )
+                    }
                 });
             }
             Err(e) if e.kind() == ErrorKind::Unsupported => {
