@@ -277,7 +277,7 @@ fn env_overrides_file() {
         jail.set_env("SWITCHYARD_STORAGE", "sqlite://env.db");
         jail.set_env("SWITCHYARD_WORKER__CONCURRENCY", "7");
         jail.set_env(
-            "SWITCHYARD_TEST_POSTGRES_URL",
+            "SWITCHYARD_TEST_ONLY_SETTING",
             "ignored: test settings are not config",
         );
         let c = Config::load().map_err(|e| e.to_string())?;
