@@ -477,6 +477,9 @@ impl Config {
             pruner: self.pruner.enabled,
             prune_interval: Duration::from_secs_f64(self.pruner.interval_secs),
             retention: Duration::from_secs_f64(self.pruner.retention_secs),
+            leader_ttl: MaintenanceConfig::leader_ttl_for(Duration::from_secs_f64(
+                self.worker.lease_secs,
+            )),
             ..MaintenanceConfig::default()
         }
     }

@@ -23,6 +23,10 @@ pub(super) struct Running {
     pub(super) cancel: CancellationToken,
     pub(super) user_cancel: Arc<AtomicBool>,
     pub(super) delivery: Option<Delivery>,
+    /// Set when the attempt ended and its completion went to the completer: the lease is still
+    /// renewed until the completion is recorded, but a renewal that finds it gone (the
+    /// completion was recorded first, which clears the lease) is no lost lease.
+    pub(super) finished: bool,
 }
 
 pub(super) struct Inner {
