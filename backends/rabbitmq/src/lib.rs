@@ -30,7 +30,7 @@ mod publish;
 mod queue;
 mod wire;
 
-pub use config::RabbitConfig;
+pub use config::{RabbitConfig, DEFAULT_HEARTBEAT};
 pub use queue::RabbitQueue;
 
 /// URL schemes this backend accepts (`amqps` needs the `rustls` feature).
