@@ -180,6 +180,7 @@ mod tests {
             running: Mutex::new(HashMap::new()),
             shutdown: Shutdown::new(),
             backlog: Backlog::default(),
+            last_delivery: Mutex::new(HashMap::new()),
         });
         let job = storage
             .claim(&ClaimRequest {

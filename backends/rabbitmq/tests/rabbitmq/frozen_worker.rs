@@ -1,8 +1,11 @@
 //! A frozen worker (a real process stopped with SIGSTOP) keeps its connection open and its
 //! prefetched deliveries unacked, and the broker keeps pushing it messages while it has
-//! prefetch room: the job it was running, rescued and published again, and new jobs. They all
-//! reach a live worker once the broker closes the frozen connection for missed heartbeats,
-//! which the adapter asks for every 5 s (the broker's own 60 s took about three minutes).
+//! prefetch room: the job it was running, rescued and published again, and new jobs. They
+//! reach a live worker either way: the live worker, hearing nothing from the queue for a lease,
+//! claims the due jobs straight from storage; and the broker closes the frozen connection for
+//! missed heartbeats, which the adapter asks for every 5 s (the broker's own 60 s took about
+//! three minutes). The second case freezes a worker that asked for the broker's heartbeat, so
+//! only the first path can hand off in time.
 //!
 //! The frozen worker is this test binary started again as a child process running only the
 //! ignored test [`frozen_worker_child`], on the same PostgreSQL storage and broker queue.
@@ -22,6 +25,8 @@ use crate::support::{queue_config, rabbit};
 
 /// The environment variable that makes [`frozen_worker_child`] run (the case's prefix).
 const CHILD_ENV: &str = "SWITCHYARD_FROZEN_WORKER_PREFIX";
+/// The AMQP heartbeat the child asks for, in seconds (unset: the adapter's default).
+const CHILD_HEARTBEAT_ENV: &str = "SWITCHYARD_FROZEN_WORKER_HEARTBEAT";
 /// The Switchyard queue of the case.
 const Q: &str = "frozen";
 /// The worker id of the child, as stored on the jobs it claims.
@@ -67,8 +72,11 @@ async fn frozen_worker_child() {
         return;
     };
     let storage = fixtures::postgres(&prefix).await;
-    let config =
+    let mut config =
         queue_config(&prefix).with_connection_name(format!("switchyard-test {prefix} child"));
+    if let Ok(secs) = std::env::var(CHILD_HEARTBEAT_ENV) {
+        config = config.with_heartbeat(Duration::from_secs(secs.parse().expect("seconds")));
+    }
     let queue = Arc::new(RabbitQueue::connect(config).await.expect("connect"));
     let _worker = worker(storage, queue, CHILD_ID).start();
     std::future::pending::<()>().await;
@@ -78,9 +86,10 @@ async fn frozen_worker_child() {
 struct FrozenChild(Child);
 
 impl FrozenChild {
-    fn start(prefix: &str) -> Self {
+    fn start(prefix: &str, heartbeat: Option<Duration>) -> Self {
         let exe = std::env::current_exe().expect("the test binary");
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args([
                 "frozen_worker::frozen_worker_child",
                 "--exact",
@@ -88,10 +97,12 @@ impl FrozenChild {
                 "--nocapture",
             ])
             .env(CHILD_ENV, prefix)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the child worker");
-        Self(child)
+            .env_remove(CHILD_HEARTBEAT_ENV)
+            .stdout(Stdio::null());
+        if let Some(h) = heartbeat {
+            command.env(CHILD_HEARTBEAT_ENV, h.as_secs().to_string());
+        }
+        Self(command.spawn().expect("start the child worker"))
     }
 
     fn signal(&self, signal: &str) {
@@ -116,6 +127,21 @@ impl Drop for FrozenChild {
 /// consumer while it had prefetch room), within [`HAND_OFF`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_workers_jobs_reach_a_live_worker() {
+    frozen_worker_case(None).await;
+}
+
+/// As above, with a frozen worker that asked for the broker's heartbeat (60 s: the broker
+/// closes its connection only after two to three minutes): the live worker claims the jobs
+/// from storage once the queue has been silent for a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_workers_jobs_reach_a_live_worker_before_the_broker_drops_it() {
+    frozen_worker_case(Some(Duration::ZERO)).await;
+}
+
+/// Freezes a child worker (asking for `heartbeat`, or the adapter's default) while it runs a
+/// job, enqueues [`BEHIND`] more, and checks that a live worker completes them all within
+/// [`HAND_OFF`].
+async fn frozen_worker_case(heartbeat: Option<Duration>) {
     let prefix = random_prefix();
     let storage = fixtures::postgres(&prefix).await;
     let queue = Arc::new(rabbit(&prefix).await);
@@ -134,7 +160,7 @@ async fn a_frozen_workers_jobs_reach_a_live_worker() {
     let held_id = held.id;
     storage.enqueue(vec![held]).await.unwrap();
 
-    let child = FrozenChild::start(&prefix);
+    let child = FrozenChild::start(&prefix, heartbeat);
     wait_for(
         "the child worker to start the job",
         Duration::from_secs(30),
