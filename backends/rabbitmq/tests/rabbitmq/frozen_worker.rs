@@ -33,8 +33,9 @@ const Q: &str = "frozen";
 const CHILD_ID: &str = "frozen-child";
 /// The lease of both workers.
 const LEASE: Duration = Duration::from_secs(2);
-/// How long the hand-off may take: well above the adapter's heartbeat drop (about 10 to 15 s
-/// with its 5 s heartbeat) and far below the broker's own (two to three minutes at 60 s).
+/// How long the hand-off may take: well above the claim from storage (about a lease plus a
+/// receive wait, some 6 s) and the adapter's heartbeat drop (10 to 15 s with its 5 s heartbeat),
+/// and far below the broker's own (two to three minutes at 60 s).
 const HAND_OFF: Duration = Duration::from_secs(45);
 /// Jobs enqueued while the child is frozen.
 const BEHIND: usize = 10;
