@@ -248,3 +248,47 @@ async fn frozen_worker_case(heartbeat: Option<Duration>) {
     switchyard_conformance::destroyed("storage", storage.destroy().await);
     switchyard_conformance::destroyed("queue", queue.destroy().await);
 }
+
+/// The adapter's own heartbeat (5 s): the broker closes the connection of a frozen worker
+/// within 30 s (with the broker's 60 s it took two to three minutes), which puts the
+/// deliveries it held back in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_closes_a_frozen_workers_connection_within_seconds() {
+    if !crate::connection_loss::have_rabbitmqctl() {
+        return;
+    }
+    let prefix = random_prefix();
+    let storage = fixtures::postgres(&prefix).await;
+    let name = format!("switchyard-test {prefix} child");
+    let child = FrozenChild::start(&prefix, None);
+    wait_for(
+        "the child worker's connection",
+        Duration::from_secs(30),
+        || async {
+            (!crate::connection_loss::connections_named(&name)
+                .await
+                .is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    child.signal("-STOP");
+    let frozen = Instant::now();
+    wait_for(
+        "the broker to close the frozen worker's connection (missed heartbeats)",
+        Duration::from_secs(30),
+        || async {
+            crate::connection_loss::connections_named(&name)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "the broker closed it {:?} after the freeze",
+        frozen.elapsed()
+    );
+    drop(child);
+    switchyard_conformance::destroyed("storage", storage.destroy().await);
+}
