@@ -87,9 +87,7 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
         }
         #[cfg(feature = "rabbitmq")]
         "amqp" | "amqps" => {
-            let c = switchyard_rabbitmq::RabbitConfig::new(&config.queue)
-                .with_prefix(&config.prefix)
-                .with_ids_per_message(config.dispatcher.ids_per_message);
+            let c = rabbit_config(config);
             Ok(Some(Arc::new(
                 switchyard_rabbitmq::RabbitQueue::connect(c).await?,
             )))
@@ -105,4 +103,48 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
             "key `queue`: scheme `{other}` is not compiled in"
         ))),
     }
+}
+
+/// The RabbitMQ queue's settings from `queue`, `prefix`, `dispatcher.ids_per_message` and the
+/// `[rabbitmq]` section (its unset keys keep the adapter's defaults). The configuration has
+/// checked every range.
+#[cfg(feature = "rabbitmq")]
+pub fn rabbit_config(config: &Config) -> switchyard_rabbitmq::RabbitConfig {
+    use std::time::Duration;
+    let r = &config.rabbitmq;
+    let mut c = switchyard_rabbitmq::RabbitConfig::new(&config.queue)
+        .with_prefix(&config.prefix)
+        .with_ids_per_message(config.dispatcher.ids_per_message);
+    let d = Duration::from_secs_f64;
+    if let Some(n) = r.prefetch {
+        c = c.with_prefetch(u16::try_from(n).unwrap_or(u16::MAX));
+    }
+    if let Some(n) = r.max_priority {
+        c = c.with_max_priority(u8::try_from(n).unwrap_or(u8::MAX));
+    }
+    if let Some(n) = r.heartbeat_secs {
+        c = c.with_heartbeat(Duration::from_secs(u64::from(n)));
+    }
+    if let Some(v) = r.connect_timeout_secs {
+        c = c.with_connect_timeout(d(v));
+    }
+    if let Some(v) = r.reconnect_backoff_max_secs {
+        c = c.with_reconnect_backoff_max(d(v));
+    }
+    if let Some(v) = r.settle_after_secs {
+        c = c.with_settle_after(d(v));
+    }
+    if let Some(v) = r.nack_hold_max_secs {
+        c = c.with_nack_hold_max(d(v));
+    }
+    if let Some(v) = r.queue_expires_secs {
+        c = c.with_queue_expires(d(v));
+    }
+    if let Some(v) = r.consumer_timeout_secs {
+        c = c.with_consumer_timeout(d(v));
+    }
+    if let Some(name) = &r.connection_name {
+        c = c.with_connection_name(name);
+    }
+    c
 }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use switchyard_core::{adapter, Error, Result};
 
+/// The AMQP heartbeat a [`RabbitConfig`] asks for unless told otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// What an AMQP URL may look like, for error messages.
 const ACCEPTED_URLS: &str = "amqp://[user:password@]host[:port][/vhost] (vhost `/` is `%2f`), \
                              or amqps://… with the `rustls` feature of switchyard-rabbitmq";
@@ -55,6 +58,13 @@ pub struct RabbitConfig {
     /// Client-provided connection name, shown by `rabbitmqctl list_connections
     /// client_properties` and the management UI. Default: `switchyard {prefix}`.
     pub connection_name: Option<String>,
+    /// The AMQP heartbeat this client asks for (whole seconds, rounded up; at most 65,535). The
+    /// broker closes a connection it has heard nothing from for about two of these, which puts
+    /// the deliveries a frozen or cut-off worker holds back in the queue for live consumers.
+    /// With the broker's own default (60 s) that took about three minutes, during which the
+    /// jobs behind those deliveries waited (see `docs/rabbitmq.md`, *A frozen worker*).
+    /// Default 5 s. Zero takes the broker's value. A `heartbeat` key in the URL wins.
+    pub heartbeat: Duration,
 }
 
 impl RabbitConfig {
@@ -75,7 +85,45 @@ impl RabbitConfig {
             consumer_timeout: None,
             connection_name: None,
             ids_per_message: adapter::bundle::DEFAULT_IDS_PER_MESSAGE,
+            heartbeat: DEFAULT_HEARTBEAT,
         }
+    }
+
+    /// Sets the AMQP heartbeat the client asks for (zero: the broker's).
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// Sets how long one connection attempt may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest wait between reconnection attempts.
+    pub fn with_reconnect_backoff_max(mut self, most: Duration) -> Self {
+        self.reconnect_backoff_max = most;
+        self
+    }
+
+    /// Sets the longest a delayed `nack` holds a message.
+    pub fn with_nack_hold_max(mut self, most: Duration) -> Self {
+        self.nack_hold_max = most;
+        self
+    }
+
+    /// The heartbeat to ask the broker for, in whole seconds (`None`: the broker's).
+    pub(crate) fn heartbeat_secs(&self) -> Option<u16> {
+        if self.heartbeat.is_zero() {
+            return None;
+        }
+        let secs = self.heartbeat.as_secs_f64().ceil();
+        Some(if secs >= f64::from(u16::MAX) {
+            u16::MAX
+        } else {
+            secs as u16
+        })
     }
 
     /// Sets the queue name prefix.
@@ -163,7 +211,7 @@ impl RabbitConfig {
                 )))
             }
         }
-        let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
+        let mut uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
             Error::config(format!(
                 "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
                 adapter::redact_url(&self.url)
@@ -186,6 +234,9 @@ impl RabbitConfig {
             }
         }
         adapter::check_prefix(&self.prefix)?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = self.heartbeat_secs();
+        }
         Ok(uri)
     }
 }
@@ -252,6 +303,22 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{p}");
         }
+    }
+
+    /// The heartbeat asked for: the setting in whole seconds, unless the URL names one.
+    #[test]
+    fn the_heartbeat_comes_from_the_setting_unless_the_url_has_one() {
+        let c = RabbitConfig::new("amqp://h/%2f");
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(5));
+        let c = c.with_heartbeat(Duration::from_millis(2500));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(3));
+        let c = c.with_heartbeat(Duration::ZERO);
+        assert_eq!(c.validate().unwrap().query.heartbeat, None);
+        let c = c.with_heartbeat(Duration::from_secs(1 << 20));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(u16::MAX));
+        let c =
+            RabbitConfig::new("amqp://h/%2f?heartbeat=20").with_heartbeat(Duration::from_secs(1));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(20));
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             shutdown,
             backlog: Backlog::default(),
+            last_delivery: Mutex::new(HashMap::new()),
         });
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let stop_heartbeat = CancellationToken::new();
