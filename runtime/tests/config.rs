@@ -412,6 +412,7 @@ fn seconds_keys_accept_durations() {
         msg.contains("pruner.retention_secs") && msg.contains("\"7d\""),
         "{msg}"
     );
+}
 
 /// Every `[rabbitmq]` key of docs/rabbitmq.md is read from `switchyard.toml` and reaches the
 /// adapter's settings; unset keys keep the adapter's defaults.

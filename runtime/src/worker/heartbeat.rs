@@ -181,6 +181,7 @@ mod tests {
             shutdown: Shutdown::new(),
             backlog: Backlog::default(),
             last_delivery: Mutex::new(HashMap::new()),
+            clock: None,
         });
         let job = storage
             .claim(&ClaimRequest {
