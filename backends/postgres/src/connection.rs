@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use switchyard_core::adapter::{redact_url, WakeHub};
-use switchyard_core::{Error, Result, StorageCapabilities};
+use switchyard_core::adapter::WakeHub;
+use switchyard_core::{Result, StorageCapabilities};
 use tokio::task::JoinHandle;
 
 use crate::config::PostgresConfig;
+use crate::error::connect_err;
 use crate::listener::{self, ListenerStatus};
 use crate::sql::Statements;
 
@@ -53,15 +54,7 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(pool_options)
             .await
-            .map_err(|e| {
-                Error::unavailable(
-                    format!(
-                        "cannot connect to PostgreSQL at `{}`",
-                        redact_url(&config.url)
-                    ),
-                    e,
-                )
-            })?;
+            .map_err(|e| connect_err(&config.url, e))?;
         let sql = Statements::new(&config.prefix, config.synchronous_commit);
         let wake = WakeHub::new();
         let listener_status = Arc::new(ListenerStatus::default());
