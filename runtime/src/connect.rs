@@ -39,6 +39,7 @@ pub async fn connect_storage(config: &Config) -> Result<Arc<dyn Storage>> {
                 switchyard_redis::RedisConfig::new(&config.storage).with_prefix(&config.prefix);
             c.max_payload_bytes = config.max_payload_bytes;
             c.finished_ttl = config.redis_finished_ttl();
+            let c = redis_tls(c, config);
             Ok(Arc::new(switchyard_redis::RedisStorage::connect(c).await?))
         }
         other => Err(Error::config(format!(
@@ -74,6 +75,7 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let c = switchyard_redis::RedisConfig::new(&config.queue).with_prefix(&config.prefix);
+            let c = redis_tls(c, config);
             Ok(Some(Arc::new(
                 switchyard_redis::RedisQueue::connect(c).await?,
             )))
@@ -82,4 +84,15 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
             "key `queue`: scheme `{other}` is not compiled in"
         ))),
     }
+}
+
+/// The `[redis]` TLS settings, for a `rediss://` URL (a plain `redis://` one ignores them, so a
+/// plain storage may sit beside a TLS queue).
+#[cfg(feature = "redis")]
+fn redis_tls(c: switchyard_redis::RedisConfig, config: &Config) -> switchyard_redis::RedisConfig {
+    if !c.url.starts_with("rediss://") {
+        return c;
+    }
+    c.with_tls_ca_file(config.redis.tls_ca_file.clone())
+        .with_tls_insecure(config.redis.tls_insecure)
 }
