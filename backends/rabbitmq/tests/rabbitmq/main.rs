@@ -10,3 +10,4 @@ mod bundles;
 mod config;
 mod connection_loss;
 mod support;
+mod tls;
