@@ -144,6 +144,9 @@ pub struct SqsSection {
     pub endpoint_url: Option<String>,
     /// Use FIFO queues.
     pub fifo: bool,
+    /// A PEM file of CA certificate(s) to trust for an https endpoint besides the system's
+    /// (an endpoint behind a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[redis]`.

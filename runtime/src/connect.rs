@@ -60,6 +60,7 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
                 .with_region(config.sqs.region.clone())
                 .with_endpoint_url(config.sqs.endpoint_url.clone())
                 .with_fifo(config.sqs.fifo)
+                .with_tls_ca_file(config.sqs.tls_ca_file.clone())
                 .with_ids_per_message(config.dispatcher.ids_per_message);
             Ok(Some(Arc::new(switchyard_sqs::SqsQueue::connect(c).await?)))
         }
