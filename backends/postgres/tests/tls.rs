@@ -343,8 +343,7 @@ async fn a_job_runs_over_verified_tls() {
     // The server takes TLS connections only, so the job above did run over TLS.
     let e = Switchyard::connect(config(pg.url("127.0.0.1", "sslmode=disable")))
         .await
-        .err()
-        .expect("a plain connection is refused");
+        .expect_err("a plain connection is refused");
     assert!(e.to_string().contains("no encryption"), "{e}");
 }
 
@@ -406,8 +405,7 @@ async fn a_server_without_tls_is_named() {
     let pg = PrivatePostgres::start(&ca, false);
     let e = Switchyard::connect(config(pg.url("127.0.0.1", "sslmode=require")))
         .await
-        .err()
-        .expect("sslmode=require on a server without TLS");
+        .expect_err("sslmode=require on a server without TLS");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("does not accept TLS"), "{e}");
     assert!(e.message().contains("sslmode=disable"), "{e}");

@@ -166,11 +166,11 @@ impl RabbitConfig {
             Some("amqp") => {}
             Some("amqps") if cfg!(feature = "tls") => {}
             Some("amqps") => {
-                return Err(Error::config(format!(
+                return Err(Error::config(
                     "key `queue`: `amqps://` needs the `tls` feature of switchyard-rabbitmq \
                      (the `rabbitmq` feature of `switchyard` turns it on; this build has no \
-                     TLS); accepted: amqp://[user:password@]host[:port][/vhost]"
-                )))
+                     TLS); accepted: amqp://[user:password@]host[:port][/vhost]",
+                ))
             }
             _ => {
                 return Err(Error::config(format!(

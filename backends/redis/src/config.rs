@@ -107,11 +107,11 @@ impl RedisConfig {
         }
         if let Some(path) = &self.tls_ca_file {
             if self.tls_insecure || self.url.ends_with("#insecure") {
-                return Err(Error::config(format!(
+                return Err(Error::config(
                     "key `redis.tls_ca_file`: set together with `#insecure` / \
                      `redis.tls_insecure`, which checks no certificate; accepted: one of them \
-                     (the CA file, to check the server against it)"
-                )));
+                     (the CA file, to check the server against it)",
+                ));
             }
             if !path.is_file() {
                 return Err(Error::config(format!(

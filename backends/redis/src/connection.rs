@@ -209,7 +209,9 @@ async fn answers_plain_ping(url: &str) -> bool {
         return false;
     };
     let addr = (
-        host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         parsed.port().unwrap_or(6379),
     );
     let ping = async {

@@ -112,8 +112,7 @@ async fn a_job_runs_through_an_https_endpoint_with_the_configured_ca() {
 
     let e = Switchyard::connect(config(&base))
         .await
-        .err()
-        .expect("the system's CAs do not know the test's CA");
+        .expect_err("the system's CAs do not know the test's CA");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("certificate is not trusted"), "{e}");
     assert!(e.message().contains("sqs.tls_ca_file"), "{e}");

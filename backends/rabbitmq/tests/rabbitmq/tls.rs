@@ -21,7 +21,11 @@ async fn amqps_is_accepted_and_a_plain_port_is_named() {
     let dir = std::env::temp_dir().join(format!("switchyard-amqps-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
-    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let authority = plain_authority();
     for queue in [
         format!("amqps://{authority}/%2f"),

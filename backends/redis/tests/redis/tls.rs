@@ -197,8 +197,7 @@ async fn a_plain_port_is_named() {
     let toml = format!("storage = \"{plain}\"\nprefix = \"{}\"\n", random_prefix());
     let e = Switchyard::connect(config(&toml))
         .await
-        .err()
-        .expect("rediss:// to a plain port");
+        .expect_err("rediss:// to a plain port");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("did not answer in TLS"), "{e}");
     assert!(e.message().contains("redis://"), "{e}");
