@@ -160,9 +160,60 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
     for (k, v) in parsed.query_pairs() {
         check_file_key(url, &k, &v)?;
     }
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| bad("its options are not understood").with_source(e))?;
+    // libpq's `sslrootcert=system` (the system's CAs, with verify-full) is not sqlx's: sqlx
+    // would read it as a file name. The built-in roots are always trusted, so it is dropped,
+    // and verify-full is checked for or made the mode, as libpq does.
+    let system = parsed
+        .query_pairs()
+        .any(|(k, v)| is_root_key(&k) && v == "system");
+    let options = if system {
+        let mut stripped = parsed.clone();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, v)| !(is_root_key(k) && v == "system"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        stripped.query_pairs_mut().clear().extend_pairs(kept);
+        PgConnectOptions::from_str(stripped.as_str())
+    } else {
+        PgConnectOptions::from_str(url)
+    }
+    .map_err(|e| bad("its options are not understood").with_source(e))?;
+    let options = if system {
+        root_cert_system(url, &parsed, options)?
+    } else {
+        options
+    };
     tls_mode(url, &parsed, options)
+}
+
+fn is_root_key(key: &str) -> bool {
+    matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca")
+}
+
+/// `sslrootcert=system` wants `sslmode=verify-full`, the default it brings in libpq; a weaker
+/// mode is refused, as libpq refuses it.
+fn root_cert_system(
+    url: &str,
+    parsed: &url::Url,
+    options: PgConnectOptions,
+) -> Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    let mode_given = parsed
+        .query_pairs()
+        .any(|(k, _)| matches!(&*k, "sslmode" | "ssl-mode"))
+        || std::env::var_os("PGSSLMODE").is_some();
+    match options.get_ssl_mode() {
+        PgSslMode::VerifyFull => Ok(options),
+        _ if !mode_given => Ok(options.ssl_mode(PgSslMode::VerifyFull)),
+        _ => Err(Error::config(format!(
+            "key `storage`: `{}`: `sslrootcert=system` checks the server against the trusted \
+             roots and its host name, so it needs sslmode=verify-full (as with libpq); \
+             accepted: sslmode=verify-full or no sslmode with it, or \
+             `sslrootcert=/path/ca.pem` with another mode",
+            redact_url(url)
+        ))),
+    }
 }
 
 /// The query keys that name a file (a CA, a client certificate, its key).
@@ -179,8 +230,12 @@ const PG_FILE_KEYS: [&str; 7] = [
 /// A file named by `sslrootcert`, `sslcert` or `sslkey` must be there: sqlx would only find
 /// out at connect time, as an I/O error that does not say which key it came from.
 fn check_file_key(url: &str, key: &str, value: &str) -> Result<()> {
-    // sqlx also takes a PEM document itself in place of a path.
-    if !PG_FILE_KEYS.contains(&key) || value.starts_with("-----BEGIN") {
+    // sqlx also takes a PEM document itself in place of a path; `system` is libpq's word
+    // for the trusted roots.
+    if !PG_FILE_KEYS.contains(&key)
+        || value.starts_with("-----BEGIN")
+        || (is_root_key(key) && value == "system")
+    {
         return Ok(());
     }
     if std::path::Path::new(value).is_file() {
@@ -204,7 +259,7 @@ fn check_file_key(url: &str, key: &str, value: &str) -> Result<()> {
 fn names_root_cert(parsed: &url::Url) -> bool {
     parsed
         .query_pairs()
-        .any(|(k, _)| matches!(&*k, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+        .any(|(k, v)| is_root_key(&k) && v != "system")
         || std::env::var_os("PGSSLROOTCERT").is_some()
 }
 
@@ -329,6 +384,26 @@ mod tests {
         );
         assert!(matches!(mode(&full), PgSslMode::VerifyFull));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// libpq's `sslrootcert=system` is the built-in roots with verify-full (the mode it
+    /// brings); a weaker mode with it is refused, as libpq refuses it.
+    #[test]
+    fn root_cert_system_means_verify_full() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| parse_url(url).map(|o| o.get_ssl_mode());
+        assert!(matches!(
+            mode("postgres://h/db?sslrootcert=system"),
+            Ok(PgSslMode::VerifyFull)
+        ));
+        assert!(matches!(
+            mode("postgres://h/db?sslmode=verify-full&sslrootcert=system&application_name=a"),
+            Ok(PgSslMode::VerifyFull)
+        ));
+        let e = parse_url("postgres://u:pw@h/db?sslmode=require&sslrootcert=system").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("sslmode=verify-full"), "{e}");
+        assert!(!e.message().contains("pw@"), "{e}");
     }
 
     /// The backend applies the one prefix rule of `switchyard_core::adapter::check_prefix`.

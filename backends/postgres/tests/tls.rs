@@ -348,7 +348,7 @@ async fn a_job_runs_over_verified_tls() {
 }
 
 /// A certificate signed by a CA other than the one named by `sslrootcert` (and, with no CA
-/// file, by none of the built-in roots) is refused: a `Config` error that says the certificate
+/// file or libpq's `sslrootcert=system`, by none of the built-in roots) is refused: a `Config` error that says the certificate
 /// is not trusted, names the URL without its password, and says what to set.
 #[tokio::test]
 async fn a_certificate_from_an_unknown_ca_is_refused() {
@@ -359,6 +359,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused() {
         pg.url("localhost", &query(&other)),
         pg.url("localhost", "sslmode=verify-full"),
         pg.url("localhost", "sslmode=verify-ca"),
+        pg.url("localhost", "sslrootcert=system"),
     ] {
         let e = Switchyard::connect(config(url.clone()))
             .await
