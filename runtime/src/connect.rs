@@ -90,10 +90,13 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
 /// The `[redis]` TLS settings, for a `rediss://` URL (a plain `redis://` one ignores them, so a
 /// plain storage may sit beside a TLS queue).
 #[cfg(feature = "redis")]
-fn redis_tls(c: switchyard_redis::RedisConfig, config: &Config) -> switchyard_redis::RedisConfig {
+fn redis_tls(
+    mut c: switchyard_redis::RedisConfig,
+    config: &Config,
+) -> switchyard_redis::RedisConfig {
     if !c.url.starts_with("rediss://") {
         return c;
     }
-    c.with_tls_ca_file(config.redis.tls_ca_file.clone())
-        .with_tls_insecure(config.redis.tls_insecure)
+    c.tls_ca_file.clone_from(&config.redis.tls_ca_file);
+    c.with_tls_insecure(config.redis.tls_insecure)
 }

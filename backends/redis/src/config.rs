@@ -49,10 +49,10 @@ impl RedisConfig {
         }
     }
 
-    /// Trusts the CA certificate(s) in the PEM file `path` for `rediss://` (see
-    /// [`tls_ca_file`](Self::tls_ca_file)); `None` for the built-in roots.
-    pub fn with_tls_ca_file(mut self, path: Option<impl Into<PathBuf>>) -> Self {
-        self.tls_ca_file = path.map(Into::into);
+    /// Trusts the CA certificate(s) in the PEM file `path` for `rediss://`, instead of the
+    /// built-in roots (see [`tls_ca_file`](Self::tls_ca_file)).
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
         self
     }
 
@@ -264,7 +264,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "pem").unwrap();
-        let plain = RedisConfig::new("redis://h:6379").with_tls_ca_file(Some(&ca));
+        let plain = RedisConfig::new("redis://h:6379").with_tls_ca_file(&ca);
         let e = plain.validate().unwrap_err();
         assert!(e.message().contains("does not use TLS"), "{e}");
         let e = RedisConfig::new("redis://h:6379")
@@ -272,21 +272,20 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.message().contains("rediss://"), "{e}");
-        let missing =
-            RedisConfig::new("rediss://h:6379").with_tls_ca_file(Some("/nonexistent.pem"));
+        let missing = RedisConfig::new("rediss://h:6379").with_tls_ca_file("/nonexistent.pem");
         let e = missing.validate().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.message().contains("/nonexistent.pem"), "{e}");
         for both in [
-            RedisConfig::new("rediss://h:6379#insecure").with_tls_ca_file(Some(&ca)),
+            RedisConfig::new("rediss://h:6379#insecure").with_tls_ca_file(&ca),
             RedisConfig::new("rediss://h:6379")
-                .with_tls_ca_file(Some(&ca))
+                .with_tls_ca_file(&ca)
                 .with_tls_insecure(true),
         ] {
             let e = both.validate().unwrap_err();
             assert!(e.message().contains("one of them"), "{e}");
         }
-        let ok = RedisConfig::new("rediss://h:6379").with_tls_ca_file(Some(&ca));
+        let ok = RedisConfig::new("rediss://h:6379").with_tls_ca_file(&ca);
         ok.validate().unwrap();
         assert_eq!(ok.driver_url(), "rediss://h:6379");
         let insecure = RedisConfig::new("rediss://h:6379").with_tls_insecure(true);
