@@ -95,7 +95,8 @@ fn config(toml: &str) -> Config {
 
 /// A job runs through an SQS queue reached over https, the endpoint's CA named by
 /// `sqs.tls_ca_file`; without the setting the system's CAs do not know the certificate, and
-/// the error says it is not trusted and which setting to use.
+/// the error says it is not trusted and which setting to use; an https endpoint on a plain
+/// HTTP port is named as such.
 #[tokio::test]
 async fn a_job_runs_through_an_https_endpoint_with_the_configured_ca() {
     let (ca_pem, cert, key) = test_pki();
@@ -116,6 +117,18 @@ async fn a_job_runs_through_an_https_endpoint_with_the_configured_ca() {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.message().contains("certificate is not trusted"), "{e}");
     assert!(e.message().contains("sqs.tls_ca_file"), "{e}");
+
+    // The emulator's own port speaks plain HTTP: an https:// endpoint there is named.
+    let plain = base.replace(
+        &format!("https://localhost:{port}"),
+        &format!("https://{}", upstream()),
+    );
+    let e = Switchyard::connect(config(&plain))
+        .await
+        .expect_err("https to a plain HTTP port");
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("did not answer in TLS"), "{e}");
+    assert!(e.message().contains("http://"), "{e}");
 
     let toml = format!("{base}tls_ca_file = \"{}\"\n", ca_file.display());
     let sy = Switchyard::connect(config(&toml))
