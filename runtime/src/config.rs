@@ -48,7 +48,7 @@ pub struct Config {
     pub postgres: PostgresSection,
     /// Amazon SQS settings (queue = "sqs://…").
     pub sqs: SqsSection,
-    /// Redis storage settings (storage = "redis://…").
+    /// Redis settings (storage or queue = "redis://…" / "rediss://…").
     pub redis: RedisSection,
     /// RabbitMQ settings (queue = "amqp://…").
     pub rabbitmq: RabbitmqSection,
@@ -155,6 +155,9 @@ pub struct SqsSection {
     pub endpoint_url: Option<String>,
     /// Use FIFO queues.
     pub fifo: bool,
+    /// A PEM file of CA certificate(s) to trust for an https endpoint besides the system's
+    /// (an endpoint behind a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[redis]`.
@@ -168,6 +171,13 @@ pub struct RedisSection {
     /// vanish before their retention ends. At most [`MAX_REDIS_TTL_SECS`].
     #[serde(deserialize_with = "seconds::de_opt")]
     pub finished_ttl_secs: Option<f64>,
+    /// With a `rediss://` storage or queue: a PEM file of the CA certificate(s) that signed
+    /// the server's certificate, trusted instead of the built-in roots (a private CA, a
+    /// self-signed server).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// With a `rediss://` storage or queue: accept any server certificate, unchecked (the same
+    /// as the URL's `#insecure`). Encrypted, but open to interception: for tests only.
+    pub tls_insecure: bool,
 }
 
 /// `[rabbitmq]`: the settings of the RabbitMQ queue (queue = "amqp://…"); see
@@ -684,6 +694,16 @@ impl Config {
         self.rabbitmq.validate()?;
         if let Some(d) = self.dispatcher.max_native_delay_secs {
             secs("dispatcher.max_native_delay_secs", d)?;
+        }
+        if self.redis.tls_ca_file.is_some() || self.redis.tls_insecure {
+            let tls = |url: &str| url.starts_with("rediss://");
+            if !tls(&self.storage) && !tls(&self.queue) {
+                return Err(Error::config(
+                    "key `redis.tls_ca_file` / `redis.tls_insecure`: set, but neither `storage` \
+                     nor `queue` is a rediss:// URL; accepted: a rediss:// storage or queue \
+                     with them, or neither",
+                ));
+            }
         }
         if let Some(t) = self.redis.finished_ttl_secs {
             if t > MAX_REDIS_TTL_SECS {

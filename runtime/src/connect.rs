@@ -62,6 +62,7 @@ async fn open_storage(config: &Config, existing: bool) -> Result<Arc<dyn Storage
                 .with_persistence_warning(!existing);
             c.max_payload_bytes = config.max_payload_bytes;
             c.finished_ttl = config.redis_finished_ttl();
+            let c = redis_tls(c, config);
             Ok(Arc::new(switchyard_redis::RedisStorage::connect(c).await?))
         }
         other => Err(Error::config(format!(
@@ -82,6 +83,7 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
                 .with_region(config.sqs.region.clone())
                 .with_endpoint_url(config.sqs.endpoint_url.clone())
                 .with_fifo(config.sqs.fifo)
+                .with_tls_ca_file(config.sqs.tls_ca_file.clone())
                 .with_ids_per_message(config.dispatcher.ids_per_message);
             Ok(Some(Arc::new(switchyard_sqs::SqsQueue::connect(c).await?)))
         }
@@ -95,6 +97,7 @@ pub async fn connect_queue(config: &Config) -> Result<Option<Arc<dyn Queue>>> {
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let c = switchyard_redis::RedisConfig::new(&config.queue).with_prefix(&config.prefix);
+            let c = redis_tls(c, config);
             Ok(Some(Arc::new(
                 switchyard_redis::RedisQueue::connect(c).await?,
             )))
@@ -147,4 +150,18 @@ pub fn rabbit_config(config: &Config) -> switchyard_rabbitmq::RabbitConfig {
         c = c.with_connection_name(name);
     }
     c
+}
+
+/// The `[redis]` TLS settings, for a `rediss://` URL (a plain `redis://` one ignores them, so a
+/// plain storage may sit beside a TLS queue).
+#[cfg(feature = "redis")]
+fn redis_tls(
+    mut c: switchyard_redis::RedisConfig,
+    config: &Config,
+) -> switchyard_redis::RedisConfig {
+    if !c.url.starts_with("rediss://") {
+        return c;
+    }
+    c.tls_ca_file.clone_from(&config.redis.tls_ca_file);
+    c.with_tls_insecure(config.redis.tls_insecure)
 }

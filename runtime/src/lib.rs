@@ -7,10 +7,10 @@
 //! | feature    | what                                                  | default |
 //! |------------|-------------------------------------------------------|---------|
 //! | `sqlite`   | SQLite storage + queue (embedded); `testing`          | yes     |
-//! | `postgres` | PostgreSQL storage + queue                            | no      |
-//! | `redis`    | Redis storage + queue                                 | no      |
-//! | `sqs`      | Amazon SQS queue                                      | no      |
-//! | `rabbitmq` | RabbitMQ queue                                        | no      |
+//! | `postgres` | PostgreSQL storage + queue, TLS (`sslmode=…`)         | no      |
+//! | `redis`    | Redis storage + queue, TLS (`rediss://`)              | no      |
+//! | `sqs`      | Amazon SQS queue (https)                              | no      |
+//! | `rabbitmq` | RabbitMQ queue, TLS (`amqps://`)                      | no      |
 //! | `cli`      | the `switchyard` binary, `cli::main_with`, `bench`    | no      |
 //! | `full`     | all of the above                                      | no      |
 //!

@@ -11,6 +11,7 @@ use switchyard_core::{Error, ErrorKind, Result, StorageCapabilities};
 use tokio::task::JoinHandle;
 
 use crate::config::PostgresConfig;
+use crate::error::connect_err;
 use crate::listener::{self, ListenerStatus};
 use crate::sql::Statements;
 
@@ -79,15 +80,7 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(pool_options)
             .await
-            .map_err(|e| {
-                Error::unavailable(
-                    format!(
-                        "cannot connect to PostgreSQL at `{}`",
-                        redact_url(&config.url)
-                    ),
-                    e,
-                )
-            })?;
+            .map_err(|e| connect_err(&config.url, e))?;
         let sql = Statements::new(&config.prefix, config.synchronous_commit);
         let wake = WakeHub::new();
         let listener_status = Arc::new(ListenerStatus::default());

@@ -20,7 +20,7 @@ use switchyard_core::{Error, ErrorKind, Result};
 
 use crate::config::RabbitConfig;
 use crate::consumer::QueueConsumer;
-use crate::error::unavailable;
+use crate::error::{connect_err, unavailable};
 
 /// A live connection with its channels.
 pub(crate) struct Link {
@@ -43,9 +43,13 @@ impl Link {
     ) -> Result<Link> {
         let props =
             ConnectionProperties::default().with_connection_name(config.connection_name().into());
-        let connection = Connection::connect_uri(uri, props)
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: config.ca_pem()?,
+        };
+        let connection = Connection::connect_uri_with_config(uri, props, tls)
             .await
-            .map_err(|e| unavailable("cannot connect", e))?;
+            .map_err(|e| connect_err(&config.url, e))?;
         connection.on_error(move |e| {
             tracing::warn!(error = %e, generation, "RabbitMQ connection failed; the next call reconnects");
         });

@@ -46,7 +46,7 @@ impl SqsQueue {
     pub async fn connect(config: SqsConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            conn: Arc::new(Connection::open(config).await),
+            conn: Arc::new(Connection::open(config).await?),
             bundles: Arc::new(Bundles::default()),
         })
     }

@@ -13,3 +13,4 @@ mod config;
 mod connection_loss;
 mod frozen_worker;
 mod support;
+mod tls;
