@@ -1,5 +1,6 @@
 //! lapin errors → [`switchyard_core::Error`]: every broker error while the connection or a
-//! channel may be gone is `Unavailable`, so the worker and the dispatcher retry.
+//! channel may be gone is `Unavailable`, so the worker and the dispatcher retry; a connect the
+//! broker refuses for the login or the TLS setup is `Config`, since retrying cannot help.
 
 use switchyard_core::Error;
 
@@ -16,10 +17,27 @@ pub(crate) fn connect_err(url: &str, e: lapin::Error) -> Error {
         "RabbitMQ: cannot connect to `{}`",
         switchyard_core::adapter::redact_url(url)
     );
-    match tls_failure(&e) {
-        Some(why) => Error::config(format!("{at}: {why}")).with_source(e),
-        None => Error::unavailable(at, e),
+    if let Some(why) = tls_failure(&e) {
+        return Error::config(format!("{at}: {why}")).with_source(e);
     }
+    if refused_login(&e) {
+        return Error::config(format!(
+            "{at}: the broker refused the login (ACCESS_REFUSED); check the user name and \
+             password in the URL (`amqp://user:password@host/vhost`) and that the user may use \
+             the vhost"
+        ))
+        .with_source(e);
+    }
+    Error::unavailable(at, e)
+}
+
+/// Whether the broker turned the credentials (or the vhost) down: retrying cannot help, so
+/// it is a `Config` error, not `Unavailable`.
+fn refused_login(e: &lapin::Error) -> bool {
+    let text = e.to_string();
+    text.contains("ACCESS_REFUSED")
+        || text.contains("ACCESS-REFUSED")
+        || text.contains("NOT_ALLOWED")
 }
 
 /// What a failed TLS handshake means, with the fix.

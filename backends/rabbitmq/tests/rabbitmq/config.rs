@@ -57,3 +57,21 @@ async fn bad_config_and_missing_broker() {
         .unwrap_err();
     assert_eq!(e.kind(), switchyard_core::ErrorKind::Unavailable, "{e}");
 }
+
+/// A password the broker refuses is a `Config` error that says the login was refused and
+/// hides the password: trying again cannot help, so it must not look like a broker that is
+/// down (`Unavailable`, which workers retry for ever).
+#[tokio::test]
+async fn a_refused_login_is_a_config_error() {
+    let url = std::env::var("SWITCHYARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let (scheme, rest) = url.split_once("://").expect("an amqp URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let wrong = format!("{scheme}://guest:not-the-password@{host}");
+    let e = RabbitQueue::connect(RabbitConfig::new(&wrong).with_prefix(&random_prefix()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), switchyard_core::ErrorKind::Config, "{e}");
+    assert!(e.message().contains("refused the login"), "{e}");
+    assert!(!e.to_string().contains("not-the-password"), "{e}");
+}
