@@ -56,7 +56,8 @@ impl Db {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
             }
-            Ok(Err(e)) => return Err(Error::unavailable(where_(), e)),
+            // A TLS failure is a `Config` error saying what to set; the rest `Unavailable`.
+            Ok(Err(e)) => return Err(connect_err(&config.url, e)),
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
