@@ -33,8 +33,8 @@ pub struct BenchArgs {
     /// Jobs enqueued one at a time for W3 (0 skips W3).
     #[arg(long, default_value_t = 500)]
     pub latency_jobs: usize,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
+    /// Print one JSON object instead of a table (set from the global `--json` flag).
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -289,7 +289,15 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         }
         let fig = one_run(config, args).await?;
         if !args.json {
-            eprintln!("  {fig:?}");
+            eprintln!(
+                "  W1 batch {:.0} jobs/s, W1 single {:.0} jobs/s, W2 drain {:.0} jobs/s, \
+                 W3 p50 {:.2} ms, p99 {:.2} ms",
+                fig.enqueue_batch_jobs_per_s,
+                fig.enqueue_single_jobs_per_s,
+                fig.drain_jobs_per_s,
+                fig.latency_p50_ms,
+                fig.latency_p99_ms
+            );
         }
         runs.push(fig);
     }
@@ -316,35 +324,34 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         },
         runs,
     };
+    use crate::cli::output::line;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let m = &report.median;
-        println!(
-            "storage {} / queue {} — {} jobs, concurrency {}, load {} (median of {} runs)",
-            report.storage,
-            report.queue,
-            report.jobs,
-            report.concurrency,
-            report.load_average,
-            report.runs.len()
-        );
-        println!(
-            "W1 enqueue, batch       {:>10.0} jobs/s",
-            m.enqueue_batch_jobs_per_s
-        );
-        println!(
-            "W1 enqueue, one by one  {:>10.0} jobs/s",
-            m.enqueue_single_jobs_per_s
-        );
-        println!(
-            "W2 drain                {:>10.0} jobs/s",
-            m.drain_jobs_per_s
-        );
-        println!(
-            "W3 latency p50 / p99    {:>7.2} / {:.2} ms",
-            m.latency_p50_ms, m.latency_p99_ms
-        );
+        return line(serde_json::to_string_pretty(&report)?);
     }
-    Ok(())
+    let m = &report.median;
+    line(format!(
+        "storage {} / queue {} — {} jobs, concurrency {}, load {} (median of {} runs)",
+        report.storage,
+        report.queue,
+        report.jobs,
+        report.concurrency,
+        report.load_average,
+        report.runs.len()
+    ))?;
+    line(format!(
+        "W1 enqueue, batch       {:>10.0} jobs/s",
+        m.enqueue_batch_jobs_per_s
+    ))?;
+    line(format!(
+        "W1 enqueue, one by one  {:>10.0} jobs/s",
+        m.enqueue_single_jobs_per_s
+    ))?;
+    line(format!(
+        "W2 drain                {:>10.0} jobs/s",
+        m.drain_jobs_per_s
+    ))?;
+    line(format!(
+        "W3 latency p50 / p99    {:>7.2} / {:.2} ms",
+        m.latency_p50_ms, m.latency_p99_ms
+    ))
 }

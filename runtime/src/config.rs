@@ -59,16 +59,20 @@ pub struct WorkerSection {
     /// Jobs run at once per queue.
     pub concurrency: usize,
     /// Lease length in seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub lease_secs: f64,
     /// Heartbeat interval in seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub heartbeat_secs: f64,
     /// Polling backstop in milliseconds.
     pub poll_interval_ms: u64,
     /// Graceful shutdown timeout in seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub shutdown_timeout_secs: f64,
     /// First retry delay in milliseconds.
     pub backoff_base_ms: u64,
     /// Longest retry delay in seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub backoff_max_secs: f64,
     /// Retry delay jitter, 0.0 to 1.0.
     pub backoff_jitter: f64,
@@ -91,6 +95,7 @@ pub struct RescuerSection {
     /// Run it.
     pub enabled: bool,
     /// Seconds between scans.
+    #[serde(deserialize_with = "seconds::de")]
     pub interval_secs: f64,
 }
 
@@ -101,8 +106,10 @@ pub struct PrunerSection {
     /// Run it.
     pub enabled: bool,
     /// Seconds between runs.
+    #[serde(deserialize_with = "seconds::de")]
     pub interval_secs: f64,
     /// Keep finished jobs this many seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub retention_secs: f64,
 }
 
@@ -113,8 +120,10 @@ pub struct DispatcherSection {
     /// Polling backstop in milliseconds.
     pub poll_interval_ms: u64,
     /// Lowers the queue's native delay limit (seconds).
+    #[serde(deserialize_with = "seconds::de_opt")]
     pub max_native_delay_secs: Option<f64>,
     /// Republish a dispatched job not claimed after this many seconds.
+    #[serde(deserialize_with = "seconds::de")]
     pub redispatch_after_secs: f64,
     /// Most job ids one broker message carries when a publish holds more messages than one
     /// broker batch (1 to 100; 1 turns bundles off). See docs/sqs.md, "Bundles".
@@ -155,6 +164,7 @@ pub struct RedisSection {
     /// the pruner always comes first. 0 turns the expiry off; with the Redis storage and the
     /// pruner on, any other value must be at least `pruner.retention_secs`, or jobs would
     /// vanish before their retention ends. At most [`MAX_REDIS_TTL_SECS`].
+    #[serde(deserialize_with = "seconds::de_opt")]
     pub finished_ttl_secs: Option<f64>,
 }
 
@@ -257,7 +267,7 @@ pub fn secs(key: &str, v: f64) -> Result<Duration> {
         let flag = key.starts_with("--");
         let msg = format!(
             "{} `{key}`: {v} is not a valid number of seconds; accepted: a number from 0 to \
-             {MAX_SECS:e}",
+             {MAX_SECS:e}, or a duration such as \"30s\", \"15m\" or \"7d\"",
             if flag { "flag" } else { "key" }
         );
         if flag {
@@ -270,6 +280,185 @@ pub fn secs(key: &str, v: f64) -> Result<Duration> {
         return Err(refused());
     }
     Duration::try_from_secs_f64(v).map_err(|_| refused())
+}
+
+/// The `*_secs` keys: a number of seconds (`30`, `1.5`), or a duration as text in humantime's
+/// form (`"30s"`, `"15m"`, `"1h30m"`, `"7d"`). Range checks are [`secs`]'s, in
+/// [`Config::validate`].
+mod seconds {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    struct Seconds;
+
+    impl<'de> Visitor<'de> for Seconds {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number of seconds, or a duration such as \"30s\", \"15m\" or \"7d\"")
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            let t = v.trim();
+            if let Ok(n) = t.parse::<f64>() {
+                return Ok(n);
+            }
+            humantime::parse_duration(t)
+                .map(|d| d.as_secs_f64())
+                .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+        }
+    }
+
+    struct MaybeSeconds;
+
+    impl<'de> Visitor<'de> for MaybeSeconds {
+        type Value = Option<f64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            Seconds.expecting(f)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            de(d).map(Some)
+        }
+    }
+
+    /// A `*_secs` value.
+    pub(super) fn de<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(Seconds)
+    }
+
+    /// An optional `*_secs` value.
+    pub(super) fn de_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_option(MaybeSeconds)
+    }
+}
+
+/// One figment error as `key `…`: what is wrong (from <source>)`, with "did you mean" for an
+/// unknown key.
+fn describe(err: &figment::Error) -> String {
+    let key = err.path.join(".");
+    let from_env = err
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(figment::Source::File(path)) => format!(" (from {} `{}`)", m.name, path.display()),
+            _ => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if let figment::error::Kind::UnknownField(found, expected) = &err.kind {
+        return format!(
+            "{}{source}",
+            unknown_key(&err.path, found, expected, from_env)
+        );
+    }
+    if key.is_empty() {
+        format!("{}{source}", err.kind)
+    } else {
+        format!("key `{key}`: {}{source}", err.kind)
+    }
+}
+
+/// The message for the unknown key `found` at `path` (its last element), whose siblings are
+/// `expected`: the closest known key if one is close (`strsim`), then the accepted siblings.
+fn unknown_key(path: &[String], found: &str, expected: &[&str], from_env: bool) -> String {
+    let parent = path
+        .get(..path.len().saturating_sub(1))
+        .unwrap_or_default()
+        .join(".");
+    let full = |k: &str| {
+        if parent.is_empty() {
+            k.to_string()
+        } else {
+            format!("{parent}.{k}")
+        }
+    };
+    let shown = full(found);
+    let close = |a: &str, b: &str| strsim::jaro_winkler(&a.to_ascii_lowercase(), b);
+    let sibling = expected
+        .iter()
+        .map(|k| (close(found, k), full(k)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let suggestion = match sibling {
+        Some((score, k)) if score >= 0.8 => Some(k),
+        // A key of another section: `retention` for `pruner.retention_secs`.
+        _ => known_keys()
+            .into_iter()
+            .map(|k| {
+                let leaf = k.rsplit('.').next().unwrap_or(&k).to_string();
+                (close(found, &leaf).max(close(&shown, &k)), k)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .filter(|(score, _)| *score >= 0.8)
+            .map(|(_, k)| k),
+    };
+    let mut msg = format!("key `{shown}` is not a known key");
+    if let Some(k) = suggestion {
+        if from_env {
+            let var = format!("SWITCHYARD_{}", k.replace('.', "__").to_ascii_uppercase());
+            msg.push_str(&format!(" (did you mean `{k}`, `{var}`?)"));
+        } else {
+            msg.push_str(&format!(" (did you mean `{k}`?)"));
+        }
+    }
+    let accepted: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+    let place = if parent.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `[{parent}]`")
+    };
+    msg.push_str(&format!("; accepted {place}: {}", accepted.join(", ")));
+    msg
+}
+
+/// Every key of the configuration as a dotted path (`worker.concurrency`), sections included,
+/// per-queue keys left out.
+fn known_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(path.clone());
+                if path != "queues" {
+                    walk(&path, v, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(Config::default()) {
+        walk("", &v, &mut out);
+    }
+    out
 }
 
 impl Config {
@@ -319,23 +508,8 @@ impl Config {
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self> {
         let mut config: Config = figment.extract().map_err(|e| {
-            let msgs: Vec<String> = e
-                .into_iter()
-                .map(|err| {
-                    let key = err.path.join(".");
-                    let source = err
-                        .metadata
-                        .as_ref()
-                        .map(|m| format!(" (from {})", m.name))
-                        .unwrap_or_default();
-                    if key.is_empty() {
-                        format!("{}{source}", err.kind)
-                    } else {
-                        format!("key `{key}`: {}{source}", err.kind)
-                    }
-                })
-                .collect();
-            Error::config(format!("invalid configuration: {}", msgs.join("; ")))
+            let msgs: Vec<String> = e.into_iter().map(|err| describe(&err)).collect();
+            Error::config(msgs.join("; "))
         })?;
         if config.queues.is_empty() {
             config.queues.insert(

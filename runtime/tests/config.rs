@@ -345,3 +345,71 @@ async fn every_backend_applies_one_prefix_rule() {
         );
     }
 }
+
+/// An unknown key gets the closest known key ("did you mean"), its section's accepted keys in
+/// single backticks (no "expected `one of `…``" nesting), and "configuration" said once.
+#[test]
+fn unknown_key_suggests_the_closest_known_one() {
+    for (toml, meant) in [
+        (
+            "[worker]\nconcurency = 4",
+            "did you mean `worker.concurrency`?",
+        ),
+        ("retention = 5", "did you mean `pruner.retention_secs`?"),
+        ("stroage = \"sqlite://x.db\"", "did you mean `storage`?"),
+        (
+            "[queues.email]\nconcurency = 4",
+            "did you mean `queues.email.concurrency`?",
+        ),
+    ] {
+        let err = from_toml(toml).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        let msg = err.to_string();
+        assert!(msg.contains(meant), "{toml}: {msg}");
+        assert!(!msg.contains("``") && !msg.contains("`one of"), "{msg}");
+        assert!(!msg.contains("invalid configuration"), "{msg}");
+        assert_eq!(msg.matches("configuration").count(), 1, "{msg}");
+    }
+    let msg = from_toml("[worker]\nconcurency = 4")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("accepted in `[worker]`: `concurrency`, `lease_secs`"),
+        "{msg}"
+    );
+    // Nothing close: no guess, only what is accepted.
+    let msg = from_toml("zzzzqqq = 1").unwrap_err().to_string();
+    assert!(
+        !msg.contains("did you mean") && msg.contains("accepted at the top level: `storage`"),
+        "{msg}"
+    );
+}
+
+/// `*_secs` keys take humantime durations as well as numbers; a bad one names the key and
+/// what is accepted.
+#[test]
+fn seconds_keys_accept_durations() {
+    let c = from_toml(
+        r#"
+        [worker]
+        lease_secs = "1m"
+        heartbeat_secs = 15
+        [pruner]
+        retention_secs = "7d"
+        [dispatcher]
+        max_native_delay_secs = "15m"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.worker.lease_secs, 60.0);
+    assert_eq!(c.worker.heartbeat_secs, 15.0);
+    assert_eq!(c.pruner.retention_secs, 7.0 * 86400.0);
+    assert_eq!(c.dispatcher.max_native_delay_secs, Some(900.0));
+    let msg = from_toml("[pruner]\nretention_secs = \"a week\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("pruner.retention_secs") && msg.contains("\"7d\""),
+        "{msg}"
+    );
+}

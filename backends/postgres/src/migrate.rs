@@ -18,11 +18,11 @@ use crate::error::db_err;
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
-        sql: include_str!("../../../migrations/postgres/0001_jobs.sql"),
+        sql: include_str!("../migrations/0001_jobs.sql"),
     },
     Migration {
         version: 2,
-        sql: include_str!("../../../migrations/postgres/0002_outbox.sql"),
+        sql: include_str!("../migrations/0002_outbox.sql"),
     },
 ];
 

@@ -12,7 +12,7 @@ use crate::error::db_err;
 /// Every migration, in order.
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    sql: include_str!("../../../migrations/sqlite/0001_jobs.sql"),
+    sql: include_str!("../migrations/0001_jobs.sql"),
 }];
 
 /// Applies the migrations not applied yet.

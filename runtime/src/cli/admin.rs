@@ -1,7 +1,11 @@
 //! The commands on the whole instance: `migrate`, `prune`, `queues`, `doctor`, `worker` and
 //! `bench`.
 
+use std::time::Duration;
+
 use switchyard_core::{Error, JobState, Result};
+
+use super::output::{self, pad};
 
 use crate::app::Switchyard;
 use crate::bench::BenchArgs;
@@ -9,43 +13,66 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::registry::Registry;
 
-/// `switchyard migrate`.
+/// `switchyard migrate`; with `--json` `{"migrated":"<storage>"}`.
 pub(super) async fn migrate(sy: &Switchyard) -> Result<()> {
     sy.migrate().await?;
-    println!("migrated {}", sy.storage().name());
-    Ok(())
-}
-
-/// `switchyard prune`: deletes finished jobs older than `older_than` seconds.
-pub(super) async fn prune(client: &Client, older_than: f64) -> Result<()> {
-    let age = crate::config::secs("--older-than", older_than)?;
-    // At most MAX_SECS, so always a date.
-    let before = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-    let n = client.prune(before).await?;
-    println!("deleted {n} finished jobs");
-    Ok(())
-}
-
-/// `switchyard queues`: a table of job counts per queue and state.
-pub(super) async fn queues(client: &Client) -> Result<()> {
-    let counts = client.counts().await?;
-    print!("{:<20}", "queue");
-    for s in JobState::ALL {
-        print!("  {:>9}", s.as_str());
+    let name = sy.storage().name();
+    if output::json() {
+        return output::json_line(&serde_json::json!({ "migrated": name }));
     }
-    println!();
-    for c in counts {
-        print!("{:<20}", c.queue);
+    output::line(format!("migrated {name}"))
+}
+
+/// `switchyard prune`: deletes finished jobs older than `older_than`; with `--json`
+/// `{"deleted":N}`.
+pub(super) async fn prune(client: &Client, older_than: Duration) -> Result<()> {
+    // At most MAX_SECS (checked when parsed), so always a date.
+    let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+    let n = client.prune(before).await?;
+    if output::json() {
+        return output::json_line(&serde_json::json!({ "deleted": n }));
+    }
+    output::line(format!("deleted {n} finished jobs"))
+}
+
+/// `switchyard queues`: a table of job counts per queue and state; with `--json`
+/// `[{"queue":…,"counts":{"available":N,…}}]` with every state.
+pub(super) async fn queues(client: &Client) -> Result<()> {
+    let mut counts = client.counts().await?;
+    for c in &mut counts {
         for s in JobState::ALL {
-            print!("  {:>9}", c.counts.get(&s).copied().unwrap_or(0));
+            c.counts.entry(s).or_insert(0);
         }
-        println!();
+    }
+    if output::json() {
+        return output::json_line(&counts);
+    }
+    let mut header = pad("queue", 20);
+    for s in JobState::ALL {
+        header.push_str(&format!("  {:>9}", s.as_str()));
+    }
+    output::line(header)?;
+    for c in counts {
+        let mut row = pad(&c.queue, 20);
+        for s in JobState::ALL {
+            row.push_str(&format!("  {:>9}", c.counts.get(&s).copied().unwrap_or(0)));
+        }
+        output::line(row)?;
     }
     Ok(())
 }
 
 /// `switchyard doctor`: the backends, their capabilities, and whether the storage answers.
 pub(super) async fn doctor(sy: &Switchyard) -> Result<()> {
+    if output::json() {
+        let counts = sy.client().counts().await?;
+        return output::json_line(&serde_json::json!({
+            "storage": sy.storage().name(),
+            "queue": sy.queue().map(|q| q.name()),
+            "reachable": true,
+            "queues_with_jobs": counts.len(),
+        }));
+    }
     println!("storage: {} ({})", sy.config().storage, sy.storage().name());
     println!("capabilities: {:?}", sy.storage().capabilities());
     match sy.queue() {
