@@ -117,3 +117,34 @@ where
         .await
         .map_err(db_err("enqueue"))
 }
+
+/// Inserts `jobs` (already validated) inside the caller's transaction, as `enqueue` does, and
+/// returns one outcome per job; for the schedules' firing step.
+pub(crate) async fn enqueue_in(
+    db: &Db,
+    conn: &mut sqlx::SqliteConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<EnqueueOutcome>> {
+    let now = db.now();
+    let mut inserted = HashSet::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+        inserted.extend(insert_jobs(&db.sql, chunk, now, &mut *conn).await?);
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if inserted.contains(&job.id) {
+            out.push(EnqueueOutcome::Inserted(job.id));
+            continue;
+        }
+        let existing: Option<Uuid> = match &job.unique_key {
+            Some(key) => sqlx::query_scalar(&db.sql.find_unique)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err("find unique job"))?,
+            None => None,
+        };
+        out.push(EnqueueOutcome::Duplicate(existing.unwrap_or(job.id)));
+    }
+    Ok(out)
+}

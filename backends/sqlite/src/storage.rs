@@ -13,10 +13,11 @@ use switchyard_core::{
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
     RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
 };
+use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 
 use crate::config::SqliteConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
+use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules};
 
 /// Switchyard storage on one SQLite database file.
 ///
@@ -148,6 +149,32 @@ impl Storage for SqliteStorage {
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         dispatch::mark_dispatched(&self.db, ids).await
+    }
+
+    // ---- Schedules ----
+
+    async fn storage_now(&self) -> Result<DateTime<Utc>> {
+        Ok(schedules::now(&self.db))
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        schedules::list(&self.db).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        schedules::get(&self.db, id).await
+    }
+
+    async fn put_schedule(&self, record: &ScheduleRecord, expected: Option<u64>) -> Result<bool> {
+        schedules::put(&self.db, record, expected).await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool> {
+        schedules::remove(&self.db, id).await
+    }
+
+    async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        schedules::fire(&self.db, fire).await
     }
 }
 
