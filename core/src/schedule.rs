@@ -360,7 +360,12 @@ impl Schedule {
             }
             CatchUp::Latest | CatchUp::None => {
                 let latest = self.latest_at_or_before(first, now);
-                let skipped_before = if first < latest { 1 } else { 0 };
+                // The due instants before the latest (counted up to the scan limit).
+                let skipped_before = if first < latest {
+                    self.instants(cursor, latest, MAX_SCAN).len().saturating_sub(1) as u64
+                } else {
+                    0
+                };
                 let keep = self.def.catch_up == CatchUp::Latest || !missed(latest);
                 let kept = if keep { vec![latest] } else { Vec::new() };
                 let skipped = skipped_before + if keep { 0 } else { 1 };
@@ -958,7 +963,7 @@ mod tests {
         };
         let last = at("2027-01-01T00:00:50Z");
         let p = plan(CatchUp::None, Overlap::Allow);
-        assert_eq!((p.fire.len(), p.cursor, p.skipped), (0, last, 2));
+        assert_eq!((p.fire.len(), p.cursor, p.skipped), (0, last, 5));
         let p = plan(CatchUp::Latest, Overlap::Allow);
         assert_eq!(p.fire, vec![(last, true)]);
         let all = |w, m| CatchUp::All {

@@ -50,6 +50,10 @@ pub struct Config {
     pub sqs: SqsSection,
     /// Redis storage settings (storage = "redis://…").
     pub redis: RedisSection,
+    /// The cron plugin.
+    pub cron: crate::cron::CronSection,
+    /// Schedules declared in configuration, by id (`docs/cron.md`).
+    pub schedules: BTreeMap<String, crate::cron::ScheduleSection>,
 }
 
 /// `[worker]`.
@@ -189,6 +193,8 @@ impl Default for Config {
             postgres: PostgresSection::default(),
             sqs: SqsSection::default(),
             redis: RedisSection::default(),
+            cron: Default::default(),
+            schedules: BTreeMap::new(),
         }
     }
 }
@@ -523,6 +529,7 @@ impl Config {
 
     /// Checks values that serde cannot: URLs, ranges.
     pub fn validate(&self) -> Result<()> {
+        crate::cron::defs_from_config(&self.schedules)?;
         crate::schemes::storage_scheme(&self.storage)?;
         crate::schemes::queue_scheme(&self.queue)?;
         if self.worker.concurrency == 0 {

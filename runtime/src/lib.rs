@@ -48,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod context;
+pub mod cron;
 pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
@@ -58,7 +59,8 @@ pub mod shutdown;
 pub mod testing;
 pub mod worker;
 
-pub use app::{Running, Switchyard};
+pub use app::{Running, Switchyard, SwitchyardBuilder};
+pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use backoff::Backoff;
 pub use client::Client;
 pub use config::Config;
