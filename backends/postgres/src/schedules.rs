@@ -103,6 +103,12 @@ pub(crate) async fn remove(db: &Db, id: &str) -> Result<bool> {
 pub(crate) async fn fire(db: &Db, f: &ScheduleFire) -> Result<FireOutcome> {
     validate_all(&f.jobs, &db.caps)?;
     let mut tx = db.pool.begin().await.map_err(db_err("begin fire"))?;
+    // A scheduler whose step is cut off (its future dropped, its process frozen) must not hold
+    // the schedule's row lock for long: the server ends a transaction left idle.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '5s'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("begin fire"))?;
     let row: Option<(i64, Option<Uuid>)> = sqlx::query_as(&format!(
         "SELECT version, last_job FROM {}schedules WHERE id = $1 FOR UPDATE",
         db.prefix
