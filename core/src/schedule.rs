@@ -362,7 +362,9 @@ impl Schedule {
                 let latest = self.latest_at_or_before(first, now);
                 // The due instants before the latest (counted up to the scan limit).
                 let skipped_before = if first < latest {
-                    self.instants(cursor, latest, MAX_SCAN).len().saturating_sub(1) as u64
+                    self.instants(cursor, latest, MAX_SCAN)
+                        .len()
+                        .saturating_sub(1) as u64
                 } else {
                     0
                 };

@@ -18,8 +18,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_core::schedule::{self, Registered};
 use switchyard_core::{
-    system_clock, CatchUp, Error, JobTemplate, Overlap, Result, Schedule, ScheduleDef,
-    SharedClock, Storage,
+    system_clock, CatchUp, Error, JobTemplate, Overlap, Result, Schedule, ScheduleDef, SharedClock,
+    Storage,
 };
 
 use crate::shutdown::Shutdown;
@@ -144,9 +144,8 @@ impl ScheduleSection {
         if let Some(j) = &self.jitter {
             def.jitter_ms = duration(&key("jitter"), j)?.as_millis() as u64;
         }
-        Schedule::new(def.clone()).map_err(|e| {
-            Error::config(format!("key `schedules.{id}`: {}", e.message()))
-        })?;
+        Schedule::new(def.clone())
+            .map_err(|e| Error::config(format!("key `schedules.{id}`: {}", e.message())))?;
         Ok(def)
     }
 }

@@ -60,7 +60,6 @@ pub mod testing;
 pub mod worker;
 
 pub use app::{Running, Switchyard, SwitchyardBuilder};
-pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use backoff::Backoff;
 pub use client::Client;
 pub use config::Config;
@@ -73,6 +72,7 @@ pub use switchyard_core::{
     JobError, JobErrorKind, JobFilter, JobId, JobRecord, JobState, ListOrder, NewJob, Queue,
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
+pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 

@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::Row;
 use switchyard_core::adapter::validate_all;
-use switchyard_core::schedule::{
-    FireOutcome, Overlap, ScheduleDef, ScheduleFire, ScheduleRecord,
-};
+use switchyard_core::schedule::{FireOutcome, Overlap, ScheduleDef, ScheduleFire, ScheduleRecord};
 use switchyard_core::{EnqueueOutcome, JobState, Result};
 use uuid::Uuid;
 
@@ -123,12 +121,14 @@ pub(crate) async fn fire(db: &Db, f: &ScheduleFire) -> Result<FireOutcome> {
     let held_back = match (f.overlap, last_job) {
         (Overlap::Allow, _) | (_, None) => false,
         (policy, Some(job)) => {
-            let state: Option<String> =
-                sqlx::query_scalar(&format!("SELECT state FROM {}jobs WHERE id = $1", db.prefix))
-                    .bind(job)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err("read the schedule's last job"))?;
+            let state: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT state FROM {}jobs WHERE id = $1",
+                db.prefix
+            ))
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("read the schedule's last job"))?;
             let state = state.and_then(|s| s.parse::<JobState>().ok());
             match (policy, state) {
                 (_, None) => false,
@@ -157,7 +157,10 @@ pub(crate) async fn fire(db: &Db, f: &ScheduleFire) -> Result<FireOutcome> {
     .await
     .map_err(db_err("advance schedule"))?;
     tx.commit().await.map_err(db_err("commit fire"))?;
-    if jobs.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
+    if jobs
+        .iter()
+        .any(|o| matches!(o, EnqueueOutcome::Inserted(_)))
+    {
         db.wake.notify();
     }
     Ok(FireOutcome::Fired { jobs, held_back })

@@ -55,7 +55,10 @@ fn decode(id: &str, flat: Vec<String>) -> Result<Option<ScheduleRecord>> {
         (false, 0i64, None, None, 0u64);
     let bad = |f: &str| Error::corrupt(format!("schedule `{id}` has a bad `{f}` field"));
     for pair in flat.chunks(2) {
-        let (k, v) = (pair[0].as_str(), pair.get(1).map(String::as_str).unwrap_or(""));
+        let (k, v) = (
+            pair[0].as_str(),
+            pair.get(1).map(String::as_str).unwrap_or(""),
+        );
         match k {
             "def" => {
                 def = Some(serde_json::from_str(v).map_err(|e| {
@@ -89,10 +92,11 @@ fn decode(id: &str, flat: Vec<String>) -> Result<Option<ScheduleRecord>> {
 }
 
 pub(crate) async fn now(conn: &Arc<Conn>) -> Result<DateTime<Utc>> {
-    let (secs, micros): (i64, i64) = connection::retrying(conn, "read the clock", |mut c| async move {
-        redis::cmd("TIME").query_async(&mut c).await
-    })
-    .await?;
+    let (secs, micros): (i64, i64) =
+        connection::retrying(conn, "read the clock", |mut c| async move {
+            redis::cmd("TIME").query_async(&mut c).await
+        })
+        .await?;
     Utc.timestamp_opt(secs, (micros * 1000) as u32)
         .single()
         .ok_or_else(|| Error::corrupt("Redis TIME is out of range"))
@@ -148,7 +152,11 @@ pub(crate) async fn put(
         .arg(def)
         .arg(if r.paused { "1" } else { "0" })
         .arg(millis(r.cursor))
-        .arg(r.last_fired.map(|t| millis(t).to_string()).unwrap_or_default())
+        .arg(
+            r.last_fired
+                .map(|t| millis(t).to_string())
+                .unwrap_or_default(),
+        )
         .arg(r.last_job.map(|j| j.to_string()).unwrap_or_default());
     let mut c = conn.get();
     let done: i64 = inv
@@ -187,7 +195,11 @@ pub(crate) async fn fire(
     inv.arg(&f.id)
         .arg(f.version.to_string())
         .arg(millis(f.cursor))
-        .arg(f.fired_for.map(|t| millis(t).to_string()).unwrap_or_default())
+        .arg(
+            f.fired_for
+                .map(|t| millis(t).to_string())
+                .unwrap_or_default(),
+        )
         .arg(match f.overlap {
             Overlap::Allow => "allow",
             Overlap::Skip => "skip",
@@ -213,7 +225,10 @@ pub(crate) async fn fire(
             jobs.push(EnqueueOutcome::Duplicate(id));
         }
     }
-    if jobs.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
+    if jobs
+        .iter()
+        .any(|o| matches!(o, EnqueueOutcome::Inserted(_)))
+    {
         wake.notify();
     }
     Ok(FireOutcome::Fired {

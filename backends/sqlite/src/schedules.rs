@@ -156,7 +156,10 @@ pub(crate) async fn fire(db: &Db, f: &ScheduleFire) -> Result<FireOutcome> {
     .await
     .map_err(db_err("advance schedule"))?;
     tx.commit().await.map_err(db_err("commit fire"))?;
-    if jobs.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
+    if jobs
+        .iter()
+        .any(|o| matches!(o, EnqueueOutcome::Inserted(_)))
+    {
         db.wake.notify();
     }
     Ok(FireOutcome::Fired { jobs, held_back })

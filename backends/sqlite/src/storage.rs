@@ -8,12 +8,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use switchyard_core::adapter::WakeSubscription;
+use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
     RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
 };
-use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 
 use crate::config::SqliteConfig;
 use crate::connection::Db;

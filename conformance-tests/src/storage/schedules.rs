@@ -98,7 +98,10 @@ async fn instants_of(s: &Arc<dyn Storage>, id: &str, kind: &str) -> Vec<DateTime
         let key = j.unique_key.as_deref().expect("a schedule's job has a key");
         let (sid, at) = schedule::instant_of_key(key).expect("key names the instant");
         assert_eq!(sid, id);
-        assert!(seen.insert(at), "two jobs for instant {at} of schedule {id}");
+        assert!(
+            seen.insert(at),
+            "two jobs for instant {at} of schedule {id}"
+        );
     }
     seen.into_iter().collect()
 }
@@ -142,7 +145,10 @@ pub async fn schedules_register_and_edit(b: Backend) {
     assert!(rec2.version > rec.version);
     // A stale write loses.
     assert!(!s.put_schedule(&rec, Some(rec.version)).await.unwrap());
-    assert!(!s.put_schedule(&rec, None).await.unwrap(), "insert of an existing id");
+    assert!(
+        !s.put_schedule(&rec, None).await.unwrap(),
+        "insert of an existing id"
+    );
     // Another expression: the cursor moves to now, so an old cursor fires nothing.
     let mut old = rec2.clone();
     old.cursor = before - TimeDelta::hours(30);
@@ -152,7 +158,10 @@ pub async fn schedules_register_and_edit(b: Backend) {
         .await
         .unwrap();
     let rec3 = s.get_schedule("nightly").await.unwrap().unwrap();
-    assert!(rec3.cursor >= before, "an edited expression moves the cursor to now");
+    assert!(
+        rec3.cursor >= before,
+        "an edited expression moves the cursor to now"
+    );
     let now = s.storage_now().await.unwrap();
     assert!(fire_at(s, "nightly", now).await.inserted.len() <= 1);
     // Other schedules are untouched by a registration that does not name them.
@@ -183,7 +192,10 @@ pub async fn schedules_refuse_bad_input(b: Backend) {
         (def("a", "every day", &kind, &q), "`expr`"),
         (def("b", "* * * * * * *", &kind, &q), "`expr`"),
         (def("c", "@every 0s", &kind, &q), "`expr`"),
-        (def("d", "* * * * *", &kind, &q).with_tz("Europe/Pariss"), "`tz`"),
+        (
+            def("d", "* * * * *", &kind, &q).with_tz("Europe/Pariss"),
+            "`tz`",
+        ),
         (def("bad id", "* * * * *", &kind, &q), "`id`"),
     ] {
         let good = def("good", "* * * * *", &kind, &q);
@@ -286,7 +298,11 @@ pub async fn schedules_crash_mid_tick_loses_nothing(b: Backend) {
         version: rec.version,
         cursor: plan.cursor,
         fired_for: Some(plan.cursor),
-        jobs: plan.fire.iter().map(|&(t, m)| sched.job_for(t, m)).collect(),
+        jobs: plan
+            .fire
+            .iter()
+            .map(|&(t, m)| sched.job_for(t, m))
+            .collect(),
         overlap: Overlap::Allow,
     };
     // The reader dies here. A step cut off in flight (its future dropped at once) applies
@@ -330,7 +346,11 @@ pub async fn schedules_catch_up_policies(b: Backend) {
     for (name, policy, expected) in [
         ("none", CatchUp::None, vec![]),
         ("latest", CatchUp::Latest, vec![t(50)]),
-        ("all", all(60_000, 10), vec![t(10), t(20), t(30), t(40), t(50)]),
+        (
+            "all",
+            all(60_000, 10),
+            vec![t(10), t(20), t(30), t(40), t(50)],
+        ),
         ("all-max", all(60_000, 3), vec![t(30), t(40), t(50)]),
         ("all-window", all(26_000, 10), vec![t(30), t(40), t(50)]),
     ] {
@@ -343,7 +363,11 @@ pub async fn schedules_catch_up_policies(b: Backend) {
             expected,
             "catch_up {name}: {r:?}"
         );
-        assert_eq!(r.skipped, 5 - expected.len() as u64, "{name}: skipped counted");
+        assert_eq!(
+            r.skipped,
+            5 - expected.len() as u64,
+            "{name}: skipped counted"
+        );
         for j in jobs_of(s, &kind).await {
             assert!(j.tags.iter().any(|t| t == "catch_up"), "{name}: marked");
         }
@@ -398,7 +422,11 @@ pub async fn schedules_overlap_policies(b: Backend) {
         };
         assert!(pending <= max_pending, "{name}: {pending} pending");
         let rec = s.get_schedule(name).await.unwrap().unwrap();
-        assert_eq!(rec.cursor, t0 + TimeDelta::seconds(40), "{name}: every tick settled");
+        assert_eq!(
+            rec.cursor,
+            t0 + TimeDelta::seconds(40),
+            "{name}: every tick settled"
+        );
     }
 }
 
@@ -422,7 +450,11 @@ pub async fn schedules_pause_resume_remove(b: Backend) {
     assert_eq!(jobs_of(s, &kind).await.len(), 1);
     assert!(schedule::set_paused(s.as_ref(), "p", false).await.unwrap());
     let r = fire_at(s, "p", at(45_000)).await;
-    assert_eq!(r.inserted.len(), 1, "resumed: the latest missed instant catches up");
+    assert_eq!(
+        r.inserted.len(),
+        1,
+        "resumed: the latest missed instant catches up"
+    );
     assert_eq!(
         instants_of(s, "p", &kind).await,
         vec![at(10_000), at(40_000)]
@@ -446,14 +478,23 @@ pub async fn schedules_trigger_is_idempotent_with_firing(b: Backend) {
     let t0 = base();
     let d = def("t", "*/10 * * * * *", &kind, &q);
     put_at(s, &d, t0).await;
-    let out = schedule::trigger(s.as_ref(), "t").await.unwrap().expect("fired");
+    let out = schedule::trigger(s.as_ref(), "t")
+        .await
+        .unwrap()
+        .expect("fired");
     let job = s.get(out.id()).await.unwrap().expect("job");
     let instant = t0 + TimeDelta::seconds(10);
-    assert_eq!(job.unique_key.as_deref(), Some(unique_key("t", instant).as_str()));
+    assert_eq!(
+        job.unique_key.as_deref(),
+        Some(unique_key("t", instant).as_str())
+    );
     let r = fire_at(s, "t", instant + TimeDelta::milliseconds(300)).await;
     assert!(r.inserted.is_empty(), "already triggered: {r:?}");
     assert_eq!(instants_of(s, "t", &kind).await, vec![instant]);
-    assert!(schedule::trigger(s.as_ref(), "missing").await.unwrap().is_none());
+    assert!(schedule::trigger(s.as_ref(), "missing")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// Schedules' jobs run on a worker like any other (through the external queue's dispatcher
@@ -472,10 +513,14 @@ pub async fn schedules_jobs_run_on_a_worker(b: Backend) {
             .with_poll_interval(Duration::from_millis(200))
             .run(shutdown.clone()),
     );
-    wait_for("three scheduled jobs to run", Duration::from_secs(20), || {
-        let n = probe.count();
-        async move { (n >= 3).then_some(()) }
-    })
+    wait_for(
+        "three scheduled jobs to run",
+        Duration::from_secs(20),
+        || {
+            let n = probe.count();
+            async move { (n >= 3).then_some(()) }
+        },
+    )
     .await;
     shutdown.graceful();
     sched.await.unwrap();

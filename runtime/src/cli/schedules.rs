@@ -83,7 +83,11 @@ pub(super) async fn set_paused(storage: &dyn Storage, id: &str, paused: bool) ->
     let was = storage.get_schedule(id).await?.ok_or_else(|| missing(id))?;
     if was.paused == paused {
         let state = if paused { "paused" } else { "active" };
-        report(id, "unchanged", &format!("schedule `{id}` is already {state}; nothing changed"))?;
+        report(
+            id,
+            "unchanged",
+            &format!("schedule `{id}` is already {state}; nothing changed"),
+        )?;
         return Ok(Outcome::NothingChanged);
     }
     if !schedule::set_paused(storage, id, paused).await? {
