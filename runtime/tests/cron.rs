@@ -219,6 +219,7 @@ async fn schedules_on_the_command_line() {
     );
     let r = cli(&db, &["--json", "schedules", "list"]);
     let v: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+    let v = &v[0];
     assert_eq!(v["id"], "nightly");
     assert_eq!(v["paused"], false);
     assert!(v["next"].is_string() && v["last_job"].is_null(), "{v}");
@@ -237,6 +238,7 @@ async fn schedules_on_the_command_line() {
     assert_eq!(v["outcome"], "triggered");
     let r = cli(&db, &["--json", "schedules"]);
     let v: serde_json::Value = serde_json::from_str(r.out.trim()).expect(&r.out);
+    let v = &v[0];
     assert_eq!(v["last_job_state"], "available", "{v}");
     assert!(v["last_fired"].is_string());
     let r = cli(&db, &["schedules", "remove", "nightly"]);

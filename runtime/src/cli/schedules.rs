@@ -29,6 +29,7 @@ pub(super) async fn list(storage: &dyn Storage) -> Result<Outcome> {
             pad("LAST FIRED", 21)
         ))?;
     }
+    let mut rows = Vec::new();
     for r in records {
         let next = Schedule::new(r.def.clone())
             .ok()
@@ -38,7 +39,7 @@ pub(super) async fn list(storage: &dyn Storage) -> Result<Outcome> {
             None => None,
         };
         if json() {
-            json_line(&json!({
+            rows.push(json!({
                 "id": r.def.id,
                 "expr": r.def.expr,
                 "tz": r.def.tz,
@@ -51,7 +52,7 @@ pub(super) async fn list(storage: &dyn Storage) -> Result<Outcome> {
                 "last_fired": r.last_fired,
                 "last_job": r.last_job,
                 "last_job_state": last_state,
-            }))?;
+            }));
         } else {
             let last = match (r.last_job, last_state) {
                 (Some(id), Some(s)) => format!("{id} ({s})"),
@@ -68,6 +69,9 @@ pub(super) async fn list(storage: &dyn Storage) -> Result<Outcome> {
                 pad(time(r.last_fired), 21),
             ))?;
         }
+    }
+    if json() {
+        json_line(&rows)?;
     }
     Ok(Outcome::Done)
 }
