@@ -305,6 +305,10 @@ impl Scheduler {
                         _ => self.poll,
                     }
                 }
+                Err(e) if e.kind() == switchyard_core::ErrorKind::Unsupported => {
+                    tracing::info!(error = %e, "the storage keeps no schedules; the cron plugin stops");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler tick failed");
                     self.poll

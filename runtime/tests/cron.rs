@@ -252,3 +252,66 @@ async fn schedules_on_the_command_line() {
     );
     assert!(r.err.contains("nightly"), "{}", r.err);
 }
+
+/// A log writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CR7: an instance whose definition differs from the stored one replaces it and logs the
+/// named warning `schedule_definition_conflict` with both definitions; the same definition
+/// logs nothing.
+#[tokio::test]
+async fn a_differing_definition_is_a_named_warning() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sy = Switchyard::connect(Config {
+        storage: "sqlite::memory:".into(),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let a = ScheduleDef::new(
+        "report",
+        "0 9 * * *",
+        JobTemplate::new("tick", serde_json::json!({})),
+    );
+    let b = a.clone().with_tz("Europe/Paris");
+    let st = sy.storage().as_ref();
+    switchyard::cron::register(st, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    switchyard::cron::register(st, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&log.0.lock().unwrap()).contains("schedule_definition_conflict"),
+        "the same definition is no conflict"
+    );
+    switchyard::cron::register(st, std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+    assert!(
+        text.contains("WARN")
+            && text.contains("schedule_definition_conflict")
+            && text.contains("Europe/Paris"),
+        "{text}"
+    );
+    let stored = st.get_schedule("report").await.unwrap().unwrap();
+    assert_eq!(stored.def, b, "the declared definition wins");
+}
