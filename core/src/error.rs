@@ -28,11 +28,25 @@ pub enum ErrorKind {
     Corrupt,
     /// Anything else.
     Internal,
+    /// A wait ran out of time before what it waited for happened (e.g. a job reaching a
+    /// finished state); waiting again may succeed.
+    Timeout,
+    /// The job has not finished yet (it is pending or running), so it has no result.
+    NotFinished,
+    /// The job finished without completing (`failed`, `cancelled` or `dropped`), so it has no
+    /// result; the message names its state and last error.
+    JobFailed,
 }
 
 impl ErrorKind {
     fn default_retryable(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Conflict)
+        matches!(
+            self,
+            ErrorKind::Unavailable
+                | ErrorKind::Conflict
+                | ErrorKind::Timeout
+                | ErrorKind::NotFinished
+        )
     }
 }
 
@@ -48,6 +62,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Corrupt => "corrupt data",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::NotFinished => "job not finished",
+            ErrorKind::JobFailed => "job did not complete",
         };
         f.write_str(s)
     }

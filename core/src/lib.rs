@@ -19,6 +19,7 @@
 //! migrations, validation, claim order, the prefix rule) live one level down, in [`adapter`].
 
 pub mod adapter;
+mod admin;
 mod capability;
 mod clock;
 mod context;
@@ -31,6 +32,10 @@ mod state;
 mod storage;
 mod wake;
 
+pub use admin::{
+    clock_skew_check, CheckStatus, HealthCheck, PendingMigration, SchemaState, SchemaStatus,
+    MAX_CLOCK_SKEW,
+};
 pub use capability::{QueueCapabilities, StorageCapabilities};
 pub use clock::{system_clock, Clock, SharedClock, SystemClock, TestClock};
 pub use context::{JobContext, JobError, JobErrorKind};

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::HealthCheck;
 use crate::capability::QueueCapabilities;
 use crate::error::Result;
 use crate::job::JobId;
@@ -97,6 +98,28 @@ pub trait Queue: Send + Sync + std::fmt::Debug + 'static {
     /// waits in a stopped worker. The default has nothing to give back.
     async fn release(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Deletes, with any messages in them, the broker queues of these Switchyard queues (under
+    /// the instance's prefix), whether or not this handle has used them; a queue that does not
+    /// exist is skipped (`switchyard destroy`). Creates nothing. The default says the broker
+    /// cannot (`ErrorKind::Unsupported`).
+    async fn destroy_queues(&self, queues: &[String]) -> Result<()> {
+        let _ = queues;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} queue cannot destroy its broker queues", self.name()),
+        ))
+    }
+
+    /// The broker's checks for `switchyard doctor`, for these Switchyard queues: whether each
+    /// broker queue exists (and how many messages it holds), and anything about the broker
+    /// that puts messages at risk. Only reads: a missing queue is reported, never created.
+    /// Never fails: a check that cannot run is a warning or failure with the reason. The
+    /// default has none.
+    async fn health_checks(&self, queues: &[String]) -> Vec<HealthCheck> {
+        let _ = queues;
+        Vec::new()
     }
 
     /// Deletes, with any messages in them, the broker queues this handle has set up, published

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::admin::{HealthCheck, PendingMigration, SchemaStatus};
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
@@ -243,8 +244,9 @@ pub struct DispatchItem {
 ///
 /// | area | methods | relies on |
 /// |---|---|---|
-/// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities) | |
-/// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy) | `destroy` may be unsupported |
+/// | identity | [`name`](Storage::name), [`capabilities`](Storage::capabilities), [`as_any`](Storage::as_any) | |
+/// | schema | [`migrate`](Storage::migrate), [`destroy`](Storage::destroy), [`schema`](Storage::schema), [`pending_migrations`](Storage::pending_migrations), [`prefixes`](Storage::prefixes) | all but `migrate` may be unsupported |
+/// | health | [`health_checks`](Storage::health_checks) | |
 /// | records | [`enqueue`](Storage::enqueue), [`get`](Storage::get), [`cancel`](Storage::cancel), [`retry`](Storage::retry) | [`max_payload_bytes`](StorageCapabilities::max_payload_bytes) |
 /// | delivery | [`claim`](Storage::claim), [`claim_ids`](Storage::claim_ids), [`subscribe`](Storage::subscribe) | [`priorities`](StorageCapabilities::priorities), [`max_claim_batch`](StorageCapabilities::max_claim_batch), [`cross_process_wakeups`](StorageCapabilities::cross_process_wakeups) |
 /// | leases | [`heartbeat`](Storage::heartbeat), [`complete`](Storage::complete), [`rescue_expired`](Storage::rescue_expired) | |
@@ -261,6 +263,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// What the backend supports.
     fn capabilities(&self) -> StorageCapabilities;
+
+    /// The concrete storage behind a `dyn Storage`, for what only some backends offer on their
+    /// own type: the runtime's transactional enqueue (`Client::enqueue_tx`) downcasts this to
+    /// `PostgresStorage` or `SqliteStorage` to join the caller's transaction. The default,
+    /// `None`, says the backend has nothing of the kind; a backend that does returns
+    /// `Some(self)`, and a wrapper around another storage returns the inner storage's answer.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 
     // ---- Schema: create, upgrade and remove an instance ----
 
@@ -281,6 +292,57 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
             crate::ErrorKind::Unsupported,
             format!("the {} storage cannot destroy an instance", self.name()),
         ))
+    }
+
+    /// The schema under the instance's prefix: the latest version applied (`None`: never
+    /// migrated, or destroyed since) and the version [`migrate`](Storage::migrate) of this
+    /// build brings it to. Only reads: it never creates a file, table or key, so a tool can
+    /// ask it of a prefix that may be a typo. Read-only commands (`switchyard list`, `status`,
+    /// `queues`, `doctor`) call it first and refuse a prefix without a schema instead of
+    /// creating one. The default says the backend cannot tell (`ErrorKind::Unsupported`);
+    /// callers then skip the check rather than guess.
+    async fn schema(&self) -> Result<SchemaStatus> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} storage cannot report its schema version",
+                self.name()
+            ),
+        ))
+    }
+
+    /// What [`migrate`](Storage::migrate) would apply now, in order, without applying
+    /// anything (`switchyard migrate --dry-run`): empty when the schema is current. Only
+    /// reads, like [`schema`](Storage::schema). The default says the backend cannot tell
+    /// (`ErrorKind::Unsupported`).
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} storage cannot list its pending migrations",
+                self.name()
+            ),
+        ))
+    }
+
+    /// The prefixes of the Switchyard instances with a schema in this database or on this
+    /// server (this instance's own among them once migrated), sorted: for the "did you mean"
+    /// of a tool that finds no schema under its prefix. Only reads. A backend whose search
+    /// is a scan may stop after a bounded number of keys and miss some. The default says the
+    /// backend cannot tell (`ErrorKind::Unsupported`).
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage cannot list its instances", self.name()),
+        ))
+    }
+
+    /// The backend's own checks of its server for `switchyard doctor`: what makes jobs unsafe
+    /// or slow on it (Redis persistence and eviction policy, the server's clock against this
+    /// host's, …). Only reads; never fails: a check that cannot run is reported as a warning
+    /// or failure with the reason. Details never contain a password. The default has none.
+    async fn health_checks(&self) -> Vec<HealthCheck> {
+        Vec::new()
     }
 
     // ---- Records: store a job, read it, and change it on a user's request ----

@@ -43,6 +43,91 @@ impl Switchyard {
         Ok(this)
     }
 
+    /// Connects like [`connect`](Self::connect) but creates nothing: no migration whatever
+    /// `auto_migrate` says, no new SQLite file (a missing one is `NotFound`), a short first
+    /// connection timeout, and no write on connecting. For tools that look at or change an
+    /// existing instance; follow with [`require_schema`](Self::require_schema) to refuse a
+    /// prefix that was never migrated.
+    pub async fn connect_existing(config: Config) -> Result<Self> {
+        config.validate()?;
+        let storage = crate::connect::connect_storage_existing(&config).await?;
+        let queue = crate::connect::connect_queue(&config).await?;
+        Self::from_parts(config, storage, queue)
+    }
+
+    /// Checks that the storage holds this build's schema under the configured prefix:
+    /// `NotFound` when it holds none ("no Switchyard schema under prefix …; run
+    /// `switchyard migrate`"), `Config` when it is older (run `migrate`) or newer (upgrade
+    /// Switchyard). A storage that cannot tell ([`Storage::schema`] unsupported) passes.
+    pub async fn require_schema(&self) -> Result<()> {
+        use switchyard_core::{ErrorKind, SchemaState};
+        let status = match self.storage.schema().await {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::Unsupported => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let at = self.describe_instance();
+        match status.state() {
+            SchemaState::Current => Ok(()),
+            SchemaState::Missing => Err(Error::not_found(format!(
+                "no Switchyard schema under prefix `{}` in {at}{}; run `switchyard migrate` to \
+                 create it (or check the prefix and the storage URL)",
+                self.config.prefix,
+                self.other_prefixes().await
+            ))),
+            SchemaState::Behind => Err(Error::config(format!(
+                "the schema under prefix `{}` in {at} is version {}, older than this build's {}; \
+                 run `switchyard migrate` to upgrade it",
+                self.config.prefix,
+                status.applied.unwrap_or_default(),
+                status.expected
+            ))),
+            SchemaState::Ahead => Err(Error::config(format!(
+                "the schema under prefix `{}` in {at} is version {}, newer than this build's {}; \
+                 upgrade Switchyard",
+                self.config.prefix,
+                status.applied.unwrap_or_default(),
+                status.expected
+            ))),
+        }
+    }
+
+    /// For a prefix without a schema: ` (prefixes with a schema there: a_, b_; did you mean
+    /// `b_`?)` from [`Storage::prefixes`], or nothing when there are none or the storage
+    /// cannot tell.
+    pub(crate) async fn other_prefixes(&self) -> String {
+        let Ok(mut found) = self.storage.prefixes().await else {
+            return String::new();
+        };
+        let own = &self.config.prefix;
+        found.retain(|p| p != own);
+        if found.is_empty() {
+            return String::new();
+        }
+        let closest = found
+            .iter()
+            .map(|p| (strsim::jaro_winkler(own, p), p))
+            .filter(|(score, _)| *score >= 0.7)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, p)| format!("; did you mean `{p}`?"))
+            .unwrap_or_default();
+        let shown: Vec<String> = found.iter().take(10).map(|p| format!("`{p}`")).collect();
+        let more = if found.len() > 10 { ", …" } else { "" };
+        format!(
+            " (prefixes with a schema there: {}{more}{closest})",
+            shown.join(", ")
+        )
+    }
+
+    /// `<storage name> at <URL without password>`, for messages.
+    pub(crate) fn describe_instance(&self) -> String {
+        format!(
+            "{} at `{}`",
+            self.storage.name(),
+            switchyard_core::adapter::redact_url(&self.config.storage)
+        )
+    }
+
     /// Composes already-connected parts; refuses combinations the backends cannot support.
     pub fn from_parts(
         config: Config,

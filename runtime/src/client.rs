@@ -1,4 +1,5 @@
-//! The [`Client`]: enqueue jobs and ask about them. Cheap to clone.
+//! The [`Client`]: enqueue jobs (also inside your own transaction, `client/tx.rs`), ask about
+//! them and wait for their results (`client/wait.rs`). Cheap to clone.
 
 use std::sync::Arc;
 
@@ -9,6 +10,12 @@ use switchyard_core::{
 };
 
 use crate::job::{BlockingJob, EnqueueOptions, Job};
+
+// Transactional enqueue (`enqueue_tx` & co., the pools) and waiting for results (`wait`,
+// `result`) each live in their own file, as further `impl Client` blocks.
+mod tx;
+mod wait;
+pub use tx::{TxEnqueue, TxFuture};
 
 /// Enqueues jobs and reads, cancels and retries them.
 #[derive(Debug, Clone)]

@@ -48,12 +48,14 @@ pub struct Config {
     pub postgres: PostgresSection,
     /// Amazon SQS settings (queue = "sqs://…").
     pub sqs: SqsSection,
-    /// Redis storage settings (storage = "redis://…").
+    /// Redis settings (storage or queue = "redis://…" / "rediss://…").
     pub redis: RedisSection,
     /// The cron plugin.
     pub cron: crate::cron::CronSection,
     /// Schedules declared in configuration, by id (`docs/cron.md`).
     pub schedules: BTreeMap<String, crate::cron::ScheduleSection>,
+    /// RabbitMQ settings (queue = "amqp://…").
+    pub rabbitmq: RabbitmqSection,
 }
 
 /// `[worker]`.
@@ -157,6 +159,9 @@ pub struct SqsSection {
     pub endpoint_url: Option<String>,
     /// Use FIFO queues.
     pub fifo: bool,
+    /// A PEM file of CA certificate(s) to trust for an https endpoint besides the system's
+    /// (an endpoint behind a private CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[redis]`.
@@ -170,6 +175,114 @@ pub struct RedisSection {
     /// vanish before their retention ends. At most [`MAX_REDIS_TTL_SECS`].
     #[serde(deserialize_with = "seconds::de_opt")]
     pub finished_ttl_secs: Option<f64>,
+    /// With a `rediss://` storage or queue: a PEM file of the CA certificate(s) that signed
+    /// the server's certificate, trusted instead of the built-in roots (a private CA, a
+    /// self-signed server).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// With a `rediss://` storage or queue: accept any server certificate, unchecked (the same
+    /// as the URL's `#insecure`). Encrypted, but open to interception: for tests only.
+    pub tls_insecure: bool,
+}
+
+/// `[rabbitmq]`: the settings of the RabbitMQ queue (queue = "amqp://…"); see
+/// docs/rabbitmq.md. Unset keys keep the adapter's defaults. Job ids per message are
+/// `dispatcher.ids_per_message`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitmqSection {
+    /// Unacked deliveries per broker queue, 1 to 65,535. Unset: four times the worker's first
+    /// receive (its free slots at start).
+    pub prefetch: Option<u32>,
+    /// `x-max-priority` of the broker queues, 0 (no priorities) to 255 (RabbitMQ advises at
+    /// most 10). Default 10.
+    pub max_priority: Option<u32>,
+    /// The AMQP heartbeat the client asks for, in whole seconds, 0 (the broker's) to 65,535.
+    /// The broker closes a connection it has not heard from in about two of these, which hands
+    /// the deliveries a frozen worker holds to live ones. Default 5.
+    pub heartbeat_secs: Option<u32>,
+    /// How long one connection attempt may take. Default 5.
+    pub connect_timeout_secs: Option<f64>,
+    /// Longest wait between reconnection attempts. Default 5.
+    pub reconnect_backoff_max_secs: Option<f64>,
+    /// A delivery held this long (a long job) is acked early, before the broker's
+    /// `consumer_timeout`. Default 600.
+    pub settle_after_secs: Option<f64>,
+    /// Longest a delayed `nack` holds a message before requeueing it. Default 5.
+    pub nack_hold_max_secs: Option<f64>,
+    /// `x-expires` of the broker queues: deleted after this long unused. Unset: never.
+    pub queue_expires_secs: Option<f64>,
+    /// `x-consumer-timeout` of the broker queues (RabbitMQ 3.12 and later). Unset: the
+    /// broker's.
+    pub consumer_timeout_secs: Option<f64>,
+    /// The connection name the broker shows. Default `switchyard {prefix}`.
+    pub connection_name: Option<String>,
+}
+
+/// Longest `x-expires` or `x-consumer-timeout` in seconds: RabbitMQ takes them as 32-bit
+/// signed milliseconds.
+pub const MAX_RABBITMQ_QUEUE_ARG_SECS: f64 = i32::MAX as f64 / 1000.0;
+
+impl RabbitmqSection {
+    /// Checks the ranges serde cannot, naming the key and what it accepts.
+    fn validate(&self) -> Result<()> {
+        let range = |key: &str, v: Option<u32>, lo: u32, hi: u32, note: &str| match v {
+            Some(v) if v < lo || v > hi => Err(Error::config(format!(
+                "key `rabbitmq.{key}`: {v} is out of range; accepted: {lo} to {hi}{note}"
+            ))),
+            _ => Ok(()),
+        };
+        range("prefetch", self.prefetch, 1, u32::from(u16::MAX), "")?;
+        range(
+            "max_priority",
+            self.max_priority,
+            0,
+            255,
+            " (0 turns priorities off; RabbitMQ advises at most 10)",
+        )?;
+        range(
+            "heartbeat_secs",
+            self.heartbeat_secs,
+            0,
+            u32::from(u16::MAX),
+            " (0 takes the broker's)",
+        )?;
+        for (key, v) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            (
+                "reconnect_backoff_max_secs",
+                self.reconnect_backoff_max_secs,
+            ),
+            ("settle_after_secs", self.settle_after_secs),
+            ("nack_hold_max_secs", self.nack_hold_max_secs),
+        ] {
+            if let Some(v) = v {
+                secs(&format!("rabbitmq.{key}"), v)?;
+            }
+        }
+        for (key, v) in [
+            ("queue_expires_secs", self.queue_expires_secs),
+            ("consumer_timeout_secs", self.consumer_timeout_secs),
+        ] {
+            if let Some(v) = v {
+                if !(0.001..=MAX_RABBITMQ_QUEUE_ARG_SECS).contains(&v) {
+                    return Err(Error::config(format!(
+                        "key `rabbitmq.{key}`: {v} is out of range; accepted: 0.001 to \
+                         {MAX_RABBITMQ_QUEUE_ARG_SECS} seconds (RabbitMQ takes 32-bit \
+                         milliseconds), or unset"
+                    )));
+                }
+            }
+        }
+        if let Some(name) = &self.connection_name {
+            if name.is_empty() || name.len() > 255 {
+                return Err(Error::config(format!(
+                    "key `rabbitmq.connection_name`: `{name}` is not accepted; accepted: 1 to \
+                     255 bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -195,6 +308,7 @@ impl Default for Config {
             redis: RedisSection::default(),
             cron: Default::default(),
             schedules: BTreeMap::new(),
+            rabbitmq: RabbitmqSection::default(),
         }
     }
 }
@@ -584,8 +698,19 @@ impl Config {
                 self.dispatcher.ids_per_message
             )));
         }
+        self.rabbitmq.validate()?;
         if let Some(d) = self.dispatcher.max_native_delay_secs {
             secs("dispatcher.max_native_delay_secs", d)?;
+        }
+        if self.redis.tls_ca_file.is_some() || self.redis.tls_insecure {
+            let tls = |url: &str| url.starts_with("rediss://");
+            if !tls(&self.storage) && !tls(&self.queue) {
+                return Err(Error::config(
+                    "key `redis.tls_ca_file` / `redis.tls_insecure`: set, but neither `storage` \
+                     nor `queue` is a rediss:// URL; accepted: a rediss:// storage or queue \
+                     with them, or neither",
+                ));
+            }
         }
         if let Some(t) = self.redis.finished_ttl_secs {
             if t > MAX_REDIS_TTL_SECS {
@@ -658,6 +783,9 @@ impl Config {
             pruner: self.pruner.enabled,
             prune_interval: Duration::from_secs_f64(self.pruner.interval_secs),
             retention: Duration::from_secs_f64(self.pruner.retention_secs),
+            leader_ttl: MaintenanceConfig::leader_ttl_for(Duration::from_secs_f64(
+                self.worker.lease_secs,
+            )),
             ..MaintenanceConfig::default()
         }
     }

@@ -6,11 +6,11 @@
 //!
 //! | feature    | what                                                  | default |
 //! |------------|-------------------------------------------------------|---------|
-//! | `sqlite`   | SQLite storage + queue (embedded); [`testing`]        | yes     |
-//! | `postgres` | PostgreSQL storage + queue                            | no      |
-//! | `redis`    | Redis storage + queue                                 | no      |
-//! | `sqs`      | Amazon SQS queue                                      | no      |
-//! | `rabbitmq` | RabbitMQ queue                                        | no      |
+//! | `sqlite`   | SQLite storage + queue (embedded); `testing`          | yes     |
+//! | `postgres` | PostgreSQL storage + queue, TLS (`sslmode=…`)         | no      |
+//! | `redis`    | Redis storage + queue, TLS (`rediss://`)              | no      |
+//! | `sqs`      | Amazon SQS queue (https)                              | no      |
+//! | `rabbitmq` | RabbitMQ queue, TLS (`amqps://`)                      | no      |
 //! | `cli`      | the `switchyard` binary, `cli::main_with`, `bench`    | no      |
 //! | `full`     | all of the above                                      | no      |
 //!
@@ -61,7 +61,7 @@ pub mod worker;
 
 pub use app::{Running, Switchyard, SwitchyardBuilder};
 pub use backoff::Backoff;
-pub use client::Client;
+pub use client::{Client, TxEnqueue};
 pub use config::Config;
 pub use context::JobContextExt;
 pub use job::{BlockingJob, EnqueueOptions, Job};
@@ -75,6 +75,11 @@ pub use switchyard_core::{
 pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
+
+/// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
+/// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sqlx;
 
 /// The core crate, for adapter authors.
 pub use switchyard_core as core;

@@ -24,7 +24,9 @@ pub struct MaintenanceConfig {
     pub prune_interval: Duration,
     /// Finished jobs older than this are deleted.
     pub retention: Duration,
-    /// Leadership lock time-to-live; renewed at a third of it.
+    /// Leadership lock time-to-live; renewed at a third of it. When its holder dies, nobody
+    /// rescues until it runs out, so it should not outlast a lease: the configuration sets it
+    /// with [`MaintenanceConfig::leader_ttl_for`].
     pub leader_ttl: Duration,
     /// This process's name in the lock.
     pub holder: String,
@@ -41,6 +43,26 @@ impl Default for MaintenanceConfig {
             leader_ttl: Duration::from_secs(30),
             holder: crate::worker::default_worker_id(),
         }
+    }
+}
+
+/// The shortest leadership lock [`MaintenanceConfig::leader_ttl_for`] gives: renewed every
+/// third of it, a shorter lock would cost a statement every few hundred milliseconds.
+pub const MIN_LEADER_TTL: Duration = Duration::from_secs(1);
+
+/// The longest leadership lock [`MaintenanceConfig::leader_ttl_for`] gives (the lock's lifetime
+/// before it followed the lease).
+pub const MAX_LEADER_TTL: Duration = Duration::from_secs(30);
+
+impl MaintenanceConfig {
+    /// The leadership lock's lifetime for workers whose leases last `lease`: the lease itself,
+    /// within [`MIN_LEADER_TTL`] and [`MAX_LEADER_TTL`]. When the leader dies, the lock then
+    /// runs out no later than the leases of the jobs it was running (and at most a second after
+    /// a very short one), so another process wins it and rescues them one renewal tick after
+    /// they expire, instead of waiting out a fixed 30 s lock: with a 2 s lease, the hand-off
+    /// takes about 2 s plus the rescue tick rather than 35 s.
+    pub fn leader_ttl_for(lease: Duration) -> Duration {
+        lease.clamp(MIN_LEADER_TTL, MAX_LEADER_TTL)
     }
 }
 
@@ -145,4 +167,30 @@ async fn prune_all(
         tracing::info!(deleted, "pruned finished jobs");
     }
     more
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock follows the lease, within its bounds.
+    #[test]
+    fn the_leader_lock_lives_as_long_as_a_lease() {
+        let s = Duration::from_secs;
+        assert_eq!(MaintenanceConfig::leader_ttl_for(s(2)), s(2));
+        assert_eq!(
+            MaintenanceConfig::leader_ttl_for(Duration::from_millis(7500)),
+            Duration::from_millis(7500)
+        );
+        assert_eq!(MaintenanceConfig::leader_ttl_for(s(30)), s(30));
+        assert_eq!(MaintenanceConfig::leader_ttl_for(s(600)), MAX_LEADER_TTL);
+        assert_eq!(
+            MaintenanceConfig::leader_ttl_for(Duration::from_millis(200)),
+            MIN_LEADER_TTL
+        );
+        assert_eq!(
+            MaintenanceConfig::leader_ttl_for(Duration::ZERO),
+            MIN_LEADER_TTL
+        );
+    }
 }

@@ -129,6 +129,8 @@ async fn enqueue_work_status_list() {
 fn bad_input_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/bad.db", dir.path().display());
+    let (ok, _, err) = switchyard(&db, &["migrate"]);
+    assert!(ok, "{err}");
     let (ok, _, err) = switchyard(&db, &["enqueue", "greet", "{not json"]);
     assert!(!ok && err.contains("not valid JSON"), "{err}");
     let (ok, _, err) = switchyard(&db, &["status", "not-a-uuid"]);
@@ -256,9 +258,20 @@ fn exit_codes_tell_failure_classes_apart() {
         assert!(r.err.contains("no job with id"), "{r:?}");
     }
 
-    // Unavailable: a SQLite file in a directory that does not exist (fails at once).
+    // Not found: a SQLite file that does not exist (commands other than `migrate` create
+    // nothing), and a prefix without a schema.
     let nowhere = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
     let r = run(&nowhere, &["list"]);
+    assert_eq!(r.code, exit::NOT_FOUND, "{r:?}");
+    let r = run(&db, &["list", "--prefix", "typo_"]);
+    assert_eq!(r.code, exit::NOT_FOUND, "{r:?}");
+    assert!(
+        r.err.contains("no Switchyard schema under prefix `typo_`"),
+        "{r:?}"
+    );
+
+    // Unavailable: `migrate` of a SQLite file in a directory that does not exist (at once).
+    let r = run(&nowhere, &["migrate"]);
     assert_eq!(r.code, exit::UNAVAILABLE, "{r:?}");
 
     // Nothing changed: cancel of a finished job, retry of a live one.
@@ -295,6 +308,7 @@ fn exit_codes_tell_failure_classes_apart() {
 fn refused_connections_are_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(&dir, "refused");
+    assert_eq!(run(&db, &["migrate"]).code, exit::OK);
     let r = run(
         &db,
         &["list", "--queue", "amqp://guest:guest@127.0.0.1:1/%2f"],
@@ -372,8 +386,14 @@ fn json_on_every_command() {
     assert_eq!(queues[0]["counts"]["available"], 2);
     assert_eq!(queues[0]["counts"]["failed"], 0);
     let doctor = json(&["doctor"]);
-    assert_eq!(doctor["storage"], "sqlite");
-    assert_eq!(doctor["reachable"], true);
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    let checks = doctor["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "schema" && c["status"] == "ok"),
+        "{doctor}"
+    );
 
     let r = run(
         &db,
@@ -403,6 +423,7 @@ fn json_on_every_command() {
 fn human_status_and_aligned_table() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(&dir, "human");
+    assert_eq!(run(&db, &["migrate"]).code, exit::OK);
     let a = run(&db, &["enqueue", "greet", "{\"x\":1}"])
         .out
         .trim()
@@ -486,6 +507,7 @@ async fn closed_pipe_ends_quietly() {
 fn no_colour_codes_in_piped_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(&dir, "ansi");
+    assert_eq!(run(&db, &["migrate"]).code, exit::OK);
     let r = run_env(&db, &["list"], &[("RUST_LOG", "trace")]);
     assert_eq!(r.code, exit::OK, "{r:?}");
     assert!(
@@ -501,6 +523,7 @@ fn no_colour_codes_in_piped_logs() {
 fn human_durations_and_negative_ones() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(&dir, "durations");
+    assert_eq!(run(&db, &["migrate"]).code, exit::OK);
     let get = |id: &str| -> serde_json::Value {
         serde_json::from_str(&run(&db, &["status", id, "--json"]).out).unwrap()
     };
@@ -562,6 +585,9 @@ fn human_durations_and_negative_ones() {
 fn prefix_flag() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite(&dir, "prefix");
+    for p in ["one_", "two_"] {
+        assert_eq!(run(&db, &["migrate", "--prefix", p]).code, exit::OK);
+    }
     let id = run(&db, &["enqueue", "k", "{}", "--prefix", "one_"])
         .out
         .trim()

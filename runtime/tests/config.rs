@@ -277,7 +277,7 @@ fn env_overrides_file() {
         jail.set_env("SWITCHYARD_STORAGE", "sqlite://env.db");
         jail.set_env("SWITCHYARD_WORKER__CONCURRENCY", "7");
         jail.set_env(
-            "SWITCHYARD_TEST_POSTGRES_URL",
+            "SWITCHYARD_TEST_ONLY_SETTING",
             "ignored: test settings are not config",
         );
         let c = Config::load().map_err(|e| e.to_string())?;
@@ -412,4 +412,117 @@ fn seconds_keys_accept_durations() {
         msg.contains("pruner.retention_secs") && msg.contains("\"7d\""),
         "{msg}"
     );
+}
+
+/// Every `[rabbitmq]` key of docs/rabbitmq.md is read from `switchyard.toml` and reaches the
+/// adapter's settings; unset keys keep the adapter's defaults.
+#[cfg(feature = "rabbitmq")]
+#[test]
+fn the_rabbitmq_section_reaches_the_adapter() {
+    use std::time::Duration;
+    let c = from_toml(
+        r#"
+        queue = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        prefix = "billing_"
+        [dispatcher]
+        ids_per_message = 4
+        [rabbitmq]
+        prefetch = 64
+        max_priority = 5
+        heartbeat_secs = 3
+        connect_timeout_secs = 2.5
+        reconnect_backoff_max_secs = 8
+        settle_after_secs = 120
+        nack_hold_max_secs = 1.5
+        queue_expires_secs = 300
+        consumer_timeout_secs = 3600
+        connection_name = "billing workers"
+        "#,
+    )
+    .unwrap();
+    let r = switchyard::connect::rabbit_config(&c);
+    assert_eq!(r.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+    assert_eq!(r.prefix, "billing_");
+    assert_eq!(r.ids_per_message, 4);
+    assert_eq!(r.prefetch, Some(64));
+    assert_eq!(r.max_priority, 5);
+    assert_eq!(r.heartbeat, Duration::from_secs(3));
+    assert_eq!(r.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(r.reconnect_backoff_max, Duration::from_secs(8));
+    assert_eq!(r.settle_after, Duration::from_secs(120));
+    assert_eq!(r.nack_hold_max, Duration::from_millis(1500));
+    assert_eq!(r.queue_expires, Some(Duration::from_secs(300)));
+    assert_eq!(r.consumer_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(r.connection_name(), "billing workers");
+
+    let defaults = switchyard::rabbitmq::RabbitConfig::new(&c.queue).with_prefix("billing_");
+    let unset = switchyard::connect::rabbit_config(
+        &from_toml("queue = \"amqp://h/%2f\"\nprefix = \"billing_\"").unwrap(),
+    );
+    assert_eq!(
+        unset,
+        switchyard::rabbitmq::RabbitConfig {
+            url: "amqp://h/%2f".into(),
+            ..defaults
+        }
+    );
+    assert_eq!(unset.heartbeat, switchyard::rabbitmq::DEFAULT_HEARTBEAT);
+}
+
+/// `[rabbitmq]` refuses unknown keys and out-of-range values, naming the key and what it
+/// accepts.
+#[test]
+fn the_rabbitmq_section_refuses_bad_keys_and_values() {
+    let err = from_toml("[rabbitmq]\nprefetchs = 10").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("prefetchs") && msg.contains("prefetch") && msg.contains("settle_after_secs"),
+        "{msg}"
+    );
+    for (toml, key, accepted) in [
+        ("prefetch = 0", "rabbitmq.prefetch", "1 to 65535"),
+        ("prefetch = 70000", "rabbitmq.prefetch", "1 to 65535"),
+        ("max_priority = 256", "rabbitmq.max_priority", "0 to 255"),
+        (
+            "heartbeat_secs = 65536",
+            "rabbitmq.heartbeat_secs",
+            "0 to 65535",
+        ),
+        (
+            "settle_after_secs = -1",
+            "rabbitmq.settle_after_secs",
+            "accepted",
+        ),
+        (
+            "connect_timeout_secs = 1e300",
+            "rabbitmq.connect_timeout_secs",
+            "accepted",
+        ),
+        (
+            "queue_expires_secs = 0",
+            "rabbitmq.queue_expires_secs",
+            "0.001 to",
+        ),
+        (
+            "consumer_timeout_secs = 3e6",
+            "rabbitmq.consumer_timeout_secs",
+            "0.001 to",
+        ),
+        (
+            "connection_name = \"\"",
+            "rabbitmq.connection_name",
+            "1 to 255 bytes",
+        ),
+    ] {
+        let err = from_toml(&format!("[rabbitmq]\n{toml}")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{toml}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("`{key}`")) && msg.contains(accepted),
+            "{toml}: {msg}"
+        );
+    }
+    let err = from_toml("[rabbitmq]\nmax_priority = \"ten\"").unwrap_err();
+    assert!(err.to_string().contains("rabbitmq.max_priority"), "{err}");
 }

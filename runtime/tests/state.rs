@@ -136,7 +136,7 @@ async fn a_missing_state_is_a_startup_error_naming_the_type() {
         .register::<Charge>()
         .register::<SendReceipt>();
 
-    let e = sy.start(registry.clone()).err().expect("start refuses");
+    let e = sy.start(registry.clone()).expect_err("start refuses");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let name = std::any::type_name::<Payments>();
     assert!(e.message().contains(name), "names the type {name}: {e}");
@@ -154,8 +154,7 @@ async fn a_missing_state_is_a_startup_error_naming_the_type() {
 
     let e = Worker::new(sy.storage().clone(), registry.clone())
         .try_start()
-        .err()
-        .expect("try_start refuses");
+        .expect_err("try_start refuses");
     assert!(e.message().contains(name), "{e}");
 
     // Nothing ran: the job still waits.

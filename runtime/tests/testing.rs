@@ -414,3 +414,27 @@ async fn a_worker_on_a_test_clock_retries_by_that_clock() {
     assert_eq!(job.attempt, 2);
     handle.stop().await;
 }
+
+/// A job the registry cannot run fails in a drain as it would on a worker, saying why.
+#[tokio::test]
+async fn a_drain_fails_unknown_kinds_and_bad_payloads_as_a_worker_does() {
+    let h = Harness::new(registry(&Arc::default())).await.unwrap();
+    h.client()
+        .enqueue_raw(vec![
+            switchyard::NewJob::new("nope", serde_json::json!({})),
+            switchyard::NewJob::new(Greet::KIND, serde_json::json!({"name": 7})),
+        ])
+        .await
+        .unwrap();
+    let ran = h.drain().await.unwrap();
+    assert_eq!(ran.len(), 2);
+    assert!(ran.iter().all(|a| a.state == JobState::Failed));
+    let unknown = ran[0].error.as_ref().unwrap();
+    assert_eq!(unknown.kind, "unknown_kind");
+    assert!(
+        unknown.message.contains("flaky, greet, sign_up"),
+        "{}",
+        unknown.message
+    );
+    assert_eq!(ran[1].error.as_ref().unwrap().kind, "decode");
+}

@@ -15,6 +15,10 @@ use crate::URL_SCHEMES;
 #[non_exhaustive]
 pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database?sslmode=disable` (or `postgresql://…`).
+    /// TLS from the URL: `sslmode=require` (encrypted, certificate not checked; with
+    /// `sslrootcert` it is checked against that CA, as libpq does), `verify-ca`, `verify-full`
+    /// (CA and host name), and `sslrootcert=/path/ca.pem` for a CA the webpki roots lack;
+    /// `sslcert` and `sslkey` for a client certificate. Needs the `tls` feature.
     pub url: String,
     /// Prepended to every table name and to the notification channel, so several independent
     /// instances can share one database: 1 to 32 ASCII letters, digits or `_`, starting with a
@@ -128,7 +132,7 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
         Error::config(format!(
             "key `storage`: `{}` is not a valid PostgreSQL URL ({why}); accepted: \
              postgres://user:password@host:port/database?sslmode=disable or \
-             postgresql://user:password@host:port/database",
+             postgresql://user:password@host:port/database?sslmode=verify-full&sslrootcert=ca.pem",
             redact_url(url)
         ))
     };
@@ -153,8 +157,140 @@ fn parse_url(url: &str) -> Result<PgConnectOptions> {
             )));
         }
     }
-    PgConnectOptions::from_str(url)
-        .map_err(|e| bad("its options are not understood").with_source(e))
+    for (k, v) in parsed.query_pairs() {
+        check_file_key(url, &k, &v)?;
+    }
+    // libpq's `sslrootcert=system` (the system's CAs, with verify-full) is not sqlx's: sqlx
+    // would read it as a file name. The built-in roots are always trusted, so it is dropped,
+    // and verify-full is checked for or made the mode, as libpq does.
+    let system = parsed
+        .query_pairs()
+        .any(|(k, v)| is_root_key(&k) && v == "system");
+    let options = if system {
+        let mut stripped = parsed.clone();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, v)| !(is_root_key(k) && v == "system"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        stripped.query_pairs_mut().clear().extend_pairs(kept);
+        PgConnectOptions::from_str(stripped.as_str())
+    } else {
+        PgConnectOptions::from_str(url)
+    }
+    .map_err(|e| bad("its options are not understood").with_source(e))?;
+    let options = if system {
+        root_cert_system(url, &parsed, options)?
+    } else {
+        options
+    };
+    tls_mode(url, &parsed, options)
+}
+
+fn is_root_key(key: &str) -> bool {
+    matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca")
+}
+
+/// `sslrootcert=system` wants `sslmode=verify-full`, the default it brings in libpq; a weaker
+/// mode is refused, as libpq refuses it.
+fn root_cert_system(
+    url: &str,
+    parsed: &url::Url,
+    options: PgConnectOptions,
+) -> Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    let mode_given = parsed
+        .query_pairs()
+        .any(|(k, _)| matches!(&*k, "sslmode" | "ssl-mode"))
+        || std::env::var_os("PGSSLMODE").is_some();
+    match options.get_ssl_mode() {
+        PgSslMode::VerifyFull => Ok(options),
+        _ if !mode_given => Ok(options.ssl_mode(PgSslMode::VerifyFull)),
+        _ => Err(Error::config(format!(
+            "key `storage`: `{}`: `sslrootcert=system` checks the server against the trusted \
+             roots and its host name, so it needs sslmode=verify-full (as with libpq); \
+             accepted: sslmode=verify-full or no sslmode with it, or \
+             `sslrootcert=/path/ca.pem` with another mode",
+            redact_url(url)
+        ))),
+    }
+}
+
+/// The query keys that name a file (a CA, a client certificate, its key).
+const PG_FILE_KEYS: [&str; 7] = [
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+];
+
+/// A file named by `sslrootcert`, `sslcert` or `sslkey` must be there: sqlx would only find
+/// out at connect time, as an I/O error that does not say which key it came from.
+fn check_file_key(url: &str, key: &str, value: &str) -> Result<()> {
+    // sqlx also takes a PEM document itself in place of a path; `system` is libpq's word
+    // for the trusted roots.
+    if !PG_FILE_KEYS.contains(&key)
+        || value.starts_with("-----BEGIN")
+        || (is_root_key(key) && value == "system")
+    {
+        return Ok(());
+    }
+    if std::path::Path::new(value).is_file() {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "key `storage`: `{}`: query key `{key}` names `{value}`, which is not a file; accepted: \
+         the path of a PEM file ({})",
+        redact_url(url),
+        if key.contains("key") {
+            "the client certificate's private key"
+        } else if key.contains("root") || key == "ssl-ca" {
+            "the CA certificate(s) that signed the server's certificate"
+        } else {
+            "the client certificate"
+        }
+    )))
+}
+
+/// Whether the URL (or `PGSSLROOTCERT`) names a CA file.
+fn names_root_cert(parsed: &url::Url) -> bool {
+    parsed
+        .query_pairs()
+        .any(|(k, v)| is_root_key(&k) && v != "system")
+        || std::env::var_os("PGSSLROOTCERT").is_some()
+}
+
+/// The TLS side of the options. With TLS compiled in, `sslmode=require` with a CA file checks
+/// the certificate against it (`verify-ca`), as libpq does; sqlx alone would ignore the file.
+#[cfg(feature = "tls")]
+fn tls_mode(_url: &str, parsed: &url::Url, options: PgConnectOptions) -> Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    if matches!(options.get_ssl_mode(), PgSslMode::Require) && names_root_cert(parsed) {
+        return Ok(options.ssl_mode(PgSslMode::VerifyCa));
+    }
+    Ok(options)
+}
+
+/// Without TLS compiled in, a URL that requires TLS is refused here, naming the feature,
+/// rather than at connect time.
+#[cfg(not(feature = "tls"))]
+fn tls_mode(url: &str, parsed: &url::Url, options: PgConnectOptions) -> Result<PgConnectOptions> {
+    use sqlx::postgres::PgSslMode;
+    let _ = names_root_cert(parsed);
+    match options.get_ssl_mode() {
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => {
+            Err(Error::config(format!(
+                "key `storage`: `{}` requires TLS, but switchyard-postgres was built without its \
+                 `tls` feature (the `postgres` feature of `switchyard` turns it on); accepted \
+                 here: sslmode=disable, allow or prefer",
+                redact_url(url)
+            )))
+        }
+        _ => Ok(options),
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +342,68 @@ mod tests {
         ] {
             assert!(parse_url(url).is_ok(), "{url}");
         }
+    }
+
+    /// A CA, certificate or key file that is not there is refused when the URL is read, naming
+    /// the key; a PEM document in its place is left to sqlx.
+    #[test]
+    fn tls_files_must_exist() {
+        let e = parse_url("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("`sslrootcert`"), "{e}");
+        assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
+        assert!(e.message().contains("CA certificate"), "{e}");
+        let e = parse_url("postgres://h/db?sslkey=/nonexistent/k.pem").unwrap_err();
+        assert!(e.message().contains("private key"), "{e}");
+    }
+
+    /// With TLS compiled in, every `sslmode` parses, and `require` with a CA file verifies the
+    /// certificate against it, as libpq does.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn require_with_a_ca_file_verifies_it() {
+        use sqlx::postgres::PgSslMode;
+        let dir = std::env::temp_dir().join(format!("pg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not checked here").unwrap();
+        let url = format!(
+            "postgres://h/db?sslmode=require&sslrootcert={}",
+            ca.display()
+        );
+        let mode = |url: &str| parse_url(url).unwrap().get_ssl_mode();
+        assert!(matches!(mode(&url), PgSslMode::VerifyCa));
+        assert!(matches!(
+            mode("postgres://h/db?sslmode=require"),
+            PgSslMode::Require
+        ));
+        let full = format!(
+            "postgres://h/db?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        );
+        assert!(matches!(mode(&full), PgSslMode::VerifyFull));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// libpq's `sslrootcert=system` is the built-in roots with verify-full (the mode it
+    /// brings); a weaker mode with it is refused, as libpq refuses it.
+    #[test]
+    fn root_cert_system_means_verify_full() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| parse_url(url).map(|o| o.get_ssl_mode());
+        assert!(matches!(
+            mode("postgres://h/db?sslrootcert=system"),
+            Ok(PgSslMode::VerifyFull)
+        ));
+        assert!(matches!(
+            mode("postgres://h/db?sslmode=verify-full&sslrootcert=system&application_name=a"),
+            Ok(PgSslMode::VerifyFull)
+        ));
+        let e = parse_url("postgres://u:pw@h/db?sslmode=require&sslrootcert=system").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("sslmode=verify-full"), "{e}");
+        assert!(!e.message().contains("pw@"), "{e}");
     }
 
     /// The backend applies the one prefix rule of `switchyard_core::adapter::check_prefix`.

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 use switchyard_core::adapter::{redact_url, WakeHub};
-use switchyard_core::{Error, Result, StorageCapabilities};
+use switchyard_core::{Error, ErrorKind, Result, StorageCapabilities};
 use tokio::task::JoinHandle;
 
 use crate::config::PostgresConfig;
+use crate::error::connect_err;
 use crate::listener::{self, ListenerStatus};
 use crate::sql::Statements;
 
@@ -41,6 +43,31 @@ impl Db {
         let pool_options = options
             .clone()
             .application_name(&format!("switchyard {}", config.prefix));
+        // One direct connection first: a pool hides why it cannot connect ("pool timed out"
+        // after the whole acquire timeout), a direct connect says it at once ("connection
+        // refused", a bad password, an unknown database).
+        let where_ = || {
+            format!(
+                "cannot connect to PostgreSQL at `{}`",
+                redact_url(&config.url)
+            )
+        };
+        match tokio::time::timeout(config.acquire_timeout, pool_options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(Error::unavailable(where_(), e)),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{} (no answer within {:?}; is the host reachable?)",
+                        where_(),
+                        config.acquire_timeout
+                    ),
+                ))
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             // A worker uses a few connections at once (fetchers, completer, heartbeater): keep
@@ -53,15 +80,7 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(pool_options)
             .await
-            .map_err(|e| {
-                Error::unavailable(
-                    format!(
-                        "cannot connect to PostgreSQL at `{}`",
-                        redact_url(&config.url)
-                    ),
-                    e,
-                )
-            })?;
+            .map_err(|e| connect_err(&config.url, e))?;
         let sql = Statements::new(&config.prefix, config.synchronous_commit);
         let wake = WakeHub::new();
         let listener_status = Arc::new(ListenerStatus::default());

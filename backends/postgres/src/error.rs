@@ -4,7 +4,63 @@
 
 use std::future::Future;
 
+use switchyard_core::adapter::redact_url;
 use switchyard_core::{Error, ErrorKind, Result};
+
+/// The error of a failed connect to `url`: a TLS failure says what was wrong and which URL key
+/// fixes it (a `Config` error: trying again does not help); anything else is `Unavailable`.
+pub(crate) fn connect_err(url: &str, e: sqlx::Error) -> Error {
+    let at = format!("cannot connect to PostgreSQL at `{}`", redact_url(url));
+    if let Some(why) = tls_failure(&e) {
+        return Error::config(format!("{at}: {why}")).with_source(e);
+    }
+    Error::unavailable(at, e)
+}
+
+/// What a failed TLS handshake means, with the fix.
+#[cfg(feature = "tls")]
+fn tls_failure(e: &sqlx::Error) -> Option<String> {
+    use switchyard_core::adapter::{tls_problem, TlsProblem};
+    if let sqlx::Error::Tls(inner) = e {
+        if inner.to_string().contains("does not support TLS") {
+            return Some(
+                "the server does not accept TLS (its `ssl` setting is off), and the URL's \
+                 sslmode requires it; turn `ssl = on` on the server, or use sslmode=prefer \
+                 or sslmode=disable to connect without TLS"
+                    .to_string(),
+            );
+        }
+    }
+    let problem = tls_problem(e)?;
+    let fix = match problem {
+        TlsProblem::NotTrusted => {
+            "name the CA that signed it with `sslrootcert=/path/to/ca.pem` in the URL \
+             (managed providers publish theirs, e.g. RDS's global-bundle.pem), or use \
+             sslmode=require to encrypt without checking the certificate"
+        }
+        // sqlx 0.8.6 checks the name under verify-ca too (it misses the name-mismatch error
+        // rustls reports since 0.23.24; fixed in sqlx after 0.8.6), so verify-ca is no way out.
+        TlsProblem::WrongName => {
+            "connect with the host name the certificate names (in this release sslmode=verify-ca \
+             checks the name too), or use sslmode=require without `sslrootcert` to encrypt \
+             without checking the certificate"
+        }
+        TlsProblem::Expired => "renew the server's certificate",
+        TlsProblem::NotTls => "check the host and port",
+        TlsProblem::Refused => {
+            "if the server wants a client certificate, name it with `sslcert=…&sslkey=…`"
+        }
+        _ => "check the certificate, or `sslrootcert=…` / `sslmode=…` in the URL",
+    };
+    Some(format!("{}; {fix}", problem.describe()))
+}
+
+/// Without TLS compiled in, no handshake is ever attempted (URLs that require TLS are refused
+/// when they are read).
+#[cfg(not(feature = "tls"))]
+fn tls_failure(_: &sqlx::Error) -> Option<String> {
+    None
+}
 
 /// Whether the error means the connection is gone (terminated backend, reset socket, server
 /// shutting down) before the statement could run, so running it again on another connection is

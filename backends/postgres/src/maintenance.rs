@@ -1,5 +1,5 @@
 //! Maintenance, the leader's services: deleting old finished jobs ([`prune`]) and the
-//! leadership lease ([`try_lead`], [`resign`]).
+//! leadership lease ([`try_lead`], [`resign`]), and the doctor's health checks.
 
 use std::time::Duration;
 
@@ -53,4 +53,59 @@ pub(crate) async fn resign(db: &Db, name: &str, holder: &str) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// `Storage::health_checks`: the server's version, its clock against this host's, and (with
+/// `listen` on) whether the wake-up listener is subscribed.
+pub(crate) async fn health_checks(db: &Db) -> Vec<switchyard_core::HealthCheck> {
+    use std::sync::atomic::Ordering;
+    use switchyard_core::{clock_skew_check, HealthCheck};
+    let mut checks = Vec::new();
+    match sqlx::query_scalar::<_, String>("SHOW server_version")
+        .fetch_one(&db.pool)
+        .await
+    {
+        Ok(v) => checks.push(HealthCheck::ok("postgres version", v)),
+        Err(e) => checks.push(HealthCheck::fail(
+            "postgres version",
+            format!("cannot read server_version: {e}"),
+        )),
+    }
+    let sent = Utc::now();
+    match sqlx::query_scalar::<_, DateTime<Utc>>("SELECT clock_timestamp()")
+        .fetch_one(&db.pool)
+        .await
+    {
+        Ok(server) => checks.push(clock_skew_check(server, sent, Utc::now())),
+        Err(e) => checks.push(HealthCheck::warn(
+            "clock skew",
+            format!("cannot read the server's clock: {e}"),
+        )),
+    }
+    if db.listener.is_some() {
+        // The listener connects in the background: give it a moment after connect.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !db.listener_status.connected.load(Ordering::SeqCst)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        checks.push(if db.listener_status.connected.load(Ordering::SeqCst) {
+            HealthCheck::ok(
+                "postgres listen",
+                format!("LISTEN on channel `{}` works", db.sql.channel),
+            )
+        } else {
+            HealthCheck::warn(
+                "postgres listen",
+                format!(
+                    "the wake-up listener is not subscribed to `{}` after 3 s; workers fall \
+                     back to polling (behind PgBouncer in transaction mode set \
+                     postgres.listen = false)",
+                    db.sql.channel
+                ),
+            )
+        });
+    }
+    checks
 }

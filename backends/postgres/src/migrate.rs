@@ -9,8 +9,11 @@
 //! transaction mode and can never leak with a pooled session.
 
 use sqlx::{PgConnection, PgPool};
-use switchyard_core::adapter::{run_migrations, Migration, MigrationTable, MigrationTarget};
-use switchyard_core::{async_trait, Result};
+use switchyard_core::adapter::{
+    latest_version, pending_migrations, prefixes_of_tables, run_migrations, Migration,
+    MigrationTable, MigrationTarget,
+};
+use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 
 use crate::error::db_err;
 
@@ -48,6 +51,56 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
     .await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
+}
+
+/// The versions recorded in `{prefix}migrations`, or `None` when the table does not exist
+/// (looked up on the `search_path`, where `migrate` creates it). Only reads.
+async fn applied(pool: &PgPool, prefix: &str) -> Result<Option<Vec<i64>>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{prefix}migrations"))
+        .fetch_one(pool)
+        .await
+        .map_err(db_err("look for the migrations table"))?;
+    if !exists {
+        return Ok(None);
+    }
+    let versions = sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations"))
+        .persistent(false)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read applied migrations"))?;
+    Ok(Some(versions))
+}
+
+/// `Storage::schema`: the latest recorded version, `None` without a migrations table.
+pub(crate) async fn schema(pool: &PgPool, prefix: &str) -> Result<SchemaStatus> {
+    let applied = applied(pool, prefix)
+        .await?
+        .and_then(|v| v.into_iter().max());
+    Ok(SchemaStatus::new(applied, latest_version(MIGRATIONS)))
+}
+
+/// `Storage::pending_migrations`: what [`run`] would apply now.
+pub(crate) async fn pending(pool: &PgPool, prefix: &str) -> Result<Vec<PendingMigration>> {
+    let applied = applied(pool, prefix).await?;
+    Ok(pending_migrations(
+        &TABLE,
+        MIGRATIONS,
+        applied.as_deref().unwrap_or_default(),
+        applied.is_some(),
+        prefix,
+    ))
+}
+
+/// `Storage::prefixes`: the prefixes with a migrations and a jobs table on the `search_path`.
+pub(crate) async fn prefixes(pool: &PgPool) -> Result<Vec<String>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = ANY(current_schemas(false))",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db_err("list tables"))?;
+    Ok(prefixes_of_tables(&tables))
 }
 
 /// `{prefix}migrations` in PostgreSQL.

@@ -65,11 +65,6 @@ impl Statements {
         };
         let jobs = format!("{prefix}jobs");
         let leaders = format!("{prefix}leaders");
-        let with_sc = if synchronous_commit {
-            String::new()
-        } else {
-            format!("WITH {}", &SC[2..])
-        };
         let cols = columns("");
         let jcols = columns("j.");
         // The lease set by a claim: `$n` is the lease in milliseconds.
@@ -161,17 +156,21 @@ impl Statements {
             // and only if it is running. (A `state = 'running'` test here would let stale
             // statistics — taken when every job was still available — talk the planner into a
             // nested loop over all running rows; the id join must stay a primary-key lookup.)
+            // The rows are locked first, in id order (see [`lock_in_id_order`]).
             heartbeat: format!(
-                "{with_sc} UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
-                 FROM unnest($1::uuid[], $2::uuid[]) AS l(id, token){sc_from} \
-                 WHERE j.id = l.id AND j.lease_token = l.token \
-                 RETURNING j.id, l.token, j.cancel_requested"
+                "WITH {locked}{sc} \
+                 UPDATE {jobs} j SET lease_expires_at = now() + $3::float8 * interval '1 millisecond' \
+                 FROM locked, unnest($1::uuid[], $2::uuid[]) AS l(id, token){sc_from} \
+                 WHERE j.id = locked.id AND j.id = l.id AND j.lease_token = l.token \
+                 RETURNING j.id, l.token, j.cancel_requested",
+                locked = lock_in_id_order(&jobs, "$1"),
             ),
             // Every outcome in one statement, fenced by token like `heartbeat`. `outcome` is the
             // target state, `aborted` (available again when attempts are left, else dropped) or
             // `released` (available again with the claim's attempt undone: it never started).
+            // The rows are locked first, in id order (see [`lock_in_id_order`]).
             complete: format!(
-                "{with_sc} UPDATE {jobs} j SET \
+                "WITH {locked}{sc} UPDATE {jobs} j SET \
                    state = CASE WHEN c.outcome = 'released' THEN 'available' \
                                 WHEN c.outcome <> 'aborted' THEN c.outcome \
                                 WHEN j.attempt < j.max_attempts THEN 'available' \
@@ -190,9 +189,11 @@ impl Statements {
                                         ELSE j.dispatched_at END, \
                    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], \
-                             $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at){sc_from} \
-                 WHERE j.id = c.id AND j.lease_token = c.token \
-                 RETURNING j.id, c.token"
+                             $6::timestamptz[]) AS c(id, token, outcome, result, error, run_at), \
+                      locked{sc_from} \
+                 WHERE j.id = locked.id AND j.id = c.id AND j.lease_token = c.token \
+                 RETURNING j.id, c.token",
+                locked = lock_in_id_order(&jobs, "$1"),
             ),
             // Fenced twice: the CTE locks expired running rows with their token, and the update
             // re-checks state, token and expiry, so a job that completed (or was renewed) in the
@@ -259,7 +260,9 @@ impl Statements {
                  ORDER BY run_at LIMIT $3"
             ),
             mark_dispatched: format!(
-                "UPDATE {jobs} SET dispatched_at = now() WHERE id = ANY($1::uuid[])"
+                "WITH {locked} UPDATE {jobs} j SET dispatched_at = now() FROM locked \
+                 WHERE j.id = locked.id",
+                locked = lock_in_id_order(&jobs, "$1"),
             ),
             // `due_for_dispatch` and `mark_dispatched` in one statement, choosing as
             // `due_for_dispatch` does: both index range scans lock what they find (skipping
@@ -289,6 +292,23 @@ impl Statements {
             notify: "SELECT pg_notify($1, '')".to_string(),
         }
     }
+}
+
+/// A CTE named `locked` that locks the rows of `jobs` whose ids are in the array `ids`, in id
+/// order, for a multi-row update that waits for row locks (no `SKIP LOCKED`): heartbeats and
+/// completions of overlapping jobs run at once in every worker, and two statements that lock
+/// the same rows in different orders (the order of their input arrays, or of the plan's join)
+/// can each hold a row the other waits for — a deadlock, which PostgreSQL resolves after
+/// `deadlock_timeout` (1 s) by failing one of them. Locking in one order (`ORDER BY id` below
+/// `FOR UPDATE`, so rows are locked as the sorted scan yields them) leaves no cycle. The
+/// update then joins `locked`, so it only touches rows this CTE locked. `MATERIALIZED` keeps
+/// the planner from folding the CTE into the update.
+fn lock_in_id_order(jobs: &str, ids: &str) -> String {
+    format!(
+        "locked AS MATERIALIZED ( \
+           SELECT id FROM {jobs} WHERE id = ANY({ids}::uuid[]) ORDER BY id FOR UPDATE \
+         )"
+    )
 }
 
 /// A duration in milliseconds, as the `float8` the statements multiply by

@@ -12,8 +12,9 @@ use sqlx::PgConnection;
 use switchyard_core::adapter::WakeSubscription;
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
-    EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
-    RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
+    EnqueueOutcome, HealthCheck, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob,
+    PendingMigration, QueueCounts, RescueReport, Result, RetryOutcome, SchemaStatus, Storage,
+    StorageCapabilities,
 };
 
 use crate::config::PostgresConfig;
@@ -104,6 +105,10 @@ impl Storage for PostgresStorage {
         self.db.caps.clone()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     // ---- Schema ----
 
     async fn migrate(&self) -> Result<()> {
@@ -112,6 +117,22 @@ impl Storage for PostgresStorage {
 
     async fn destroy(&self) -> Result<()> {
         migrate::drop_all(&self.db.pool, &self.db.prefix).await
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus> {
+        migrate::schema(&self.db.pool, &self.db.prefix).await
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>> {
+        migrate::pending(&self.db.pool, &self.db.prefix).await
+    }
+
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.db.pool).await
+    }
+
+    async fn health_checks(&self) -> Vec<HealthCheck> {
+        maintenance::health_checks(&self.db).await
     }
 
     // ---- Records ----

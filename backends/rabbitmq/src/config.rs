@@ -1,12 +1,16 @@
 //! [`RabbitConfig`]: the settings of the RabbitMQ queue, and the checks on its URL and names.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_core::{adapter, Error, Result};
 
+/// The AMQP heartbeat a [`RabbitConfig`] asks for unless told otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// What an AMQP URL may look like, for error messages.
 const ACCEPTED_URLS: &str = "amqp://[user:password@]host[:port][/vhost] (vhost `/` is `%2f`), \
-                             or amqps://… with the `rustls` feature of switchyard-rabbitmq";
+                             or amqps://…[?cacertfile=/path/ca.pem] (TLS)";
 
 /// Longest broker queue name RabbitMQ accepts, in bytes.
 const MAX_QUEUE_NAME: usize = 255;
@@ -14,7 +18,9 @@ const MAX_QUEUE_NAME: usize = 255;
 /// Settings of the RabbitMQ queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RabbitConfig {
-    /// `amqp://user:password@host:port/vhost` (the default vhost `/` is written `%2f`).
+    /// `amqp://user:password@host:port/vhost` (the default vhost `/` is written `%2f`), or
+    /// `amqps://…` for TLS (port 5671 by default), checked against the system's CA
+    /// certificates and [`tls_ca_file`](Self::tls_ca_file) or the URL's `?cacertfile=…`.
     pub url: String,
     /// Every broker queue is named `{prefix}{switchyard queue}`, so several instances share one
     /// vhost. The one prefix rule of every backend:
@@ -55,6 +61,17 @@ pub struct RabbitConfig {
     /// Client-provided connection name, shown by `rabbitmqctl list_connections
     /// client_properties` and the management UI. Default: `switchyard {prefix}`.
     pub connection_name: Option<String>,
+    /// The AMQP heartbeat this client asks for (whole seconds, rounded up; at most 65,535). The
+    /// broker closes a connection it has heard nothing from for about two of these, which puts
+    /// the deliveries a frozen or cut-off worker holds back in the queue for live consumers.
+    /// With the broker's own default (60 s) that took about three minutes, during which the
+    /// jobs behind those deliveries waited (see `docs/rabbitmq.md`, *A frozen worker*).
+    /// Default 5 s. Zero takes the broker's value. A `heartbeat` key in the URL wins.
+    pub heartbeat: Duration,
+    /// With `amqps://`: a PEM file of CA certificate(s) to trust besides the system's, for a
+    /// private CA or a self-signed broker. The URL's `?cacertfile=/path/ca.pem` (the query key
+    /// of RabbitMQ's own URI scheme) sets the same; give one or the other.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl RabbitConfig {
@@ -74,8 +91,47 @@ impl RabbitConfig {
             queue_expires: None,
             consumer_timeout: None,
             connection_name: None,
+            tls_ca_file: None,
             ids_per_message: adapter::bundle::DEFAULT_IDS_PER_MESSAGE,
+            heartbeat: DEFAULT_HEARTBEAT,
         }
+    }
+
+    /// Sets the AMQP heartbeat the client asks for (zero: the broker's).
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// Sets how long one connection attempt may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest wait between reconnection attempts.
+    pub fn with_reconnect_backoff_max(mut self, most: Duration) -> Self {
+        self.reconnect_backoff_max = most;
+        self
+    }
+
+    /// Sets the longest a delayed `nack` holds a message.
+    pub fn with_nack_hold_max(mut self, most: Duration) -> Self {
+        self.nack_hold_max = most;
+        self
+    }
+
+    /// The heartbeat to ask the broker for, in whole seconds (`None`: the broker's).
+    pub(crate) fn heartbeat_secs(&self) -> Option<u16> {
+        if self.heartbeat.is_zero() {
+            return None;
+        }
+        let secs = self.heartbeat.as_secs_f64().ceil();
+        Some(if secs >= f64::from(u16::MAX) {
+            u16::MAX
+        } else {
+            secs as u16
+        })
     }
 
     /// Sets the queue name prefix.
@@ -126,6 +182,13 @@ impl RabbitConfig {
         self
     }
 
+    /// Trusts the CA certificate(s) in the PEM file `path` for `amqps://` (see
+    /// [`tls_ca_file`](Self::tls_ca_file)).
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// The broker queue for a Switchyard queue.
     pub fn broker_queue(&self, queue: &str) -> Result<String> {
         let name = format!("{}{}", self.prefix, queue);
@@ -149,12 +212,13 @@ impl RabbitConfig {
         let scheme = self.url.split_once("://").map(|(s, _)| s);
         match scheme {
             Some("amqp") => {}
-            Some("amqps") if cfg!(feature = "rustls") => {}
+            Some("amqps") if cfg!(feature = "tls") => {}
             Some("amqps") => {
-                return Err(Error::config(format!(
-                    "key `queue`: `amqps://` needs the `rustls` feature of switchyard-rabbitmq \
-                     (this build has no TLS); accepted: {ACCEPTED_URLS}"
-                )))
+                return Err(Error::config(
+                    "key `queue`: `amqps://` needs the `tls` feature of switchyard-rabbitmq \
+                     (the `rabbitmq` feature of `switchyard` turns it on; this build has no \
+                     TLS); accepted: amqp://[user:password@]host[:port][/vhost]",
+                ))
             }
             _ => {
                 return Err(Error::config(format!(
@@ -163,7 +227,7 @@ impl RabbitConfig {
                 )))
             }
         }
-        let uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
+        let mut uri: lapin::uri::AMQPUri = self.url.parse().map_err(|e: String| {
             Error::config(format!(
                 "key `queue`: `{}` is not a valid AMQP URL ({e}); accepted: {ACCEPTED_URLS}",
                 adapter::redact_url(&self.url)
@@ -174,11 +238,14 @@ impl RabbitConfig {
         // URL parsed, on its decoded query keys (as lapin reads them).
         if let Ok(parsed) = url::Url::parse(&self.url) {
             for (key, _) in parsed.query_pairs() {
+                if key == CA_FILE_KEY {
+                    continue;
+                }
                 if !AMQP_URL_KEYS.contains(&key.as_ref()) {
                     return Err(Error::config(format!(
                         "key `queue`: `{}` has the query key `{key}`, which lapin does not read \
-                         (it would be ignored); accepted: {} (the queue-name prefix is the \
-                         `prefix` setting)",
+                         (it would be ignored); accepted: {}, {CA_FILE_KEY} (the queue-name \
+                         prefix is the `prefix` setting)",
                         adapter::redact_url(&self.url),
                         AMQP_URL_KEYS.join(", ")
                     )));
@@ -186,9 +253,68 @@ impl RabbitConfig {
             }
         }
         adapter::check_prefix(&self.prefix)?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = self.heartbeat_secs();
+        }
+        self.ca_file()?;
         Ok(uri)
     }
+
+    /// The CA file to trust: [`tls_ca_file`](Self::tls_ca_file) or the URL's `cacertfile`,
+    /// which must name a file and come with `amqps://`.
+    fn ca_file(&self) -> Result<Option<PathBuf>> {
+        let from_url = url::Url::parse(&self.url).ok().and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == CA_FILE_KEY)
+                .map(|(_, v)| PathBuf::from(v.into_owned()))
+        });
+        let file = match (&self.tls_ca_file, from_url) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(format!(
+                    "key `queue`: `{}` names a CA file with `{CA_FILE_KEY}`, and \
+                     `tls_ca_file` is set too; accepted: one of them",
+                    adapter::redact_url(&self.url)
+                )))
+            }
+            (Some(f), None) => f.clone(),
+            (None, Some(f)) => f,
+            (None, None) => return Ok(None),
+        };
+        if !self.url.starts_with("amqps://") {
+            return Err(Error::config(format!(
+                "key `queue`: `{}` names a CA file, which only `amqps://` uses; accepted: an \
+                 amqps:// URL with it, or no CA file",
+                adapter::redact_url(&self.url)
+            )));
+        }
+        if !file.is_file() {
+            return Err(Error::config(format!(
+                "key `queue`: the CA file `{}` is not a file; accepted: the path of a PEM file \
+                 with the CA certificate(s) that signed the broker's certificate",
+                file.display()
+            )));
+        }
+        Ok(Some(file))
+    }
+
+    /// The PEM text of the CA file to trust, if any (read at each connection, so a renewed
+    /// file is picked up on reconnect).
+    pub(crate) fn ca_pem(&self) -> Result<Option<String>> {
+        let Some(file) = self.ca_file()? else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&file).map(Some).map_err(|e| {
+            Error::config(format!(
+                "key `queue`: cannot read the CA file `{}`; accepted: a readable PEM file",
+                file.display()
+            ))
+            .with_source(e)
+        })
+    }
 }
+
+/// The URL query key that names a CA file, as in RabbitMQ's own URI scheme.
+const CA_FILE_KEY: &str = "cacertfile";
 
 /// The query keys of an AMQP URL that lapin understands.
 const AMQP_URL_KEYS: [&str; 5] = [
@@ -243,6 +369,43 @@ mod tests {
             .unwrap();
     }
 
+    /// `amqps://` is accepted (this crate's tests build with TLS), with a CA file from the URL
+    /// or the setting, which must exist, come with amqps:// and be given once.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn accepts_amqps_with_a_ca_file() {
+        RabbitConfig::new("amqps://u:secret@broker.example.com/%2f")
+            .validate()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("rabbit-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let url = format!("amqps://h/%2f?cacertfile={}&heartbeat=10", ca.display());
+        let c = RabbitConfig::new(&url);
+        c.validate().unwrap();
+        assert_eq!(c.ca_pem().unwrap().as_deref(), Some("pem"));
+        let c = RabbitConfig::new("amqps://h/%2f").with_tls_ca_file(&ca);
+        assert_eq!(c.ca_pem().unwrap().as_deref(), Some("pem"));
+        for (c, says) in [
+            (RabbitConfig::new(&url).with_tls_ca_file(&ca), "one of them"),
+            (
+                RabbitConfig::new("amqp://h/%2f").with_tls_ca_file(&ca),
+                "only `amqps://`",
+            ),
+            (
+                RabbitConfig::new("amqps://u:secret@h/%2f?cacertfile=/nonexistent.pem"),
+                "/nonexistent.pem",
+            ),
+        ] {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            assert!(e.message().contains(says), "{e}");
+            assert!(!e.message().contains("secret"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn rejects_bad_prefixes() {
         for p in ["amq.x", "a b", &"x".repeat(65)] {
@@ -252,6 +415,22 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{p}");
         }
+    }
+
+    /// The heartbeat asked for: the setting in whole seconds, unless the URL names one.
+    #[test]
+    fn the_heartbeat_comes_from_the_setting_unless_the_url_has_one() {
+        let c = RabbitConfig::new("amqp://h/%2f");
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(5));
+        let c = c.with_heartbeat(Duration::from_millis(2500));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(3));
+        let c = c.with_heartbeat(Duration::ZERO);
+        assert_eq!(c.validate().unwrap().query.heartbeat, None);
+        let c = c.with_heartbeat(Duration::from_secs(1 << 20));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(u16::MAX));
+        let c =
+            RabbitConfig::new("amqp://h/%2f?heartbeat=20").with_heartbeat(Duration::from_secs(1));
+        assert_eq!(c.validate().unwrap().query.heartbeat, Some(20));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use switchyard_core::{Error, ErrorKind, Result};
 
 use crate::config::RabbitConfig;
 use crate::consumer::QueueConsumer;
-use crate::error::unavailable;
+use crate::error::{connect_err, unavailable};
 
 /// A live connection with its channels.
 pub(crate) struct Link {
@@ -43,9 +43,13 @@ impl Link {
     ) -> Result<Link> {
         let props =
             ConnectionProperties::default().with_connection_name(config.connection_name().into());
-        let connection = Connection::connect_uri(uri, props)
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: config.ca_pem()?,
+        };
+        let connection = Connection::connect_uri_with_config(uri, props, tls)
             .await
-            .map_err(|e| unavailable("cannot connect", e))?;
+            .map_err(|e| connect_err(&config.url, e))?;
         connection.on_error(move |e| {
             tracing::warn!(error = %e, generation, "RabbitMQ connection failed; the next call reconnects");
         });
@@ -130,6 +134,38 @@ impl Link {
             .with_source(lapin::Error::ProtocolError(e))),
             Err(e) => Err(unavailable(
                 &format!("cannot declare queue `{broker_queue}`"),
+                e,
+            )),
+        }
+    }
+
+    /// Whether `broker_queue` exists, and how many ready messages it holds (a passive
+    /// declaration, on a channel of its own since a missing queue closes it): `None` when it
+    /// does not exist. Never creates it.
+    pub async fn inspect(&self, broker_queue: &str) -> Result<Option<u32>> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let declared = channel
+            .queue_declare(
+                broker_queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(q) => {
+                let _ = channel.close(200, "inspected").await;
+                Ok(Some(q.message_count()))
+            }
+            Err(lapin::Error::ProtocolError(e)) if e.get_id() == 404 => Ok(None),
+            Err(e) => Err(unavailable(
+                &format!("cannot inspect queue `{broker_queue}`"),
                 e,
             )),
         }

@@ -15,6 +15,9 @@
 //! * **Reconnection**: a lost connection is opened again by the next call, with backoff;
 //!   queues and consumers are declared again. Calls during the outage fail with
 //!   `Unavailable` and the worker and dispatcher retry.
+//! * **A 5 s AMQP heartbeat**, asked for by the client: the broker closes a frozen worker's
+//!   connection within seconds, so the deliveries it holds (and those pushed to it after it
+//!   froze) go to live consumers instead of waiting minutes for the broker's 60 s default.
 //! * **No native delay** (`max_native_delay: None`): delayed jobs wait in Storage and the
 //!   dispatcher publishes them when due. **No visibility timeout** (`max_lease: None`): a
 //!   delivery is held until acked or its channel closes; long jobs are acked early, before the
@@ -30,7 +33,7 @@ mod publish;
 mod queue;
 mod wire;
 
-pub use config::RabbitConfig;
+pub use config::{RabbitConfig, DEFAULT_HEARTBEAT};
 pub use queue::RabbitQueue;
 
 /// URL schemes this backend accepts (`amqps` needs the `rustls` feature).

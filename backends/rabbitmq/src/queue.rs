@@ -8,7 +8,8 @@ use futures::{FutureExt, StreamExt};
 use lapin::options::BasicAckOptions;
 use switchyard_core::{
     adapter::bundle::{self, Bundles, GiveBack, UsedQueues},
-    async_trait, Delivery, Error, ErrorKind, Queue, QueueCapabilities, QueueMessage, Result,
+    async_trait, Delivery, Error, ErrorKind, HealthCheck, Queue, QueueCapabilities, QueueMessage,
+    Result,
 };
 
 use crate::config::RabbitConfig;
@@ -365,6 +366,44 @@ impl Queue for RabbitQueue {
 
     async fn release(&self) -> Result<()> {
         self.give_back(self.inner.bundles.take_all_held()).await
+    }
+
+    async fn destroy_queues(&self, queues: &[String]) -> Result<()> {
+        self.delete_queues(queues).await
+    }
+
+    /// Per queue: whether its broker queue exists (a passive declaration, which creates
+    /// nothing) and how many ready messages it holds.
+    async fn health_checks(&self, queues: &[String]) -> Vec<HealthCheck> {
+        let link = match self.link().await {
+            Ok(link) => link,
+            Err(e) => return vec![HealthCheck::fail("rabbitmq", e.to_string())],
+        };
+        let mut checks = Vec::new();
+        for q in queues {
+            let check = format!("broker queue {q}");
+            let name = match self.inner.config.broker_queue(q) {
+                Ok(name) => name,
+                Err(e) => {
+                    checks.push(HealthCheck::fail(check, e.to_string()));
+                    continue;
+                }
+            };
+            checks.push(match link.inspect(&name).await {
+                Ok(Some(n)) => {
+                    HealthCheck::ok(check, format!("`{name}` exists, {n} ready messages"))
+                }
+                Ok(None) => HealthCheck::warn(
+                    check,
+                    format!(
+                        "`{name}` does not exist; `switchyard migrate` creates it (and so does \
+                         the first publish)"
+                    ),
+                ),
+                Err(e) => HealthCheck::fail(check, e.to_string()),
+            });
+        }
+        checks
     }
 
     async fn destroy(&self) -> Result<()> {

@@ -251,8 +251,8 @@ pub(crate) async fn queues(conn: &Arc<Conn>, keys: &Keys) -> Result<Vec<String>>
 /// Whether `r` passes `filter` (the indexes select by queue and state; this checks all).
 fn matches(filter: &JobFilter, r: &JobRecord) -> bool {
     (filter.states.is_empty() || filter.states.contains(&r.state))
-        && filter.queue.as_ref().map_or(true, |q| &r.queue == q)
-        && filter.kind.as_ref().map_or(true, |k| &r.kind == k)
-        && filter.created_after.map_or(true, |t| r.created_at >= t)
-        && filter.created_before.map_or(true, |t| r.created_at < t)
+        && filter.queue.as_ref().is_none_or(|q| &r.queue == q)
+        && filter.kind.as_ref().is_none_or(|k| &r.kind == k)
+        && filter.created_after.is_none_or(|t| r.created_at >= t)
+        && filter.created_before.is_none_or(|t| r.created_at < t)
 }

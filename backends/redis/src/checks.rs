@@ -19,7 +19,7 @@ pub(crate) async fn check_server(
 ) -> Result<()> {
     check_slot(conn, &config.url, key, &config.prefix, probe).await?;
     check_eviction(conn, &config.url, key).await?;
-    if key == "storage" {
+    if key == "storage" && config.warn_no_persistence {
         check_persistence(conn, &config.url).await;
     }
     Ok(())
@@ -98,7 +98,12 @@ pub(crate) fn persists(info: &str, save: Option<&str>) -> bool {
 /// Warns when the storage's server keeps nothing over a restart (no append-only file, no
 /// snapshots): every job would be lost with it. Servers that refuse `INFO` or `CONFIG GET`
 /// (managed services often rename `CONFIG`) are not checked.
+/// Logged at most once per process.
 async fn check_persistence(conn: &ConnectionManager, url: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let mut c = conn.clone();
     let Ok(info) = redis::cmd("INFO")
         .arg("persistence")
@@ -115,7 +120,9 @@ async fn check_persistence(conn: &ConnectionManager, url: &str) {
     else {
         return;
     };
-    if !persists(&info, save.get(1).map(String::as_str)) {
+    if !persists(&info, save.get(1).map(String::as_str))
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
         tracing::warn!(
             url = %redact_url(url),
             "Redis keeps no append-only file and no snapshots: every job is lost if it \
@@ -170,6 +177,121 @@ async fn check_eviction(conn: &ConnectionManager, url: &str, key: &str) -> Resul
         }
         _ => Ok(()),
     }
+}
+
+/// One `CONFIG GET` value, or why it could not be read.
+async fn config_get(conn: &ConnectionManager, name: &str) -> std::result::Result<String, String> {
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(|e| format!("CONFIG GET {name} failed: {e}"))?;
+    Ok(pair.get(1).cloned().unwrap_or_default())
+}
+
+/// The doctor's checks of a Redis server (`Storage::health_checks` with `storage` true, the
+/// queue's with false): its version, persistence (storage only), eviction policy and clock.
+pub(crate) async fn health_checks(
+    conn: &ConnectionManager,
+    storage: bool,
+) -> Vec<switchyard_core::HealthCheck> {
+    use switchyard_core::{clock_skew_check, HealthCheck};
+    // The queue's checks are named apart from the storage's: both may be listed together.
+    let name = |n: &str| {
+        if storage {
+            n.to_string()
+        } else {
+            format!("queue {n}")
+        }
+    };
+    let mut checks = Vec::new();
+    let server: std::result::Result<String, _> = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn.clone())
+        .await;
+    checks.push(match server {
+        Ok(info) => {
+            let version = info
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("redis_version:"))
+                .unwrap_or("unknown")
+                .to_string();
+            HealthCheck::ok(name("redis version"), version)
+        }
+        Err(e) => HealthCheck::fail(name("redis version"), format!("INFO server failed: {e}")),
+    });
+    if storage {
+        let aof = config_get(conn, "appendonly").await;
+        let save = config_get(conn, "save").await;
+        checks.push(match (aof, save) {
+            (Ok(aof), _) if aof == "yes" => {
+                HealthCheck::ok(name("redis persistence"), "appendonly yes")
+            }
+            (Ok(_), Ok(save)) if !save.trim().is_empty() => HealthCheck::warn(
+                name("redis persistence"),
+                format!(
+                    "snapshots only (save `{save}`): a restart loses the jobs changed since the \
+                     last snapshot; set appendonly yes"
+                ),
+            ),
+            (Ok(_), Ok(_)) => HealthCheck::warn(
+                name("redis persistence"),
+                "no append-only file and no snapshots: every job is lost if Redis restarts; \
+                 set appendonly yes (see docs/redis.md, Reliability)",
+            ),
+            (Err(e), _) | (_, Err(e)) => HealthCheck::warn(
+                name("redis persistence"),
+                format!("not checked ({e}); make sure appendonly is yes"),
+            ),
+        });
+    }
+    let policy = config_get(conn, "maxmemory-policy").await;
+    let max = config_get(conn, "maxmemory").await;
+    checks.push(match (policy, max) {
+        (Ok(p), _) if p == "noeviction" => {
+            HealthCheck::ok(name("redis eviction"), "maxmemory-policy noeviction")
+        }
+        (Ok(p), Ok(m)) if m == "0" => HealthCheck::warn(
+            name("redis eviction"),
+            format!(
+                "maxmemory-policy {p} with no memory limit: nothing is evicted now, but once \
+                 maxmemory is set Redis may delete keys to make room; set noeviction"
+            ),
+        ),
+        (Ok(p), Ok(m)) if p.starts_with("allkeys-") && storage => HealthCheck::fail(
+            name("redis eviction"),
+            format!(
+                "maxmemory {m} with maxmemory-policy {p}: pending jobs may be deleted to make \
+                 room; set noeviction"
+            ),
+        ),
+        (Ok(p), Ok(m)) => HealthCheck::warn(
+            name("redis eviction"),
+            format!("maxmemory {m} with maxmemory-policy {p}: keys may be deleted to make room; set noeviction"),
+        ),
+        (Err(e), _) | (_, Err(e)) => HealthCheck::warn(
+            name("redis eviction"),
+            format!("not checked ({e}); make sure maxmemory-policy is noeviction"),
+        ),
+    });
+    let sent = chrono::Utc::now();
+    let time: std::result::Result<(i64, i64), _> =
+        redis::cmd("TIME").query_async(&mut conn.clone()).await;
+    let received = chrono::Utc::now();
+    checks.push(
+        match time
+            .ok()
+            .and_then(|(s, us)| chrono::DateTime::from_timestamp(s, (us * 1000) as u32))
+        {
+            Some(server) => HealthCheck {
+                name: name("clock skew"),
+                ..clock_skew_check(server, sent, received)
+            },
+            None => HealthCheck::warn(name("clock skew"), "cannot read the server's clock (TIME)"),
+        },
+    );
+    checks
 }
 
 #[cfg(test)]

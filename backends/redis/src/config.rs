@@ -1,6 +1,7 @@
 //! [`RedisConfig`]: the settings of the Redis backend, and the checks on its URL and prefix
 //! (the prefix rule is the one every backend shares, `switchyard_core::adapter::check_prefix`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_core::adapter::{check_prefix, redact_url};
@@ -13,7 +14,9 @@ const ACCEPTED_URLS: &str = "redis://[user:password@]host[:port][/db] or \
 /// Settings of the Redis backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS.
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS (checked against
+    /// the webpki roots, or [`tls_ca_file`](Self::tls_ca_file); `rediss://…#insecure` skips
+    /// the checks).
     pub url: String,
     /// Every key starts with `{prefix}:`. The braces are a Redis Cluster hash tag, so all keys
     /// of one instance live in one slot. 1 to 32 ASCII letters, digits or `_`, starting with a
@@ -24,17 +27,53 @@ pub struct RedisConfig {
     /// Safety net for finished jobs: their hash expires this long after they finish, even when
     /// no pruner runs. Keep it longer than the pruner's retention. Zero disables it.
     pub finished_ttl: Duration,
+    /// Whether the storage's `connect` logs a warning (once per process) when the server keeps
+    /// nothing over a restart. On by default, for workers; command-line tools turn it off and
+    /// leave the finding to `switchyard doctor`.
+    pub warn_no_persistence: bool,
+    /// With `rediss://`: a PEM file of the CA certificate(s) that signed the server's
+    /// certificate, trusted instead of the built-in (webpki) roots. For a private CA or a
+    /// self-signed server. `None`: the built-in roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// With `rediss://`: accept any server certificate, unchecked (the same as the URL's
+    /// `#insecure`). The connection is encrypted but open to interception: for tests only.
+    pub tls_insecure: bool,
 }
 
 impl RedisConfig {
-    /// Defaults for `url`: prefix `switchyard`, 1 MiB payloads, finished jobs expire after 7 days.
+    /// Defaults for `url`: prefix `switchyard`, 1 MiB payloads, finished jobs expire after 7 days,
+    /// the persistence warning on.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             prefix: "switchyard".to_string(),
             max_payload_bytes: 1024 * 1024,
             finished_ttl: Duration::from_secs(7 * 24 * 3600),
+            warn_no_persistence: true,
+            tls_ca_file: None,
+            tls_insecure: false,
         }
+    }
+
+    /// Sets whether `connect` warns about a server without persistence (see
+    /// [`warn_no_persistence`](Self::warn_no_persistence)).
+    pub fn with_persistence_warning(mut self, warn: bool) -> Self {
+        self.warn_no_persistence = warn;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `path` for `rediss://`, instead of the
+    /// built-in roots (see [`tls_ca_file`](Self::tls_ca_file)).
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Skips the server certificate's checks for `rediss://` (see
+    /// [`tls_insecure`](Self::tls_insecure)).
+    pub fn with_tls_insecure(mut self, insecure: bool) -> Self {
+        self.tls_insecure = insecure;
+        self
     }
 
     /// Sets the key prefix.
@@ -64,7 +103,48 @@ impl RedisConfig {
     /// The same checks, naming the URL's configuration key `key` (`storage` or `queue`).
     pub(crate) fn validate_as(&self, key: &str) -> Result<()> {
         check_url(&self.url, key)?;
+        self.check_tls(key)?;
         check_prefix(&self.prefix)
+    }
+
+    /// The TLS settings fit the URL: only with `rediss://`, a CA file that is there, and not
+    /// both a CA file and no checks at all.
+    fn check_tls(&self, key: &str) -> Result<()> {
+        let tls = self.url.starts_with("rediss://");
+        if !tls && (self.tls_ca_file.is_some() || self.tls_insecure) {
+            return Err(Error::config(format!(
+                "key `redis.tls_ca_file` / `redis.tls_insecure`: set, but key `{key}` is \
+                 `{}`, which does not use TLS; accepted: a rediss:// URL with them, or neither",
+                redact_url(&self.url)
+            )));
+        }
+        if let Some(path) = &self.tls_ca_file {
+            if self.tls_insecure || self.url.ends_with("#insecure") {
+                return Err(Error::config(
+                    "key `redis.tls_ca_file`: set together with `#insecure` / \
+                     `redis.tls_insecure`, which checks no certificate; accepted: one of them \
+                     (the CA file, to check the server against it)",
+                ));
+            }
+            if !path.is_file() {
+                return Err(Error::config(format!(
+                    "key `redis.tls_ca_file`: `{}` is not a file; accepted: the path of a PEM \
+                     file with the CA certificate(s) that signed the server's certificate",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL the redis crate is given: `#insecure` appended when
+    /// [`tls_insecure`](Self::tls_insecure) asks for it.
+    pub(crate) fn driver_url(&self) -> String {
+        if self.tls_insecure && !self.url.ends_with("#insecure") {
+            format!("{}#insecure", self.url)
+        } else {
+            self.url.clone()
+        }
     }
 }
 
@@ -81,7 +161,7 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     if !crate::URL_SCHEMES.contains(&parsed.scheme()) {
         return Err(bad(&format!("scheme `{}`", parsed.scheme())));
     }
-    if parsed.host_str().map_or(true, str::is_empty) {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
     let path = parsed.path().trim_start_matches('/');
@@ -125,7 +205,8 @@ pub(crate) fn check_url(url: &str, key: &str) -> Result<()> {
     if parsed.scheme() == "rediss" {
         return Err(Error::config(format!(
             "key `{key}`: `{}` asks for TLS, but switchyard-redis was built without its `tls` \
-             feature; enable it, or use redis://",
+             feature (the `redis` feature of `switchyard` turns it on); enable it, or use \
+             redis://",
             redact_url(url)
         )));
     }
@@ -187,6 +268,42 @@ mod tests {
     fn hides_passwords() {
         let e = check_url("postgres://u:hunter2@h", "queue").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    /// The TLS settings need a rediss:// URL, a CA file that is there, and not both a CA file
+    /// and no checks; `tls_insecure` becomes the redis crate's `#insecure`.
+    #[test]
+    fn checks_tls_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let plain = RedisConfig::new("redis://h:6379").with_tls_ca_file(&ca);
+        let e = plain.validate().unwrap_err();
+        assert!(e.message().contains("does not use TLS"), "{e}");
+        let e = RedisConfig::new("redis://h:6379")
+            .with_tls_insecure(true)
+            .validate()
+            .unwrap_err();
+        assert!(e.message().contains("rediss://"), "{e}");
+        let missing = RedisConfig::new("rediss://h:6379").with_tls_ca_file("/nonexistent.pem");
+        let e = missing.validate().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("/nonexistent.pem"), "{e}");
+        for both in [
+            RedisConfig::new("rediss://h:6379#insecure").with_tls_ca_file(&ca),
+            RedisConfig::new("rediss://h:6379")
+                .with_tls_ca_file(&ca)
+                .with_tls_insecure(true),
+        ] {
+            let e = both.validate().unwrap_err();
+            assert!(e.message().contains("one of them"), "{e}");
+        }
+        let ok = RedisConfig::new("rediss://h:6379").with_tls_ca_file(&ca);
+        ok.validate().unwrap();
+        assert_eq!(ok.driver_url(), "rediss://h:6379");
+        let insecure = RedisConfig::new("rediss://h:6379").with_tls_insecure(true);
+        insecure.validate().unwrap();
+        assert_eq!(insecure.driver_url(), "rediss://h:6379#insecure");
     }
 
     /// The configuration applies the one prefix rule of every backend (which refuses `-` and

@@ -14,9 +14,12 @@ use switchyard_core::{Error, Result};
 use crate::config::RedisConfig;
 use crate::error::{is_transient, redis_err, server_code};
 
+/// How long one attempt to open a connection may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(5))
+        .set_connection_timeout(CONNECTION_TIMEOUT)
         .set_response_timeout(Duration::from_secs(30))
         .set_number_of_retries(6)
         .set_max_delay(2_000)
@@ -89,14 +92,26 @@ impl Conn {
 /// it; an unreachable server is `Unavailable`. The manager reconnects by itself afterwards.
 pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Client, Arc<Conn>)> {
     config.validate_as(key)?;
-    let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-        Error::config(format!(
-            "key `{key}`: `{}` is not a valid Redis URL; accepted: \
-             redis://[user:password@]host[:port][/db], rediss://… (TLS)",
-            redact_url(&config.url)
-        ))
-        .with_source(e)
-    })?;
+    let client = client(config, key)?;
+    #[cfg(feature = "tls")]
+    if config.url.starts_with("rediss://") {
+        tls_probe(&client, config).await?;
+    }
+    // One direct attempt first: the manager retries its first connection for many seconds
+    // before it reports why it failed; an unreachable server should say so at once
+    // ("connection refused") or after the connection timeout.
+    let probe = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(CONNECTION_TIMEOUT)
+        .set_response_timeout(CONNECTION_TIMEOUT);
+    client
+        .get_multiplexed_async_connection_with_config(&probe)
+        .await
+        .map_err(|e| {
+            Error::unavailable(
+                format!("cannot connect to Redis at `{}`", redact_url(&config.url)),
+                e,
+            )
+        })?;
     let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
         .await
         .map_err(|e| {
@@ -111,6 +126,124 @@ pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Clie
         replacing: AtomicBool::new(false),
     });
     Ok((client, conn))
+}
+
+/// The redis crate's client for `config`: with `rediss://`, trusting `tls_ca_file` when set.
+fn client(config: &RedisConfig, key: &str) -> Result<redis::Client> {
+    let invalid = |e: RedisError| {
+        Error::config(format!(
+            "key `{key}`: `{}` is not a valid Redis URL; accepted: \
+             redis://[user:password@]host[:port][/db], rediss://… (TLS)",
+            redact_url(&config.url)
+        ))
+        .with_source(e)
+    };
+    let url = config.driver_url();
+    #[cfg(feature = "tls")]
+    if let Some(path) = &config.tls_ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::config(format!(
+                "key `redis.tls_ca_file`: cannot read `{}`; accepted: a readable PEM file with \
+                 the CA certificate(s) that signed the server's certificate",
+                path.display()
+            ))
+            .with_source(e)
+        })?;
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        return redis::Client::build_with_tls(url.as_str(), certs).map_err(|e| {
+            Error::config(format!(
+                "key `redis.tls_ca_file`: `{}` holds no usable PEM certificate; accepted: a \
+                 PEM file with the CA certificate(s) that signed the server's certificate",
+                path.display()
+            ))
+            .with_source(e)
+        });
+    }
+    redis::Client::open(url.as_str()).map_err(invalid)
+}
+
+/// One connection attempt over TLS before the connection manager (which retries every failure
+/// several times) takes over, so a certificate that cannot be trusted, or a plain port, is
+/// reported at once and says what to set. Other failures are left to the manager.
+#[cfg(feature = "tls")]
+async fn tls_probe(client: &redis::Client, config: &RedisConfig) -> Result<()> {
+    use switchyard_core::adapter::{tls_problem, TlsProblem};
+    let probe = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Duration::from_secs(5))
+        .set_response_timeout(Duration::from_secs(5));
+    let Err(e) = client
+        .get_multiplexed_async_connection_with_config(&probe)
+        .await
+    else {
+        return Ok(());
+    };
+    let problem = match tls_problem(&e) {
+        Some(problem) => problem,
+        // A plain Redis port reads the TLS greeting as the start of a command and waits for
+        // the rest, so the handshake stalls until the timeout rather than failing.
+        None if (e.is_timeout() || e.is_io_error()) && answers_plain_ping(&config.url).await => {
+            TlsProblem::NotTls
+        }
+        None => return Ok(()),
+    };
+    let fix = match problem {
+        TlsProblem::NotTrusted => {
+            "name the CA that signed it with the setting `redis.tls_ca_file` (a PEM file; \
+             `SWITCHYARD_REDIS__TLS_CA_FILE`, or `RedisConfig::tls_ca_file` in code), or skip \
+             the checks with `rediss://…#insecure` (`redis.tls_insecure = true`), which leaves \
+             the connection open to interception"
+        }
+        TlsProblem::WrongName => {
+            "connect with the host name the certificate names, or skip the checks with \
+             `rediss://…#insecure`"
+        }
+        TlsProblem::NotTls => "use the server's TLS port, or redis:// for a plain port",
+        TlsProblem::Refused => {
+            "Redis asks for a client certificate unless the server sets `tls-auth-clients no` \
+             (or `optional`); Switchyard does not send one"
+        }
+        _ => "check the server's certificate, or `redis.tls_ca_file`",
+    };
+    Err(Error::config(format!(
+        "cannot connect to Redis at `{}`: {}; {fix}",
+        redact_url(&config.url),
+        problem.describe()
+    ))
+    .with_source(e))
+}
+
+/// Whether the server `url` names answers a plain-text `PING` (`+PONG`, or an error such as
+/// `-NOAUTH`) within a second: a plain Redis port, not a TLS one.
+#[cfg(feature = "tls")]
+async fn answers_plain_ping(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let addr = (
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        parsed.port().unwrap_or(6379),
+    );
+    let ping = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.ok()?;
+        Some(matches!(first[0], b'+' | b'-'))
+    };
+    tokio::time::timeout(Duration::from_secs(1), ping)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// Runs an idempotent call on `conn`, trying again a few times while the connection is being

@@ -86,7 +86,7 @@ pub(crate) async fn due_for_dispatch(
             let (Some(queue), Some(run_at), Ok(id)) = (get(1), run_at, Uuid::parse_str(id)) else {
                 continue;
             };
-            if pending && run_at <= millis(horizon) && dispatched.map_or(true, |d| d < stale) {
+            if pending && run_at <= millis(horizon) && dispatched.is_none_or(|d| d < stale) {
                 items.push(DispatchItem {
                     id,
                     queue,

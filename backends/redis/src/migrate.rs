@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use redis::Script;
-use switchyard_core::{Error, JobState, Result};
+use switchyard_core::{Error, JobState, PendingMigration, Result, SchemaStatus};
 
 use crate::admin;
 use crate::connection::Conn;
@@ -97,6 +97,118 @@ pub(crate) async fn migrate(conn: &Arc<Conn>, keys: &Keys, scripts: &Scripts) ->
         .await
         .map_err(|e| conn.error("write schema version", e))?;
     Ok(())
+}
+
+/// The schema version recorded in `{prefix}:meta`, `None` when the key (or its field) is
+/// missing. Only reads.
+async fn current(conn: &Arc<Conn>, keys: &Keys) -> Result<Option<u32>> {
+    redis::cmd("HGET")
+        .arg(keys.k("meta"))
+        .arg("schema")
+        .query_async(&mut conn.get())
+        .await
+        .map_err(|e| conn.error("read schema version", e))
+}
+
+/// `Storage::schema`: the version in `{prefix}:meta`; `None` when there is no such key.
+pub(crate) async fn schema(conn: &Arc<Conn>, keys: &Keys) -> Result<SchemaStatus> {
+    Ok(SchemaStatus::new(
+        current(conn, keys).await?.map(i64::from),
+        i64::from(SCHEMA_VERSION),
+    ))
+}
+
+/// `Storage::pending_migrations`: what [`migrate`] would change now, one line per step.
+pub(crate) async fn pending(
+    conn: &Arc<Conn>,
+    keys: &Keys,
+    scripts: &Scripts,
+) -> Result<Vec<PendingMigration>> {
+    let meta = keys.k("meta");
+    let record = |v: u32| format!("HSET {meta} schema {v}");
+    let current = current(conn, keys).await?;
+    let mut out = Vec::new();
+    match current {
+        Some(v) if v >= SCHEMA_VERSION => {}
+        None => out.push(PendingMigration {
+            version: i64::from(SCHEMA_VERSION),
+            steps: vec![
+                format!(
+                    "SCRIPT LOAD the {} Lua scripts of the storage",
+                    scripts.all().len()
+                ),
+                format!(
+                    "{} (a new instance: no other key is written)",
+                    record(SCHEMA_VERSION)
+                ),
+            ],
+        }),
+        Some(v) => {
+            if v == 1 {
+                out.push(PendingMigration {
+                    version: 2,
+                    steps: vec![
+                        format!(
+                            "move every member of {} to the end of the list {}, a thousand \
+                             per step",
+                            keys.k("finished"),
+                            keys.k("finlog")
+                        ),
+                        format!(
+                            "UNLINK the per-queue running indexes {}",
+                            keys.state("<queue>", JobState::Running)
+                        ),
+                    ],
+                });
+            }
+            out.push(PendingMigration {
+                version: 3,
+                steps: vec![
+                    format!(
+                        "rename each member of {} to <id>|<lease token>",
+                        keys.k("leases")
+                    ),
+                    record(SCHEMA_VERSION),
+                ],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How many keys `prefixes` looks at, at most (a thousand per `SCAN` call).
+const PREFIX_SCAN_LIMIT: usize = 200_000;
+
+/// `Storage::prefixes`: the instances whose `{prefix}:meta` holds a schema version, found by
+/// scanning for `{*}:meta` (at most [`PREFIX_SCAN_LIMIT`] keys looked at).
+pub(crate) async fn prefixes(conn: &Arc<Conn>) -> Result<Vec<String>> {
+    let mut c = conn.get();
+    let mut found = std::collections::BTreeSet::new();
+    let mut cursor: u64 = 0;
+    let mut seen = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("{*}:meta")
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| conn.error("scan for instances", e))?;
+        for k in keys {
+            if let Some(p) = k.strip_prefix('{').and_then(|k| k.strip_suffix("}:meta")) {
+                if switchyard_core::adapter::check_prefix(p).is_ok() {
+                    found.insert(p.to_string());
+                }
+            }
+        }
+        seen += CHUNK;
+        if next == 0 || seen >= PREFIX_SCAN_LIMIT {
+            return Ok(found.into_iter().collect());
+        }
+        cursor = next;
+    }
 }
 
 /// Deletes every key of the instance (`Storage::destroy`).

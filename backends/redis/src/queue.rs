@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
 use switchyard_core::{
-    async_trait, Delivery, Error, Queue, QueueCapabilities, QueueMessage, Result, WakeHub,
+    async_trait, Delivery, Error, HealthCheck, Queue, QueueCapabilities, QueueMessage, Result,
+    WakeHub,
 };
 use uuid::Uuid;
 
@@ -370,6 +371,38 @@ impl Queue for RedisQueue {
             .iter()
             .cloned()
             .collect();
+        self.destroy_queues(&queues).await
+    }
+
+    /// Redis needs no broker queue created: this reports the server's eviction policy and
+    /// clock, and per queue how many messages are ready, delayed and in flight.
+    async fn health_checks(&self, queues: &[String]) -> Vec<HealthCheck> {
+        let mut checks = checks::health_checks(&self.conn(), false).await;
+        for q in queues {
+            let key = |part: &str| format!("{}{q}:{part}", self.inner.p);
+            let mut pipe = redis::pipe();
+            for part in ["ready", "delayed", "inflight"] {
+                pipe.cmd("ZCARD").arg(key(part));
+            }
+            let counts: redis::RedisResult<(u64, u64, u64)> =
+                pipe.query_async(&mut self.conn()).await;
+            let check = format!("broker queue {q}");
+            checks.push(match counts {
+                Ok((r, d, i)) => HealthCheck::ok(
+                    check,
+                    format!(
+                        "keys `{}*`: {r} ready, {d} delayed, {i} in flight (created with the \
+                         first message)",
+                        key("")
+                    ),
+                ),
+                Err(e) => HealthCheck::fail(check, format!("cannot count its messages: {e}")),
+            });
+        }
+        checks
+    }
+
+    async fn destroy_queues(&self, queues: &[String]) -> Result<()> {
         let keys: Vec<String> = queues
             .iter()
             .flat_map(|q| {

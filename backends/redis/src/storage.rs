@@ -12,9 +12,9 @@ use redis::{Script, ScriptInvocation};
 use switchyard_core::adapter::{applied_if, requeued_any, sort_claimed, validate_all};
 use switchyard_core::{
     async_trait, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
-    DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, LeaseRef,
-    LeaseStatus, NewJob, Outcome, QueueCounts, RescueReport, Result, RetryOutcome, Storage,
-    StorageCapabilities, WakeHub, WakeSubscription,
+    DispatchItem, EnqueueOutcome, Error, ErrorKind, HealthCheck, JobFilter, JobId, JobRecord,
+    LeaseRef, LeaseStatus, NewJob, Outcome, PendingMigration, QueueCounts, RescueReport, Result,
+    RetryOutcome, SchemaStatus, Storage, StorageCapabilities, WakeHub, WakeSubscription,
 };
 use uuid::Uuid;
 
@@ -232,6 +232,22 @@ impl Storage for RedisStorage {
 
     async fn destroy(&self) -> Result<()> {
         migrate::destroy(&self.inner.conn, &self.inner.keys).await
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus> {
+        migrate::schema(&self.inner.conn, &self.inner.keys).await
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>> {
+        migrate::pending(&self.inner.conn, &self.inner.keys, &self.inner.scripts).await
+    }
+
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.inner.conn).await
+    }
+
+    async fn health_checks(&self) -> Vec<HealthCheck> {
+        checks::health_checks(&self.conn(), true).await
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>> {

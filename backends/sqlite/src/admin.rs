@@ -160,3 +160,22 @@ pub(crate) async fn counts(db: &Db) -> Result<Vec<QueueCounts>> {
     }
     Ok(out)
 }
+
+/// `Storage::health_checks`: the journal mode. WAL lets readers work beside the one writer;
+/// any other mode (a database another tool switched back) makes every read wait for writes.
+pub(crate) async fn journal_check(db: &Db) -> switchyard_core::HealthCheck {
+    use switchyard_core::HealthCheck;
+    match sqlx::query_scalar::<_, String>("PRAGMA journal_mode")
+        .fetch_one(&db.writer)
+        .await
+    {
+        Ok(mode) if mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory") => {
+            HealthCheck::ok("sqlite journal", format!("journal_mode {mode}"))
+        }
+        Ok(mode) => HealthCheck::warn(
+            "sqlite journal",
+            format!("journal_mode {mode}: reads wait for writes; Switchyard expects wal"),
+        ),
+        Err(e) => HealthCheck::fail("sqlite journal", format!("cannot read journal_mode: {e}")),
+    }
+}

@@ -23,13 +23,18 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Largest payload accepted by `enqueue`.
     pub max_payload_bytes: usize,
+    /// Whether `connect` creates the database file when it does not exist (the default). Off
+    /// for tools that must not create anything (`switchyard list`, `status`, `doctor`): a
+    /// missing file is then a `NotFound` error naming it.
+    pub create_if_missing: bool,
     /// Where every "now" of the backend comes from (enqueue, claim, leases, retries, pruning,
     /// leadership); `None` is the system clock. Tests pass a `TestClock` to move time by hand.
     pub clock: Option<SharedClock>,
 }
 
 impl SqliteConfig {
-    /// Defaults for `url`: prefix `switchyard_`, 4 readers, 5 s busy timeout, 1 MiB payloads.
+    /// Defaults for `url`: prefix `switchyard_`, 4 readers, 5 s busy timeout, 1 MiB payloads,
+    /// the file created if missing.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -37,8 +42,16 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             max_payload_bytes: 1024 * 1024,
+            create_if_missing: true,
             clock: None,
         }
+    }
+
+    /// Sets whether `connect` creates a missing database file (see
+    /// [`create_if_missing`](Self::create_if_missing)).
+    pub fn with_create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
     }
 
     /// Reads the time from `clock` instead of the system clock.

@@ -26,18 +26,31 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Checks `config` and opens (creating if missing) the database: WAL journal,
+    /// Checks `config` and opens the database (creating the file if missing, when
+    /// `config.create_if_missing` says so; else a missing file is `NotFound`): WAL journal,
     /// `synchronous = NORMAL`, the busy timeout; one writer connection and a reader pool.
     pub(crate) async fn open(config: SqliteConfig) -> Result<Self> {
-        let opts = config
-            .connect_options()?
-            .create_if_missing(true)
+        let opts = config.connect_options()?;
+        let in_memory = config.in_memory();
+        let file = opts.get_filename();
+        if !config.create_if_missing && !in_memory && !file.exists() {
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+            let also = match dir {
+                Some(d) if !d.exists() => format!(", nor does its directory `{}`", d.display()),
+                _ => String::new(),
+            };
+            return Err(Error::not_found(format!(
+                "SQLite database file `{}` does not exist{also}",
+                file.display()
+            )));
+        }
+        let opts = opts
+            .create_if_missing(config.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout)
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
-        let in_memory = config.in_memory();
         // The one writer connection is never recycled: an in-memory database lives only as long
         // as its connection (sqlx's default 30-minute lifetime and 10-minute idle timeout would
         // silently swap it for an empty one), and a file's writer gains nothing from it.
@@ -70,7 +83,9 @@ impl Db {
             reader,
             sql: Statements::new(&config.prefix),
             prefix: config.prefix,
-            caps: StorageCapabilities::full().with_max_payload_bytes(config.max_payload_bytes),
+            caps: StorageCapabilities::full()
+                .with_max_payload_bytes(config.max_payload_bytes)
+                .with_transactional_enqueue(true),
             wake: WakeHub::new(),
             clock: config.clock,
         })
@@ -88,6 +103,26 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With `create_if_missing` off, a missing file is `NotFound` and stays missing; an
+    /// existing one opens.
+    #[tokio::test]
+    async fn no_file_is_created_when_asked_not_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.db");
+        let url = format!("sqlite://{}", path.display());
+        let e = Db::open(SqliteConfig::new(&url).with_create_if_missing(false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), switchyard_core::ErrorKind::NotFound, "{e}");
+        assert!(e.message().contains("absent.db"), "{e}");
+        assert!(!path.exists(), "the file was created");
+        Db::open(SqliteConfig::new(&url)).await.unwrap();
+        assert!(path.exists());
+        Db::open(SqliteConfig::new(&url).with_create_if_missing(false))
+            .await
+            .unwrap();
+    }
 
     /// The writer's connection is kept for the life of the storage: closing it would drop an
     /// in-memory database and every job in it.

@@ -1,13 +1,13 @@
 //! Enqueue: jobs inserted in multi-row `INSERT OR IGNORE` statements ([`insert_jobs`]), in one
 //! transaction with a look-up of the job holding each unique key when one may be taken
-//! ([`enqueue`]).
+//! ([`enqueue`]), or on the caller's own connection or transaction ([`enqueue_in`]).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use switchyard_core::adapter::validate_all;
-use switchyard_core::{EnqueueOutcome, JobState, NewJob, Result};
+use switchyard_core::{EnqueueOutcome, Error, ErrorKind, JobState, NewJob, Result};
 use uuid::Uuid;
 
 use crate::connection::Db;
@@ -45,30 +45,93 @@ pub(crate) async fn enqueue(db: &Db, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOut
             })
             .collect());
     }
-    let mut inserted = HashSet::with_capacity(jobs.len());
     let mut tx = db.writer.begin().await.map_err(db_err("begin enqueue"))?;
+    let out = insert_resolving(&db.sql, &mut tx, &jobs, now).await?;
+    tx.commit().await.map_err(db_err("commit enqueue"))?;
+    db.wake.notify();
+    Ok(out)
+}
+
+/// `SqliteStorage::enqueue_in`: validates the batch and inserts it on the caller's connection
+/// (normally inside the caller's transaction), resolving unique keys as [`enqueue`] does. No
+/// retry: the caller's transaction is not ours to run again.
+///
+/// Wakes this process's idle workers and dispatcher at once, before the caller commits: their
+/// next claim or outbox scan is a write, so it waits for the caller's write transaction (the
+/// storage's one writer connection, or the file's write lock taken by the insert) and then
+/// sees the jobs if it committed and nothing if it rolled back.
+pub(crate) async fn enqueue_in(
+    db: &Db,
+    conn: &mut SqliteConnection,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<EnqueueOutcome>> {
+    validate_all(&jobs, &db.caps)?;
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = insert_resolving(&db.sql, conn, &jobs, Utc::now())
+        .await
+        .map_err(locked_in_transaction)?;
+    if out.iter().any(|o| matches!(o, EnqueueOutcome::Inserted(_))) {
+        db.wake.notify();
+    }
+    Ok(out)
+}
+
+/// SQLITE_BUSY on the caller's connection (`database is locked`): inside a deferred
+/// transaction that read before this write, SQLite cannot upgrade to a write once another
+/// connection wrote (the busy timeout cannot help). Becomes a `Conflict` that says how to open
+/// the transaction instead; other errors pass unchanged.
+fn locked_in_transaction(e: Error) -> Error {
+    let locked = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .is_some_and(|s| matches!(s, sqlx::Error::Database(d) if d.message().contains("locked")));
+    if !locked {
+        return e;
+    }
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "{}: the database is locked by another connection's write; roll back and run the \
+             transaction again, opened with `BEGIN IMMEDIATE` (`pool.begin_with(\"BEGIN \
+             IMMEDIATE\")`) or on the storage's own pool (`SqliteStorage::pool`), so that it \
+             takes the write lock up front",
+            e.message()
+        ),
+    )
+    .with_source(e)
+}
+
+/// Inserts `jobs` on `conn` in chunks and resolves each one not inserted: a live job holds
+/// its unique key (its id), or its own id exists already. All or none when `conn` is in a
+/// transaction.
+async fn insert_resolving(
+    sql: &Statements,
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: DateTime<Utc>,
+) -> Result<Vec<EnqueueOutcome>> {
+    let mut inserted = HashSet::with_capacity(jobs.len());
     for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-        inserted.extend(insert_jobs(&db.sql, chunk, now, &mut *tx).await?);
+        inserted.extend(insert_jobs(sql, chunk, now, &mut *conn).await?);
     }
     let mut out = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    for job in jobs {
         if inserted.contains(&job.id) {
             out.push(EnqueueOutcome::Inserted(job.id));
             continue;
         }
         // Not inserted: a live job holds its unique key, or the id exists already.
         let existing: Option<Uuid> = match &job.unique_key {
-            Some(key) => sqlx::query_scalar(&db.sql.find_unique)
+            Some(key) => sqlx::query_scalar(&sql.find_unique)
                 .bind(key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(db_err("find unique job"))?,
             None => None,
         };
         out.push(EnqueueOutcome::Duplicate(existing.unwrap_or(job.id)));
     }
-    tx.commit().await.map_err(db_err("commit enqueue"))?;
-    db.wake.notify();
     Ok(out)
 }
 
@@ -118,33 +181,13 @@ where
         .map_err(db_err("enqueue"))
 }
 
-/// Inserts `jobs` (already validated) inside the caller's transaction, as `enqueue` does, and
-/// returns one outcome per job; for the schedules' firing step.
-pub(crate) async fn enqueue_in(
+/// Inserts `jobs` (already validated) inside the caller's transaction with the storage's
+/// clock, as `enqueue` does, and returns one outcome per job; for the schedules' firing step
+/// (which wakes the workers after its commit).
+pub(crate) async fn insert_in(
     db: &Db,
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut SqliteConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<EnqueueOutcome>> {
-    let now = db.now();
-    let mut inserted = HashSet::with_capacity(jobs.len());
-    for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-        inserted.extend(insert_jobs(&db.sql, chunk, now, &mut *conn).await?);
-    }
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        if inserted.contains(&job.id) {
-            out.push(EnqueueOutcome::Inserted(job.id));
-            continue;
-        }
-        let existing: Option<Uuid> = match &job.unique_key {
-            Some(key) => sqlx::query_scalar(&db.sql.find_unique)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err("find unique job"))?,
-            None => None,
-        };
-        out.push(EnqueueOutcome::Duplicate(existing.unwrap_or(job.id)));
-    }
-    Ok(out)
+    insert_resolving(&db.sql, conn, jobs, db.now()).await
 }

@@ -10,6 +10,8 @@
 //!   successful completions of many jobs are one `UPDATE … FROM (VALUES …)`.
 //! * Wake-ups are in-process (enqueue notifies idle workers of the same process); workers in
 //!   other processes poll.
+//! * **Transactional enqueue**: [`SqliteStorage::enqueue_in`] takes the caller's own
+//!   connection or transaction, so a job exists if and only if that transaction commits.
 //! * A table prefix lets several independent instances share one file.
 
 //!
@@ -23,7 +25,7 @@
 //! | `error.rs` | sqlx errors → [`switchyard_core::Error`] |
 //! | `connection.rs` | the pragmas, the writer and reader pools, the state every operation shares |
 //! | `storage.rs` | [`SqliteStorage`] and its `Storage` impl, which delegates by area |
-//! | `enqueue.rs` | `enqueue` |
+//! | `enqueue.rs` | `enqueue` and [`SqliteStorage::enqueue_in`] |
 //! | `admin.rs` | `get`, `cancel`, `retry`, `list`, `counts` |
 //! | `claim.rs` | `claim`, `claim_ids` |
 //! | `lease.rs` | `heartbeat`, `complete`, `rescue_expired` |

@@ -4,8 +4,11 @@
 //! transaction and records each in `{prefix}migrations`; this file supplies the SQLite side.
 
 use sqlx::{SqliteConnection, SqlitePool};
-use switchyard_core::adapter::{run_migrations, Migration, MigrationTable, MigrationTarget};
-use switchyard_core::{async_trait, Result};
+use switchyard_core::adapter::{
+    latest_version, pending_migrations, prefixes_of_tables, run_migrations, Migration,
+    MigrationTable, MigrationTarget,
+};
+use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 
 use crate::error::db_err;
 
@@ -27,6 +30,55 @@ pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     run_migrations(&mut Target(&mut tx), &TABLE, MIGRATIONS, prefix, "SQLite").await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
+}
+
+/// The versions recorded in `{prefix}migrations`, or `None` when the table does not exist.
+/// Only reads.
+async fn applied(pool: &SqlitePool, prefix: &str) -> Result<Option<Vec<i64>>> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(format!("{prefix}migrations"))
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err("look for the migrations table"))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let versions = sqlx::query_scalar(&format!("SELECT version FROM {prefix}migrations"))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err("read applied migrations"))?;
+    Ok(Some(versions))
+}
+
+/// `Storage::schema`: the latest recorded version, `None` without a migrations table.
+pub(crate) async fn schema(pool: &SqlitePool, prefix: &str) -> Result<SchemaStatus> {
+    let applied = applied(pool, prefix)
+        .await?
+        .and_then(|v| v.into_iter().max());
+    Ok(SchemaStatus::new(applied, latest_version(MIGRATIONS)))
+}
+
+/// `Storage::pending_migrations`: what [`run`] would apply now.
+pub(crate) async fn pending(pool: &SqlitePool, prefix: &str) -> Result<Vec<PendingMigration>> {
+    let applied = applied(pool, prefix).await?;
+    Ok(pending_migrations(
+        &TABLE,
+        MIGRATIONS,
+        applied.as_deref().unwrap_or_default(),
+        applied.is_some(),
+        prefix,
+    ))
+}
+
+/// `Storage::prefixes`: the prefixes with a migrations and a jobs table in this file.
+pub(crate) async fn prefixes(pool: &SqlitePool) -> Result<Vec<String>> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(pool)
+            .await
+            .map_err(db_err("list tables"))?;
+    Ok(prefixes_of_tables(&tables))
 }
 
 /// `{prefix}migrations` in SQLite; `applied_at` in Unix milliseconds. Creating it is the

@@ -10,7 +10,7 @@ use switchyard_core::{EnqueueOutcome, Error, JobState, Result};
 use uuid::Uuid;
 
 use crate::connection::Db;
-use crate::enqueue::enqueue_in;
+use crate::enqueue::insert_in;
 use crate::error::db_err;
 use crate::row::{from_millis, millis};
 
@@ -139,7 +139,7 @@ pub(crate) async fn fire(db: &Db, f: &ScheduleFire) -> Result<FireOutcome> {
     let jobs = if held_back || f.jobs.is_empty() {
         Vec::new()
     } else {
-        enqueue_in(db, &mut tx, &f.jobs).await?
+        insert_in(db, &mut tx, &f.jobs).await?
     };
     let new_last = jobs.last().map(|o: &EnqueueOutcome| o.id());
     sqlx::query(&format!(

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
+use sqlx::SqliteConnection;
 use switchyard_core::adapter::WakeSubscription;
 use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
-    EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
-    RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
+    EnqueueOutcome, HealthCheck, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob,
+    PendingMigration, QueueCounts, RescueReport, Result, RetryOutcome, SchemaStatus, Storage,
+    StorageCapabilities,
 };
 
 use crate::config::SqliteConfig;
@@ -28,7 +30,9 @@ pub struct SqliteStorage {
 }
 
 impl SqliteStorage {
-    /// Opens (creating if missing) the database at `config.url`. Does not migrate.
+    /// Opens the database at `config.url`, creating the file if it is missing unless
+    /// `config.create_if_missing` is off (then a missing file is a `NotFound` error). Does not
+    /// migrate.
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
         Ok(Self {
             db: Arc::new(Db::open(config).await?),
@@ -40,9 +44,47 @@ impl SqliteStorage {
         &self.db.prefix
     }
 
-    /// The writer pool, for tests and tools.
+    /// The writer pool: its one connection is the storage's only writer. For tests and tools,
+    /// and for opening the transactions [`enqueue_in`](Self::enqueue_in) joins (while such a
+    /// transaction is open, this process's other writes — claims, heartbeats, completions —
+    /// wait for it, so keep it short, and do not call the storage from inside it).
     pub fn pool(&self) -> &SqlitePool {
         &self.db.writer
+    }
+
+    /// Enqueues jobs on the caller's own connection, typically inside the caller's
+    /// transaction, so the jobs exist if and only if that transaction commits:
+    ///
+    /// ```no_run
+    /// # async fn demo(storage: switchyard_sqlite::SqliteStorage) -> Result<(), Box<dyn std::error::Error>> {
+    /// use switchyard_core::NewJob;
+    /// let mut tx = storage.pool().begin().await?;
+    /// sqlx::query("INSERT INTO orders (id) VALUES (42)").execute(&mut *tx).await?;
+    /// storage
+    ///     .enqueue_in(&mut tx, vec![NewJob::new("send_receipt", serde_json::json!({"order": 42}))])
+    ///     .await?;
+    /// tx.commit().await?; // the job becomes visible to workers here, and only here
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Behaves like [`Storage::enqueue`] (validation, unique keys, outcomes); all or none
+    /// inside a transaction. SQLite has one writer at a time, and the insert makes the
+    /// transaction a write transaction that holds the database's write lock until it ends.
+    /// The transaction may be on [`pool`](Self::pool) (no lock contention in this process) or
+    /// on any other connection to the same file; on another connection, open it with
+    /// `BEGIN IMMEDIATE` (`pool.begin_with("BEGIN IMMEDIATE")`) when it reads before it
+    /// writes, or SQLite may refuse the upgrade to a write (`database is locked`; the error is a
+    /// `Conflict` that says so).
+    ///
+    /// Wake-ups: this process's idle workers (and dispatcher) are woken at the insert; their
+    /// next claim is a write, so it waits for the transaction to end and then finds the jobs
+    /// if it committed. Workers in other processes find them at their next poll.
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut SqliteConnection,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<EnqueueOutcome>> {
+        enqueue::enqueue_in(&self.db, conn, jobs).await
     }
 }
 
@@ -56,6 +98,10 @@ impl Storage for SqliteStorage {
         self.db.caps.clone()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     // ---- Schema ----
 
     async fn migrate(&self) -> Result<()> {
@@ -64,6 +110,22 @@ impl Storage for SqliteStorage {
 
     async fn destroy(&self) -> Result<()> {
         migrate::drop_all(&self.db.writer, &self.db.prefix).await
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus> {
+        migrate::schema(&self.db.reader, &self.db.prefix).await
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<PendingMigration>> {
+        migrate::pending(&self.db.reader, &self.db.prefix).await
+    }
+
+    async fn prefixes(&self) -> Result<Vec<String>> {
+        migrate::prefixes(&self.db.reader).await
+    }
+
+    async fn health_checks(&self) -> Vec<HealthCheck> {
+        vec![admin::journal_check(&self.db).await]
     }
 
     // ---- Records ----

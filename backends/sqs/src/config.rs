@@ -1,6 +1,7 @@
 //! [`SqsConfig`]: the `sqs://` URL, the `[sqs]` settings, and how Switchyard queue names map to
 //! SQS queue names.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_core::{adapter, Error, Result};
@@ -47,8 +48,13 @@ pub enum FifoGroup {
 pub struct SqsConfig {
     /// AWS region. `None`: `AWS_REGION` / `AWS_DEFAULT_REGION`, else [`DEFAULT_REGION`].
     pub region: Option<String>,
-    /// Endpoint override (an emulator such as fauxqs, a VPC endpoint). `None`: AWS's own.
+    /// Endpoint override (an emulator such as fauxqs, a VPC endpoint; `https://…` is checked
+    /// against the system's CA certificates and [`tls_ca_file`](Self::tls_ca_file)). `None`:
+    /// AWS's own (always https).
     pub endpoint_url: Option<String>,
+    /// A PEM file of CA certificate(s) to trust for https besides the system's: an endpoint
+    /// behind a private CA, or a TLS-inspecting proxy. `None`: the system's alone.
+    pub tls_ca_file: Option<PathBuf>,
     /// Queue-name prefix from the URL path (a namespace such as `prod-`).
     pub name_prefix: String,
     /// Switchyard's instance prefix (the `prefix` setting), after `name_prefix`. Default
@@ -75,6 +81,7 @@ impl Default for SqsConfig {
         Self {
             region: None,
             endpoint_url: None,
+            tls_ca_file: None,
             name_prefix: String::new(),
             prefix: "switchyard_".to_string(),
             fifo: false,
@@ -185,6 +192,15 @@ impl SqsConfig {
         Ok(c)
     }
 
+    /// Trusts the CA certificate(s) in the PEM file `path` for https when `Some` (the `[sqs]
+    /// tls_ca_file` setting); `None` keeps the current one.
+    pub fn with_tls_ca_file(mut self, path: Option<impl Into<PathBuf>>) -> Self {
+        if let Some(path) = path {
+            self.tls_ca_file = Some(path.into());
+        }
+        self
+    }
+
     /// Sets the most job ids one message carries (clamped to 1..=100; 1: one message per job).
     pub fn with_ids_per_message(mut self, n: usize) -> Self {
         self.ids_per_message = n.clamp(1, adapter::bundle::MAX_IDS_PER_MESSAGE);
@@ -229,7 +245,24 @@ impl SqsConfig {
     /// Checks what the URL parser cannot: the instance prefix follows the one prefix rule of
     /// every backend ([`adapter::check_prefix`]).
     pub(crate) fn validate(&self) -> Result<()> {
-        adapter::check_prefix(&self.prefix)
+        adapter::check_prefix(&self.prefix)?;
+        self.ca_pem().map(drop)
+    }
+
+    /// The PEM text of [`tls_ca_file`](Self::tls_ca_file), if set; a file that cannot be read
+    /// is a `Config` error naming the key.
+    pub(crate) fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|e| {
+            Error::config(format!(
+                "key `sqs.tls_ca_file`: cannot read `{}`; accepted: the path of a PEM file with \
+                 the CA certificate(s) that signed the endpoint's certificate",
+                path.display()
+            ))
+            .with_source(e)
+        })
     }
 
     /// The region to use: this config's, else the environment's, else [`DEFAULT_REGION`].
@@ -352,6 +385,16 @@ mod tests {
     }
 
     /// The instance prefix follows the one rule of every backend; the default passes.
+    #[test]
+    fn a_ca_file_must_be_readable() {
+        let c = SqsConfig::default().with_tls_ca_file(Some("/nonexistent/ca.pem"));
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.kind(), switchyard_core::ErrorKind::Config);
+        assert!(e.message().contains("sqs.tls_ca_file"), "{e}");
+        assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
+        assert!(SqsConfig::default().validate().is_ok());
+    }
+
     #[test]
     fn validate_applies_the_prefix_rule() {
         SqsConfig::default().validate().unwrap();

@@ -25,19 +25,30 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Builds the SQS client: the region from the config or the environment, the endpoint
-    /// override if any, rustls over ring for HTTPS. Credentials come from the AWS default chain
+    /// override if any, rustls over ring for HTTPS (the system's CA certificates, plus
+    /// `tls_ca_file`'s). Credentials come from the AWS default chain
     /// (environment, profile, web identity, ECS, instance metadata) — except that with an
     /// endpoint override and no `AWS_ACCESS_KEY_ID` in the environment, static dummy
     /// credentials are used (emulators accept any). Makes no request.
-    pub(crate) async fn open(config: SqsConfig) -> Self {
+    pub(crate) async fn open(config: SqsConfig) -> Result<Self> {
         use aws_config::{BehaviorVersion, Region};
         use aws_smithy_http_client::tls;
 
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let mut http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ));
+        if let Some(pem) = config.ca_pem()? {
+            let trust = tls::TrustStore::default().with_pem_certificate(pem);
+            let context = tls::TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .map_err(|e| {
+                    Error::config("key `sqs.tls_ca_file`: the CA file cannot be used")
+                        .with_source(e)
+                })?;
+            http = http.tls_context(context);
+        }
+        let http = http.build_https();
         // A stalled connection must not hang a worker's fetch loop: every attempt ends after
         // the longest long poll plus a margin.
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -62,11 +73,11 @@ impl Connection {
             }
         }
         let shared = loader.load().await;
-        Self {
+        Ok(Self {
             client: Client::new(&shared),
             config,
             urls: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     /// The SQS queue URL of a Switchyard queue, creating the SQS queue if it does not exist.
@@ -96,6 +107,22 @@ impl Connection {
             .expect("poisoned")
             .insert(queue.to_string(), url.clone());
         Ok(url)
+    }
+
+    /// The SQS queue name and URL of a Switchyard queue if its SQS queue exists (`None` when it
+    /// does not). Never creates it, and caches nothing.
+    pub(crate) async fn existing_url(&self, queue: &str) -> Result<(String, Option<String>)> {
+        let name = self.config.queue_name(queue);
+        match self.client.get_queue_url().queue_name(&name).send().await {
+            Ok(out) => Ok((name, out.queue_url)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                Ok((name, None))
+            }
+            Err(e) => Err(sdk_error("GetQueueUrl", e)),
+        }
     }
 
     /// `e`, after forgetting the cached `url` when `e` says its queue does not exist (deleted

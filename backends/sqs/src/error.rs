@@ -23,6 +23,9 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let message = format!("SQS {what} failed: {}", DisplayErrorContext(&e));
+    if let Some(why) = tls_failure(&e) {
+        return Error::config(format!("SQS {what} failed: {why}")).with_source(e);
+    }
     let kind = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ErrorKind::Unavailable
@@ -51,6 +54,23 @@ where
         _ => ErrorKind::Internal,
     };
     Error::new(kind, message).with_source(e)
+}
+
+/// What a failed TLS handshake with the endpoint means, with the fix (an https endpoint
+/// behind a private CA, or an http one named with https).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use switchyard_core::adapter::{tls_problem, TlsProblem};
+    let problem = tls_problem(e)?;
+    let fix = match problem {
+        TlsProblem::NotTrusted => {
+            "name the CA that signed it with the setting `sqs.tls_ca_file` (a PEM file; \
+             `SqsConfig::tls_ca_file` in code)"
+        }
+        TlsProblem::WrongName => "use an endpoint URL with the host name the certificate names",
+        TlsProblem::NotTls => "the endpoint speaks plain HTTP: use an http:// endpoint URL",
+        _ => "check the endpoint's certificate, or `sqs.tls_ca_file`",
+    };
+    Some(format!("{}; {fix}", problem.describe()))
 }
 
 /// Whether an error code says the receipt no longer names an in-flight message.

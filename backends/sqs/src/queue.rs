@@ -9,7 +9,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::Client;
 use switchyard_core::{
     adapter::bundle::{self, Bundles, GiveBack},
-    Delivery, Queue, QueueCapabilities, QueueMessage, Result,
+    Delivery, HealthCheck, Queue, QueueCapabilities, QueueMessage, Result,
 };
 
 use crate::body::Body;
@@ -46,7 +46,7 @@ impl SqsQueue {
     pub async fn connect(config: SqsConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self {
-            conn: Arc::new(Connection::open(config).await),
+            conn: Arc::new(Connection::open(config).await?),
             bundles: Arc::new(Bundles::default()),
         })
     }
@@ -240,6 +240,79 @@ impl Queue for SqsQueue {
 
     async fn release(&self) -> Result<()> {
         self.give_back(self.bundles.take_all_held()).await
+    }
+
+    async fn destroy_queues(&self, queues: &[String]) -> Result<()> {
+        for q in queues {
+            let (_, Some(url)) = self.conn.existing_url(q).await? else {
+                continue;
+            };
+            match self.conn.client.delete_queue().queue_url(&url).send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_queue_does_not_exist()) => {}
+                Err(e) => return Err(sdk_error("DeleteQueue", e)),
+            }
+            self.conn.forget(q);
+        }
+        Ok(())
+    }
+
+    /// Per queue: whether its SQS queue exists (`GetQueueUrl`, which creates nothing) and
+    /// its approximate number of visible and in-flight messages.
+    async fn health_checks(&self, queues: &[String]) -> Vec<HealthCheck> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let mut checks = Vec::new();
+        for q in queues {
+            let check = format!("broker queue {q}");
+            let (name, url) = match self.conn.existing_url(q).await {
+                Ok(found) => found,
+                Err(e) => {
+                    checks.push(HealthCheck::fail(check, e.to_string()));
+                    continue;
+                }
+            };
+            let Some(url) = url else {
+                checks.push(HealthCheck::warn(
+                    check,
+                    format!(
+                        "`{name}` does not exist; `switchyard migrate` creates it (and so does \
+                         the first publish)"
+                    ),
+                ));
+                continue;
+            };
+            let attrs = self
+                .conn
+                .client
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await;
+            checks.push(match attrs {
+                Ok(out) => {
+                    let get = |a: QueueAttributeName| {
+                        out.attributes()
+                            .and_then(|m| m.get(&a))
+                            .cloned()
+                            .unwrap_or_else(|| "?".into())
+                    };
+                    HealthCheck::ok(
+                        check,
+                        format!(
+                            "`{name}` exists, about {} visible and {} in-flight messages",
+                            get(QueueAttributeName::ApproximateNumberOfMessages),
+                            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                        ),
+                    )
+                }
+                Err(e) => HealthCheck::fail(check, sdk_error("GetQueueAttributes", e).to_string()),
+            });
+        }
+        checks
     }
 
     async fn destroy(&self) -> Result<()> {

@@ -79,6 +79,52 @@ pub async fn destroy_deletes_broker_queues(q: Arc<dyn Queue>) {
     .await;
 }
 
+/// `destroy_queues` deletes the broker queues it names, messages and all, and no other; a
+/// name whose broker queue does not exist is skipped. The broker's health checks find nothing
+/// failed on a queue that exists.
+pub async fn destroy_queues_deletes_only_those_named(q: Arc<dyn Queue>) {
+    let (gone, kept, never) = (queue_name(), queue_name(), queue_name());
+    setup(&q, &[&gone, &kept]).await;
+    let doomed = message(&gone, Duration::ZERO);
+    let survivor = message(&kept, Duration::ZERO);
+    q.publish(&[doomed, survivor.clone()])
+        .await
+        .expect("publish");
+    for c in q.health_checks(std::slice::from_ref(&kept)).await {
+        assert_ne!(
+            c.status,
+            switchyard_core::CheckStatus::Fail,
+            "a health check failed on an existing queue: {c:?}"
+        );
+    }
+    match q.destroy_queues(&[gone.clone(), never.clone()]).await {
+        Err(e) if e.kind() == switchyard_core::ErrorKind::Unsupported => {
+            return skip(
+                "destroy_queues_deletes_only_those_named",
+                "the queue cannot destroy named queues",
+            );
+        }
+        r => r.expect("destroy_queues"),
+    }
+    q.destroy_queues(std::slice::from_ref(&gone))
+        .await
+        .expect("destroying a destroyed queue again");
+    let (d, _) = receive_one(&q, &kept, LONG_LEASE).await;
+    assert_eq!(
+        d.job_id, survivor.job_id,
+        "the queue not named lost its message"
+    );
+    q.ack(std::slice::from_ref(&d)).await.expect("ack");
+    setup(&q, &[&gone]).await;
+    assert_nothing_for(
+        &q,
+        &gone,
+        Duration::from_secs(2),
+        "a message outlived its destroyed queue",
+    )
+    .await;
+}
+
 /// A received message that is neither acked nor nacked stays invisible for its lease, then comes
 /// back with the same job id.
 pub async fn unacked_comes_back_after_lease(q: Arc<dyn Queue>) {
@@ -305,6 +351,7 @@ macro_rules! queue_delivery_cases {
             setup_idempotent_and_empty_receive_waits,
             publish_receive_ack,
             destroy_deletes_broker_queues,
+            destroy_queues_deletes_only_those_named,
             unacked_comes_back_after_lease,
             nack_with_delay,
             extend_keeps_message_invisible,

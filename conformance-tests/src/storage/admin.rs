@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use switchyard::{ErrorKind, JobFilter, JobState, ListOrder};
-use switchyard_core::JobId;
+use switchyard_core::{JobId, SchemaState};
 
 use super::support::{claim, enqueue1, job, succeed, LONG};
 use crate::support::{queue_name, skip};
@@ -241,6 +241,94 @@ pub async fn destroy_then_migrate_is_empty(b: Backend) {
     assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
 }
 
+/// `schema` tells a migrated instance (current) from one without a schema (after `destroy`,
+/// as if the prefix were never used), and reading a prefix without a schema — `get`, `counts`,
+/// `list` (which may fail), `schema`, `pending_migrations` (a dry run) — creates nothing:
+/// it still has no schema afterwards. `pending_migrations` lists, in order, what `migrate`
+/// then applies, up to the expected version, and nothing once migrated; `prefixes` lists the
+/// instance while it has a schema.
+pub async fn schema_status_follows_migrate_and_destroy(b: Backend) {
+    let s = &b.storage;
+    let status = match s.schema().await {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            return skip(
+                "schema_status_follows_migrate_and_destroy",
+                "the storage cannot report its schema",
+            );
+        }
+        r => r.expect("schema"),
+    };
+    assert_eq!(status.state(), SchemaState::Current, "{status:?}");
+    assert_eq!(status.applied, Some(status.expected));
+    let none = s.pending_migrations().await.expect("pending_migrations");
+    assert!(none.is_empty(), "a migrated instance has pending {none:?}");
+    // `prefixes` (where supported) lists this instance while it has a schema. Other cases
+    // create and destroy instances meanwhile, so only what disappears with this one's
+    // `destroy` (and comes back with its `migrate`) is checked.
+    let listed = |r: switchyard::Result<Vec<String>>| match r {
+        Err(e) if e.kind() == ErrorKind::Unsupported => None,
+        r => {
+            let found = r.expect("prefixes");
+            for p in &found {
+                switchyard_core::adapter::check_prefix(p).expect("a listed prefix is valid");
+            }
+            Some(found.into_iter().collect::<std::collections::BTreeSet<_>>())
+        }
+    };
+    let with_it = listed(s.prefixes().await);
+    match s.destroy().await {
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            return skip(
+                "schema_status_follows_migrate_and_destroy",
+                "the storage cannot destroy",
+            );
+        }
+        r => r.expect("destroy"),
+    }
+    let without_it = listed(s.prefixes().await);
+    if let (Some(with_it), Some(without_it)) = (&with_it, &without_it) {
+        assert!(
+            with_it.difference(without_it).next().is_some(),
+            "no prefix disappeared from `prefixes` with `destroy`: {with_it:?} then {without_it:?}"
+        );
+    }
+    let gone = s.schema().await.expect("schema after destroy");
+    assert_eq!(gone.state(), SchemaState::Missing, "{gone:?}");
+    assert_eq!(gone.expected, status.expected);
+    // Reads of a prefix without a schema may fail, but must not create one.
+    let _ = s.get(uuid::Uuid::now_v7()).await;
+    let _ = s.counts().await;
+    let _ = s.list(&JobFilter::default()).await;
+    let pending = s.pending_migrations().await.expect("pending_migrations");
+    assert!(!pending.is_empty(), "nothing pending on an empty prefix");
+    assert!(
+        pending.windows(2).all(|w| w[0].version < w[1].version),
+        "pending migrations out of order: {pending:?}"
+    );
+    assert_eq!(pending.last().map(|m| m.version), Some(status.expected));
+    assert!(pending.iter().all(|m| !m.steps.is_empty()), "{pending:?}");
+    let still = s.schema().await.expect("schema");
+    assert_eq!(
+        still.applied, None,
+        "reading an empty prefix (or a dry run) created a schema"
+    );
+    s.migrate().await.expect("migrate");
+    if let (Some(without_it), Some(again)) = (&without_it, listed(s.prefixes().await)) {
+        assert!(
+            again.difference(without_it).next().is_some(),
+            "no prefix appeared in `prefixes` with `migrate`: {without_it:?} then {again:?}"
+        );
+    }
+    let back = s.schema().await.expect("schema after migrate");
+    assert_eq!(back.state(), SchemaState::Current, "{back:?}");
+    assert!(s.pending_migrations().await.unwrap().is_empty());
+    let id = enqueue1(s, job("k", &queue_name(), json!({}))).await;
+    assert!(
+        s.get(id).await.unwrap().is_some(),
+        "the migrated instance works"
+    );
+}
+
 /// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
 /// function above plus its name here. Calls `$then!` with `$args` followed by the names.
 #[doc(hidden)]
@@ -253,6 +341,7 @@ macro_rules! storage_admin_cases {
             prune_finished,
             leadership_is_exclusive_and_expires,
             destroy_then_migrate_is_empty,
+            schema_status_follows_migrate_and_destroy,
         }
     };
 }

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 
+use crate::admin::PendingMigration;
 use crate::error::{Error, Result};
 
 /// One migration file: its version (the order it is applied in) and its SQL, with `{prefix}`
@@ -84,6 +85,66 @@ pub async fn run_migrations(
             .await?;
     }
     Ok(())
+}
+
+/// The latest version of `migrations` (0 for none): the schema version
+/// [`run_migrations`] brings an instance to.
+pub fn latest_version(migrations: &[Migration]) -> i64 {
+    migrations.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// What [`run_migrations`] would run on an instance whose `table` holds `applied` (and does
+/// not exist at all when `table_exists` is false), for
+/// [`Storage::pending_migrations`](crate::Storage::pending_migrations): every migration not
+/// applied, in order, with its statements rendered for `prefix` followed by the statement that
+/// records it (its parameter written in); the first also creates the migrations table when it
+/// is missing.
+pub fn pending_migrations(
+    table: &MigrationTable,
+    migrations: &[Migration],
+    applied: &[i64],
+    table_exists: bool,
+    prefix: &str,
+) -> Vec<PendingMigration> {
+    let render = |sql: &str| sql.replace("{prefix}", prefix);
+    let mut create = (!table_exists).then(|| render(table.create));
+    migrations
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| {
+            let mut steps: Vec<String> = create.take().into_iter().collect();
+            steps.extend(migration_statements(m.sql, prefix));
+            let v = m.version.to_string();
+            let record = render(table.record);
+            let record = if record.contains("$1") {
+                record.replacen("$1", &v, 1)
+            } else {
+                record.replacen('?', &v, 1)
+            };
+            steps.push(record);
+            PendingMigration {
+                version: m.version,
+                steps,
+            }
+        })
+        .collect()
+}
+
+/// The instance prefixes among a database's table names, for
+/// [`Storage::prefixes`](crate::Storage::prefixes): every `P` with both a `{P}migrations` and
+/// a `{P}jobs` table and a valid prefix ([`check_prefix`](crate::adapter::check_prefix)),
+/// sorted.
+pub fn prefixes_of_tables(tables: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tables
+        .iter()
+        .filter_map(|t| t.strip_suffix("migrations"))
+        .filter(|p| crate::adapter::check_prefix(p).is_ok())
+        .filter(|p| tables.iter().any(|t| *t == format!("{p}jobs")))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Renders a migration file for `prefix` and splits it into statements: comment lines dropped,
@@ -172,6 +233,54 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn lists_what_is_pending_without_running_it() {
+        let all = pending_migrations(&TABLE, SET, &[], false, "p_");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].version, 1);
+        assert_eq!(
+            all[0].steps,
+            vec![
+                "CREATE TABLE p_migrations",
+                "CREATE TABLE p_a (x int)",
+                "RECORD p_migrations"
+            ]
+        );
+        assert_eq!(all[1].steps.len(), 3, "{:?}", all[1].steps);
+        let rest = pending_migrations(&TABLE, SET, &[1], true, "p_");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].steps[0], "CREATE TABLE p_b (x int)");
+        assert!(pending_migrations(&TABLE, SET, &[1, 2], true, "p_").is_empty());
+        assert_eq!(latest_version(SET), 2);
+        let pg = MigrationTable {
+            create: "",
+            record: "INSERT INTO {prefix}migrations (version) VALUES ($1)",
+        };
+        let p = pending_migrations(&pg, &SET[..1], &[], true, "p_");
+        assert_eq!(
+            p[0].steps.last().unwrap(),
+            "INSERT INTO p_migrations (version) VALUES (1)"
+        );
+    }
+
+    #[test]
+    fn finds_prefixes_among_tables() {
+        let t = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            prefixes_of_tables(&t(&[
+                "b_jobs",
+                "b_migrations",
+                "a_migrations",
+                "a_jobs",
+                "schema_migrations",
+                "orders",
+                "migrations",
+                "jobs",
+            ])),
+            vec!["a_", "b_"]
+        );
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! Switchyard with no configuration and no services: jobs live in `./switchyard.db` (SQLite).
 //! It enqueues a job that fails once and then succeeds, a delayed job, a job that is cancelled
-//! before it runs, and a few plain ones; runs a worker; shows progress as jobs finish; prints
-//! every job's final state and exits. The jobs live in `src/lib.rs` and are tested with
-//! `switchyard::testing` in `tests/jobs.rs`.
+//! before it runs, and a few plain ones; runs a worker; waits for each job to finish; prints
+//! every job's final state and one typed result, and exits. The jobs live in `src/lib.rs` and
+//! are tested with `switchyard::testing` in `tests/jobs.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in ["Ada", "Grace", "Linus"] {
         ids.push(("greet", client.enqueue(Greet { name: name.into() }).await?));
     }
-    ids.push(("flaky", client.enqueue(Flaky { order: 42 }).await?));
+    let flaky = client.enqueue(Flaky { order: 42 }).await?;
+    ids.push(("flaky", flaky));
     let delayed = client
         .enqueue_with(
             Greet {
@@ -56,30 +57,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         salutation: "hello".into(),
     }))?;
 
-    // Show progress until every job is finished (or 30 s pass).
+    // Wait for each job to finish (30 s in all), printing as each does: `wait` returns the
+    // job's record once it is completed, failed, cancelled or dropped.
     let started = Instant::now();
-    let mut last_done = usize::MAX;
-    loop {
-        let mut done = 0;
-        for (_, id) in &ids {
-            if let Some(job) = client.get(*id).await? {
-                if job.state.is_finished() {
-                    done += 1;
-                }
+    let deadline = started + Duration::from_secs(30);
+    for (label, id) in &ids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.wait(*id, left).await {
+            Ok(job) => println!(
+                "[{:>4.1}s] {label} finished: {}",
+                started.elapsed().as_secs_f64(),
+                job.state
+            ),
+            Err(e) => {
+                println!("{e}");
+                break;
             }
         }
-        if done != last_done {
-            println!(
-                "[{:>4.1}s] {done}/{} jobs finished",
-                started.elapsed().as_secs_f64(),
-                ids.len()
-            );
-            last_done = done;
-        }
-        if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.stop().await;
 
@@ -112,6 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("some job did not reach its expected state");
         std::process::exit(1);
     }
+    // The typed output of one job, decoded into its `Job::Output`.
+    let charged: String = client.result::<Flaky>(flaky).await?;
+    println!("\nthe flaky job's result, typed: {charged:?}");
     println!("\nall jobs reached their expected state; run `switchyard list` to see them again");
     Ok(())
 }

@@ -5,7 +5,8 @@
 //!
 //! This file holds the arguments ([`Cli`], [`Command`]), the entry points and the loading of the
 //! configuration; `jobs.rs` runs the commands on single jobs (enqueue, status, list, cancel,
-//! retry), `admin.rs` the others (migrate, prune, queues, doctor, worker, bench), `output.rs`
+//! retry), `admin.rs` the others (migrate, destroy, prune, queues, doctor, worker, bench) and
+//! how each command connects, `output.rs`
 //! prints (text or `--json`, quiet on a closed pipe) and maps errors to the exit codes of
 //! [`exit`], and `parse.rs` reads durations and job ids.
 
@@ -24,7 +25,6 @@ use switchyard_core::NewJob;
 
 pub use output::exit;
 
-use crate::app::Switchyard;
 use crate::config::Config;
 use crate::registry::Registry;
 
@@ -60,8 +60,19 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the schema (and broker queues).
-    Migrate,
+    /// Create or upgrade the schema (and broker queues); says what it applied.
+    Migrate {
+        /// Print what would be run (SQL for SQLite and PostgreSQL) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete this instance's tables or keys and its broker queues, with every job (asks to
+    /// type the prefix on a terminal).
+    Destroy {
+        /// Do not ask (for scripts; without it, a non-terminal standard input is refused).
+        #[arg(long)]
+        yes: bool,
+    },
     /// List the schedules (cron), or pause, resume, trigger or remove one.
     Schedules {
         /// What to do (default: list).
@@ -144,7 +155,7 @@ pub enum Command {
     Queues,
     /// Run the benchmark workload (W1 enqueue, W2 drain, W3 latency).
     Bench(crate::bench::BenchArgs),
-    /// Check configuration and connectivity.
+    /// Check the configuration, the backends and the schema; a checklist (creates nothing).
     Doctor,
     /// Run workers for the registered job kinds (only in a binary built with `main_with`).
     Worker,
@@ -320,6 +331,12 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         admin::bench(&config, &args).await?;
         return Ok(Outcome::Done);
     }
+    match &cli.command {
+        Command::Migrate { dry_run } => return admin::migrate(config, *dry_run).await,
+        Command::Destroy { yes } => return admin::destroy(config, *yes).await,
+        Command::Doctor => return admin::doctor(config).await,
+        _ => {}
+    }
     // Checked before connecting, so a refused enqueue touches no backend.
     let enqueue = match &cli.command {
         Command::Enqueue {
@@ -369,11 +386,11 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         )?),
         _ => None,
     };
-    let sy = Switchyard::connect(config).await?;
+    // Only `migrate` and `worker` (with `auto_migrate`) create anything.
+    let sy = admin::connect(&cli.command, config).await?;
     let client = sy.client();
     let done = |r: switchyard_core::Result<()>| r.map(|()| Outcome::Done);
     match cli.command {
-        Command::Migrate => done(admin::migrate(&sy).await),
         Command::Schedules { action } => {
             let st = sy.storage().as_ref();
             match action.unwrap_or(SchedulesAction::List) {
@@ -396,8 +413,11 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             done(admin::prune(&client, older_than.expect("parsed above")).await)
         }
         Command::Queues => done(admin::queues(&client).await),
-        Command::Doctor => done(admin::doctor(&sy).await),
         Command::Worker => done(admin::worker(&sy, registry).await),
-        Command::Bench(_) | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Bench(_)
+        | Command::Completions { .. }
+        | Command::Migrate { .. }
+        | Command::Destroy { .. }
+        | Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -105,6 +105,7 @@ pub(super) async fn fetch_loop(
                     cancel: inner.shutdown.hard_token().child_token(),
                     user_cancel: Arc::new(AtomicBool::new(job.cancel_requested)),
                     delivery: delivery.clone(),
+                    finished: false,
                 },
             );
             let _ = ready.send((job, delivery, slot));

@@ -64,6 +64,12 @@ pub(super) async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
                                 r.cancel.cancel();
                             }
                         }
+                        // The attempt ended and its completion was recorded while this
+                        // renewal was under way (recording clears the lease): nothing to stop.
+                        // Were the lease really lost, the completer reports it as stale.
+                        LeaseStatus::Lost if r.finished => {
+                            tracing::trace!(id = %lease.id, "renewal found the lease of a finished attempt gone");
+                        }
                         LeaseStatus::Lost => {
                             tracing::warn!(id = %lease.id, "lease lost: stopping the attempt");
                             r.cancel.cancel();
@@ -75,7 +81,10 @@ pub(super) async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
                 tracing::warn!(error = %e, "heartbeat failed; leases may expire");
                 let running = inner.running.lock().expect("poisoned");
                 for (lease, r) in running.iter() {
-                    if r.renewed.elapsed() >= inner.config.lease && !r.cancel.is_cancelled() {
+                    if r.renewed.elapsed() >= inner.config.lease
+                        && !r.cancel.is_cancelled()
+                        && !r.finished
+                    {
                         tracing::warn!(id = %lease.id, "lease ran out while the storage was unreachable: stopping the attempt (it may be rescued and run elsewhere)");
                         r.cancel.cancel();
                     }
@@ -87,5 +96,144 @@ pub(super) async fn heartbeater(inner: Arc<Inner>, stop: CancellationToken) {
                 tracing::warn!(error = %e, "extending message visibility failed");
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    //! The race between a renewal and the completion being recorded, on a real SQLite storage:
+    //! the attempt ends, its completion is recorded (which clears the lease), and a renewal
+    //! that was already under way answers `Lost` while the completer has not yet dropped the
+    //! job from the running map.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use switchyard_core::{ClaimRequest, NewJob, Storage, TokioExecutor};
+    use tokio::sync::{mpsc, Semaphore};
+    use tokio_util::sync::CancellationToken;
+
+    use super::heartbeater;
+    use crate::registry::Registry;
+    use crate::shutdown::Shutdown;
+    use crate::worker::state::{lease_of, Backlog, Inner, Running};
+    use crate::worker::WorkerConfig;
+
+    /// Collects formatted log lines.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    // One thread: every task spawned here logs to the subscriber set below.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_finished_attempt_whose_completion_was_recorded_is_no_lost_lease() {
+        let logs = Logs::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            switchyard_sqlite::SqliteStorage::connect(switchyard_sqlite::SqliteConfig::new(
+                format!("sqlite://{}/race.db", dir.path().display()),
+            ))
+            .await
+            .unwrap();
+        storage.migrate().await.unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(storage);
+        storage
+            .enqueue(vec![NewJob::new("quick", serde_json::json!(null))])
+            .await
+            .unwrap();
+        let config = WorkerConfig {
+            heartbeat: Duration::from_millis(20),
+            lease: Duration::from_secs(30),
+            ..WorkerConfig::default()
+        };
+        let inner = Arc::new(Inner {
+            storage: storage.clone(),
+            queue: None,
+            registry: Arc::new(Registry::new().register_fn("quick", |_, _| async { Ok(None) })),
+            executor: Arc::new(TokioExecutor),
+            config: config.clone(),
+            running: Mutex::new(HashMap::new()),
+            shutdown: Shutdown::new(),
+            backlog: Backlog::default(),
+            last_delivery: Mutex::new(HashMap::new()),
+            clock: None,
+        });
+        let job = storage
+            .claim(&ClaimRequest {
+                queues: config.queues.clone(),
+                limit: 1,
+                worker_id: config.worker_id.clone(),
+                lease: config.lease,
+            })
+            .await
+            .unwrap()
+            .pop()
+            .expect("the job is claimed");
+        // As the fetcher does: into the running map, then to the runner.
+        inner.running.lock().unwrap().insert(
+            lease_of(&job),
+            Running {
+                renewed: std::time::Instant::now(),
+                cancel: CancellationToken::new(),
+                user_cancel: Arc::new(AtomicBool::new(false)),
+                delivery: None,
+                finished: false,
+            },
+        );
+        inner.backlog.added(1);
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let slot = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        ready_tx.send((job, None, slot)).unwrap();
+        drop(ready_tx);
+        tokio::spawn(crate::worker::run::runner(inner.clone(), ready_rx, done_tx));
+        let (completion, _, _) = done_rx.recv().await.expect("the attempt ends");
+        // The completer records it; it has not yet removed the job from the running map
+        // when the next renewal answers.
+        storage.complete(&[completion]).await.unwrap();
+        let stop = CancellationToken::new();
+        let beats = tokio::spawn(heartbeater(inner.clone(), stop.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !logs.text().contains("lease lost") && !logs.text().contains("finished attempt gone")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no renewal answered within 10 s; logs:\n{}",
+                logs.text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        beats.await.unwrap();
+        assert!(
+            !logs.text().contains("lease lost"),
+            "a finished attempt was reported as having lost its lease:\n{}",
+            logs.text()
+        );
     }
 }

@@ -31,6 +31,7 @@ use self::complete::completer;
 pub use self::config::{default_worker_id, WorkerConfig};
 use self::fetch::fetch_loop;
 use self::heartbeat::heartbeater;
+#[cfg(feature = "sqlite")]
 pub(crate) use self::run::attempt;
 use self::run::runner;
 use self::state::{AbortOnDrop, Backlog, Inner};
@@ -213,6 +214,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             shutdown,
             backlog: Backlog::default(),
+            last_delivery: Mutex::new(HashMap::new()),
         });
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let stop_heartbeat = CancellationToken::new();

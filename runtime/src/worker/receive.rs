@@ -17,9 +17,10 @@ pub(super) async fn receive_and_claim(
     name: &str,
     want: usize,
 ) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
-    // One queue: a long poll (interrupted by shutdown). Several: take turns at the poll pace.
+    // One queue: a long poll (interrupted by shutdown), at most a lease long so that a silent
+    // queue is noticed (below). Several: take turns at the poll pace.
     let wait = if inner.config.queues.len() == 1 {
-        Duration::from_secs(20)
+        Duration::from_secs(20).min(inner.config.lease.max(Duration::from_secs(1)))
     } else {
         inner.config.poll_interval.min(Duration::from_secs(20))
     };
@@ -50,8 +51,9 @@ pub(super) async fn receive_and_claim(
         }
     }
     if deliveries.is_empty() {
-        return Ok(Vec::new());
+        return claim_unreached(inner, name, want).await;
     }
+    inner.delivered(name);
     let ids: Vec<JobId> = deliveries.iter().map(|d| d.job_id).collect();
     let t_claim = std::time::Instant::now();
     let claimed = match inner
@@ -108,4 +110,35 @@ pub(super) async fn receive_and_claim(
         let _ = queue.ack(&stale).await;
     }
     Ok(out)
+}
+
+/// A queue from which no delivery has reached this worker for a lease, while it had free slots:
+/// jobs of that queue that are due in storage now are claimed there directly, without a
+/// delivery. Their messages are held elsewhere — by a consumer that is frozen (stopped, paused,
+/// cut off) and that the broker still thinks alive, which keeps its unacked deliveries and on
+/// RabbitMQ even receives the rescued jobs' new messages while its prefetch has room — or were
+/// lost. So a hand-off never waits for the broker to notice a dead consumer. When such a
+/// message comes back, its claim fails and it is acked as stale, as any duplicate. (A job that
+/// is merely on its way through the broker may be claimed here first: the claim is atomic, so
+/// one of the two wins and the other delivery is stale.)
+async fn claim_unreached(
+    inner: &Arc<Inner>,
+    name: &str,
+    want: usize,
+) -> switchyard_core::Result<Vec<(JobRecord, Option<Delivery>)>> {
+    if inner.shutdown.is_graceful() || inner.silent_for(name) < inner.config.lease {
+        return Ok(Vec::new());
+    }
+    let mut req = inner.claim_request(want);
+    req.queues = vec![name.to_string()];
+    let jobs = inner.storage.claim(&req).await?;
+    if !jobs.is_empty() {
+        tracing::info!(
+            queue = name,
+            jobs = jobs.len(),
+            "claimed due jobs straight from storage: no delivery reached this idle worker for a \
+             lease (their messages are held by a stalled consumer, or were lost)"
+        );
+    }
+    Ok(jobs.into_iter().map(|j| (j, None)).collect())
 }

@@ -155,6 +155,11 @@ async fn run_job(
         } else {
             run_body(&inner, &job, cancel, &user_cancel).await
         };
+        // From here on a renewal that finds the lease gone is the completion recorded first,
+        // not a lost lease (see the heartbeater).
+        if let Some(r) = inner.running.lock().expect("poisoned").get_mut(&lease) {
+            r.finished = true;
+        }
         let _ = done.send((
             Completion {
                 id: job.id,

@@ -24,6 +24,10 @@ pub(super) struct Running {
     pub(super) cancel: CancellationToken,
     pub(super) user_cancel: Arc<AtomicBool>,
     pub(super) delivery: Option<Delivery>,
+    /// Set when the attempt ended and its completion went to the completer: the lease is still
+    /// renewed until the completion is recorded, but a renewal that finds it gone (the
+    /// completion was recorded first, which clears the lease) is no lost lease.
+    pub(super) finished: bool,
 }
 
 pub(super) struct Inner {
@@ -40,6 +44,9 @@ pub(super) struct Inner {
     pub(super) running: Mutex<HashMap<LeaseRef, Running>>,
     pub(super) shutdown: Shutdown,
     pub(super) backlog: Backlog,
+    /// External queue: when a delivery last arrived, per queue (from the first receive on). A
+    /// queue silent for a lease is claimed from storage directly (see `receive.rs`).
+    pub(super) last_delivery: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Claimed jobs waiting for a run slot. Fetchers claim only while fewer than `concurrency` wait,
@@ -122,6 +129,24 @@ impl Inner {
             Some(q) => q.capabilities().max_batch.max(1),
             None => usize::MAX,
         }
+    }
+
+    /// Notes that a delivery of `queue` arrived.
+    pub(super) fn delivered(&self, queue: &str) {
+        self.last_delivery
+            .lock()
+            .expect("poisoned")
+            .insert(queue.to_string(), std::time::Instant::now());
+    }
+
+    /// How long no delivery of `queue` arrived (counted from the first call).
+    pub(super) fn silent_for(&self, queue: &str) -> std::time::Duration {
+        self.last_delivery
+            .lock()
+            .expect("poisoned")
+            .entry(queue.to_string())
+            .or_insert_with(std::time::Instant::now)
+            .elapsed()
     }
 
     pub(super) fn claim_request(&self, limit: usize) -> ClaimRequest {

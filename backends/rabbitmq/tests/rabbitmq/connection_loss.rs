@@ -15,7 +15,7 @@ use switchyard_rabbitmq::RabbitQueue;
 
 use crate::support::{assert_nothing_arrives, publish_new, rabbit, receive_all, sqlite};
 
-fn have_rabbitmqctl() -> bool {
+pub(crate) fn have_rabbitmqctl() -> bool {
     let ok = Command::new("rabbitmqctl")
         .arg("version")
         .output()
@@ -28,7 +28,7 @@ fn have_rabbitmqctl() -> bool {
 }
 
 /// Broker-side ids (Erlang pids, what `close_connection` takes on RabbitMQ 3.10) of the connections whose client-provided name is `connection_name`.
-async fn connections_named(connection_name: &str) -> Vec<String> {
+pub(crate) async fn connections_named(connection_name: &str) -> Vec<String> {
     let wanted = connection_name.to_string();
     tokio::task::spawn_blocking(move || {
         let out = Command::new("rabbitmqctl")

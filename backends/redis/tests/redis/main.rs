@@ -13,3 +13,4 @@ mod reliability;
 mod schema;
 mod server;
 mod support;
+mod tls;

@@ -1,5 +1,6 @@
 //! Private Redis servers for settings the shared test server must not have: one
-//! `redis-server` on a free loopback port, or three made one Redis Cluster.
+//! `redis-server` on a free loopback port (plain, or TLS only), or three made one Redis
+//! Cluster.
 
 use std::time::Duration;
 
@@ -14,8 +15,32 @@ pub struct PrivateRedis {
     _dir: tempfile::TempDir,
 }
 
+/// What a TLS server is given: its certificate and key, and the CA the client trusts (PEM).
+pub struct ServerTls<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub ca: &'a str,
+}
+
 impl PrivateRedis {
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with(args, None).await
+    }
+
+    /// A private server that speaks TLS only (`--port 0 --tls-port …`) with `tls`'s
+    /// certificate, and asks clients for none (`--tls-auth-clients no`). Its `url` is
+    /// `rediss://127.0.0.1:<port>`, and `ca.pem` in [`PrivateRedis::file`]'s directory holds
+    /// `tls.ca`.
+    pub async fn start_tls(tls: ServerTls<'_>, args: &[&str]) -> Self {
+        Self::start_with(args, Some(tls)).await
+    }
+
+    /// The path of `name` in the server's temp dir.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self._dir.path().join(name)
+    }
+
+    async fn start_with(args: &[&str], tls: Option<ServerTls<'_>>) -> Self {
         // Another process may take the probed port before redis-server binds it: then it
         // exits at once, and a new port is tried.
         for _ in 0..5 {
@@ -31,8 +56,39 @@ impl PrivateRedis {
                 }
             };
             let dir = tempfile::tempdir().unwrap();
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let mut cmd = std::process::Command::new("redis-server");
+            cmd.arg("--bind").arg("127.0.0.1");
+            let (url, client) = match &tls {
+                None => {
+                    cmd.args(["--port", &port.to_string()]);
+                    let url = format!("redis://127.0.0.1:{port}");
+                    let client = redis::Client::open(url.as_str()).unwrap();
+                    (url, client)
+                }
+                Some(tls) => {
+                    let write = |name: &str, pem: &str| {
+                        let path = dir.path().join(name);
+                        std::fs::write(&path, pem).unwrap();
+                        path
+                    };
+                    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                        .arg("--tls-cert-file")
+                        .arg(write("server.crt", tls.cert))
+                        .arg("--tls-key-file")
+                        .arg(write("server.key", tls.key))
+                        .arg("--tls-ca-cert-file")
+                        .arg(write("ca.pem", tls.ca))
+                        .args(["--tls-auth-clients", "no"]);
+                    let url = format!("rediss://127.0.0.1:{port}");
+                    let certs = redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(tls.ca.as_bytes().to_vec()),
+                    };
+                    let client = redis::Client::build_with_tls(url.as_str(), certs).unwrap();
+                    (url, client)
+                }
+            };
+            let child = cmd
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(dir.path())
@@ -43,10 +99,9 @@ impl PrivateRedis {
             // Owned from here, so a failed wait below still kills the process.
             let mut server = Self {
                 child,
-                url: format!("redis://127.0.0.1:{port}"),
+                url,
                 _dir: dir,
             };
-            let client = redis::Client::open(server.url.as_str()).unwrap();
             let start = std::time::Instant::now();
             loop {
                 if client.get_multiplexed_async_connection().await.is_ok() {
