@@ -199,6 +199,8 @@ pub struct Scheduler {
     host_clock: SharedClock,
     poll: Duration,
     compiled: HashMap<String, Schedule>,
+    /// Ids of stored definitions this build cannot use, already logged.
+    invalid: std::collections::HashSet<String>,
 }
 
 impl Scheduler {
@@ -209,6 +211,7 @@ impl Scheduler {
             host_clock: system_clock(),
             poll: Duration::from_secs(1),
             compiled: HashMap::new(),
+            invalid: std::collections::HashSet::new(),
         }
     }
 
@@ -247,7 +250,10 @@ impl Scheduler {
                         self.compiled.insert(record.def.id.clone(), s);
                     }
                     Err(e) => {
-                        tracing::warn!(schedule = %record.def.id, error = %e, "stored schedule is not valid; skipped");
+                        // Said once per definition, not every tick.
+                        if self.invalid.insert(record.def.id.clone()) {
+                            tracing::warn!(schedule = %record.def.id, error = %e, "stored schedule is not valid; skipped");
+                        }
                         continue;
                     }
                 }
