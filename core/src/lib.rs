@@ -27,6 +27,7 @@ mod error;
 mod executor;
 mod job;
 mod queue;
+pub mod schedule;
 mod state;
 mod storage;
 mod wake;
@@ -45,6 +46,9 @@ pub use job::{
     DEFAULT_QUEUE,
 };
 pub use queue::{Delivery, Queue, QueueMessage};
+pub use schedule::{
+    CatchUp, FireOutcome, JobTemplate, Overlap, Schedule, ScheduleDef, ScheduleFire, ScheduleRecord,
+};
 pub use state::{StateMap, StateType};
 pub use storage::{
     CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem, EnqueueOutcome,

@@ -12,6 +12,7 @@ use crate::admin::{HealthCheck, PendingMigration, SchemaStatus};
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
+use crate::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use crate::wake::WakeSubscription;
 
 /// What `enqueue` did with one job.
@@ -252,6 +253,7 @@ pub struct DispatchItem {
 /// | admin | [`list`](Storage::list), [`counts`](Storage::counts) | [`can_list`](StorageCapabilities::can_list) |
 /// | maintenance | [`prune`](Storage::prune), [`try_lead`](Storage::try_lead), [`resign`](Storage::resign) | |
 /// | outbox | [`due_for_dispatch`](Storage::due_for_dispatch), [`mark_dispatched`](Storage::mark_dispatched), [`take_for_dispatch`](Storage::take_for_dispatch) | an external [`Queue`](crate::Queue) |
+/// | schedules | [`storage_now`](Storage::storage_now), [`list_schedules`](Storage::list_schedules), [`get_schedule`](Storage::get_schedule), [`put_schedule`](Storage::put_schedule), [`remove_schedule`](Storage::remove_schedule), [`fire_schedule`](Storage::fire_schedule) | defaults say `Unsupported`; SQLite, PostgreSQL and Redis implement them |
 ///
 /// The methods below appear in that order, each area under its own heading.
 #[async_trait]
@@ -479,4 +481,73 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         }
         Ok(items)
     }
+
+    // ---- Schedules: periodic jobs (cron), fired by any number of schedulers ----
+    //
+    // A schedule is a record keyed by its id (`ScheduleRecord`): its definition (stored as
+    // given, compared as a whole), its paused flag, its cursor (every instant at or before it
+    // is settled), the last instant fired and the last job, and a version that every write
+    // bumps. The pure logic (which instants are due) is in `switchyard_core::schedule`; the
+    // storage keeps the records and performs the one atomic firing step. The defaults say the
+    // backend has no schedules (`ErrorKind::Unsupported`).
+
+    /// The storage's own clock (PostgreSQL `clock_timestamp()`, Redis `TIME`, SQLite the
+    /// configured clock), which schedulers plan with so that a host whose clock is off
+    /// neither fires early nor twice. The default reads the host's clock.
+    async fn storage_now(&self) -> Result<DateTime<Utc>> {
+        Ok(Utc::now())
+    }
+
+    /// Every schedule, sorted by id.
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        Err(no_schedules(self.name()))
+    }
+
+    /// The schedule `id`, or `None`.
+    async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        Ok(self
+            .list_schedules()
+            .await?
+            .into_iter()
+            .find(|r| r.def.id == id))
+    }
+
+    /// Writes `record`'s definition, paused flag and cursor, by compare-and-set:
+    /// `expected = None` inserts only if no schedule has the id; `Some(v)` updates only if
+    /// the stored version is `v`. The stored version becomes `v + 1` (1 on insert);
+    /// `last_fired` and `last_job` are written on insert and kept on update. Returns whether
+    /// it wrote.
+    async fn put_schedule(&self, record: &ScheduleRecord, expected: Option<u64>) -> Result<bool> {
+        let _ = (record, expected);
+        Err(no_schedules(self.name()))
+    }
+
+    /// Deletes schedule `id` (its jobs stay). Returns whether there was one.
+    async fn remove_schedule(&self, id: &str) -> Result<bool> {
+        let _ = id;
+        Err(no_schedules(self.name()))
+    }
+
+    /// The firing step, atomic (one transaction or script): if schedule `fire.id` exists with
+    /// version `fire.version`, then
+    /// 1. unless the overlap policy holds them back (`skip`: the record's `last_job` is live;
+    ///    `buffer_one`: it is pending), inserts `fire.jobs` as [`enqueue`](Storage::enqueue)
+    ///    does (a live job holding a job's unique key makes it a `Duplicate`);
+    /// 2. sets the cursor to `fire.cursor`, `last_fired` to `fire.fired_for` and `last_job`
+    ///    to the last job's id (inserted or duplicate) when jobs went in, and bumps the version.
+    ///
+    /// Otherwise nothing changes and the answer is [`FireOutcome::Conflict`]. A crash at any
+    /// point leaves either everything or nothing, so a tick is neither lost nor doubled.
+    async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        let _ = fire;
+        Err(no_schedules(self.name()))
+    }
+}
+
+/// The error of the schedule methods' defaults.
+fn no_schedules(name: &str) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Unsupported,
+        format!("the {name} storage keeps no schedules"),
+    )
 }

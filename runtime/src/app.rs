@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use switchyard_core::{Error, Queue, Result, Storage};
+use switchyard_core::{Error, Queue, Result, Schedule, ScheduleDef, Storage};
 use tokio::task::JoinSet;
 
 use crate::client::Client;
@@ -18,6 +18,9 @@ pub struct Switchyard {
     config: Config,
     storage: Arc<dyn Storage>,
     queue: Option<Arc<dyn Queue>>,
+    /// Schedules declared in code ([`Switchyard::schedule`]), upserted at start with those of
+    /// `[schedules.*]`.
+    schedules: Vec<ScheduleDef>,
 }
 
 impl Switchyard {
@@ -159,7 +162,35 @@ impl Switchyard {
             config,
             storage,
             queue,
+            schedules: Vec::new(),
         })
+    }
+
+    /// A builder: configuration plus schedules declared in code, connected at the end.
+    pub fn builder() -> SwitchyardBuilder {
+        SwitchyardBuilder::default()
+    }
+
+    /// Declares a schedule in code (see `docs/cron.md`). It is checked here (a bad expression
+    /// or time zone is refused, naming the field and the accepted forms) and upserted by id at
+    /// [`start`](Switchyard::start), with those of `[schedules.*]`.
+    pub fn schedule(mut self, def: ScheduleDef) -> Result<Self> {
+        Schedule::new(def.clone())?;
+        if self.schedules.iter().any(|d| d.id == def.id) {
+            return Err(Error::invalid(format!(
+                "schedule `{}` is declared twice; accepted: one definition per id",
+                def.id
+            )));
+        }
+        self.schedules.push(def);
+        Ok(self)
+    }
+
+    /// The schedules this instance declares: `[schedules.*]` then those added in code.
+    pub fn declared_schedules(&self) -> Result<Vec<ScheduleDef>> {
+        let mut defs = crate::cron::defs_from_config(&self.config.schedules)?;
+        defs.extend(self.schedules.iter().cloned());
+        Ok(defs)
     }
 
     /// Creates or upgrades the storage schema and the broker queues.
@@ -217,6 +248,15 @@ impl Switchyard {
             self.config.maintenance_config(),
             shutdown.clone(),
         ));
+        let schedules = self.declared_schedules()?;
+        if self.config.cron.enabled || !schedules.is_empty() {
+            tasks.spawn(crate::cron::run_plugin(
+                self.storage.clone(),
+                schedules,
+                self.config.cron.clone(),
+                shutdown.clone(),
+            ));
+        }
         if let Some(q) = &self.queue {
             tasks.spawn(crate::dispatcher::run(
                 self.storage.clone(),
@@ -280,5 +320,44 @@ impl Running {
                 }
             }
         }
+    }
+}
+
+/// Builds a [`Switchyard`]: [`config`](SwitchyardBuilder::config) (default: `switchyard.toml`
+/// and the environment), [`schedule`](SwitchyardBuilder::schedule)s declared in code, then
+/// [`connect`](SwitchyardBuilder::connect).
+#[derive(Debug, Default)]
+pub struct SwitchyardBuilder {
+    config: Option<Config>,
+    schedules: Vec<ScheduleDef>,
+}
+
+impl SwitchyardBuilder {
+    /// The configuration to connect with.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Declares a schedule (checked at [`connect`](SwitchyardBuilder::connect)).
+    pub fn schedule(mut self, def: ScheduleDef) -> Self {
+        self.schedules.push(def);
+        self
+    }
+
+    /// Checks the schedules, then connects as [`Switchyard::connect`] does.
+    pub async fn connect(self) -> Result<Switchyard> {
+        for def in &self.schedules {
+            Schedule::new(def.clone())?;
+        }
+        let config = match self.config {
+            Some(c) => c,
+            None => Config::load()?,
+        };
+        let mut sy = Switchyard::connect(config).await?;
+        for def in self.schedules {
+            sy = sy.schedule(def)?;
+        }
+        Ok(sy)
     }
 }

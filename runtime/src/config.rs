@@ -50,6 +50,10 @@ pub struct Config {
     pub sqs: SqsSection,
     /// Redis settings (storage or queue = "redis://…" / "rediss://…").
     pub redis: RedisSection,
+    /// The cron plugin.
+    pub cron: crate::cron::CronSection,
+    /// Schedules declared in configuration, by id (`docs/cron.md`).
+    pub schedules: BTreeMap<String, crate::cron::ScheduleSection>,
     /// RabbitMQ settings (queue = "amqp://…").
     pub rabbitmq: RabbitmqSection,
 }
@@ -302,6 +306,8 @@ impl Default for Config {
             postgres: PostgresSection::default(),
             sqs: SqsSection::default(),
             redis: RedisSection::default(),
+            cron: Default::default(),
+            schedules: BTreeMap::new(),
             rabbitmq: RabbitmqSection::default(),
         }
     }
@@ -637,6 +643,7 @@ impl Config {
 
     /// Checks values that serde cannot: URLs, ranges.
     pub fn validate(&self) -> Result<()> {
+        crate::cron::defs_from_config(&self.schedules)?;
         crate::schemes::storage_scheme(&self.storage)?;
         crate::schemes::queue_scheme(&self.queue)?;
         if self.worker.concurrency == 0 {

@@ -48,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod context;
+pub mod cron;
 pub mod dispatcher;
 pub mod job;
 pub mod maintenance;
@@ -58,7 +59,7 @@ pub mod shutdown;
 pub mod testing;
 pub mod worker;
 
-pub use app::{Running, Switchyard};
+pub use app::{Running, Switchyard, SwitchyardBuilder};
 pub use backoff::Backoff;
 pub use client::{Client, TxEnqueue};
 pub use config::Config;
@@ -71,6 +72,7 @@ pub use switchyard_core::{
     JobError, JobErrorKind, JobFilter, JobId, JobRecord, JobState, ListOrder, NewJob, Queue,
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
+pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
 

@@ -50,6 +50,7 @@ mod listener;
 mod maintenance;
 mod migrate;
 mod row;
+mod schedules;
 mod sql;
 mod storage;
 

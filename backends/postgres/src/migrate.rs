@@ -27,6 +27,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_outbox.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_schedules.sql"),
+    },
 ];
 
 /// Applies the migrations not applied yet.
@@ -144,7 +148,8 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
         .await
         .map_err(db_err("set lock timeout"))?;
     sqlx::query(&format!(
-        "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}migrations"
+        "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}schedules, \
+         {prefix}migrations"
     ))
     .persistent(false)
     .execute(&mut *tx)

@@ -19,7 +19,8 @@ use switchyard_core::{
 
 use crate::config::PostgresConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
+use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules};
+use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 
 /// Switchyard storage on one PostgreSQL database.
 ///
@@ -226,6 +227,32 @@ impl Storage for PostgresStorage {
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         dispatch::mark_dispatched(&self.db, ids).await
+    }
+
+    // ---- Schedules ----
+
+    async fn storage_now(&self) -> Result<DateTime<Utc>> {
+        schedules::now(&self.db).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        schedules::list(&self.db).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        schedules::get(&self.db, id).await
+    }
+
+    async fn put_schedule(&self, record: &ScheduleRecord, expected: Option<u64>) -> Result<bool> {
+        schedules::put(&self.db, record, expected).await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool> {
+        schedules::remove(&self.db, id).await
+    }
+
+    async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        schedules::fire(&self.db, fire).await
     }
 }
 

@@ -44,6 +44,7 @@ mod listener;
 mod migrate;
 mod queue;
 mod record;
+mod schedules;
 mod scripts;
 mod storage;
 

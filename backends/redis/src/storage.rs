@@ -27,7 +27,9 @@ use crate::keys::{Keys, CHUNK};
 use crate::listener::{self, Listener};
 use crate::migrate;
 use crate::record::{completion_args, decode_claimed, decode_flat, enqueue_args, lease_ms, millis};
+use crate::schedules;
 use crate::scripts::Scripts;
+use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 
 /// Switchyard storage on one Redis server (or one slot of a Redis Cluster).
 ///
@@ -518,6 +520,33 @@ impl Storage for RedisStorage {
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         let script = &self.inner.scripts.dispatched;
         dispatch::mark_dispatched(&self.inner.conn, &self.inner.keys, script, ids).await
+    }
+
+    // ---- Schedules ----
+
+    async fn storage_now(&self) -> Result<DateTime<Utc>> {
+        schedules::now(&self.inner.conn).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        schedules::list(&self.inner.conn, &self.inner.keys).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        schedules::get(&self.inner.conn, &self.inner.keys, id).await
+    }
+
+    async fn put_schedule(&self, record: &ScheduleRecord, expected: Option<u64>) -> Result<bool> {
+        schedules::put(&self.inner.conn, &self.inner.keys, record, expected).await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool> {
+        schedules::remove(&self.inner.conn, &self.inner.keys, id).await
+    }
+
+    async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        let i = &self.inner;
+        schedules::fire(&i.conn, &i.keys, &i.caps, &i.wake, fire).await
     }
 
     fn subscribe(&self) -> WakeSubscription {

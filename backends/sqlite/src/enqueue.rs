@@ -180,3 +180,14 @@ where
         .await
         .map_err(db_err("enqueue"))
 }
+
+/// Inserts `jobs` (already validated) inside the caller's transaction with the storage's
+/// clock, as `enqueue` does, and returns one outcome per job; for the schedules' firing step
+/// (which wakes the workers after its commit).
+pub(crate) async fn insert_in(
+    db: &Db,
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<EnqueueOutcome>> {
+    insert_resolving(&db.sql, conn, jobs, db.now()).await
+}

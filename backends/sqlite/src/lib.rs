@@ -44,6 +44,7 @@ mod lease;
 mod maintenance;
 mod migrate;
 mod row;
+mod schedules;
 mod sql;
 mod storage;
 

@@ -13,10 +13,16 @@ use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 use crate::error::db_err;
 
 /// Every migration, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/0001_jobs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/0002_schedules.sql"),
+    },
+];
 
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
@@ -115,7 +121,7 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "migrations"] {
+    for table in ["jobs", "leaders", "schedules", "migrations"] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await

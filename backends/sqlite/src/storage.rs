@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use sqlx::SqliteConnection;
 use switchyard_core::adapter::WakeSubscription;
+use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, HealthCheck, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob,
@@ -18,7 +19,7 @@ use switchyard_core::{
 
 use crate::config::SqliteConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
+use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules};
 
 /// Switchyard storage on one SQLite database file.
 ///
@@ -210,6 +211,32 @@ impl Storage for SqliteStorage {
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         dispatch::mark_dispatched(&self.db, ids).await
+    }
+
+    // ---- Schedules ----
+
+    async fn storage_now(&self) -> Result<DateTime<Utc>> {
+        Ok(schedules::now(&self.db))
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        schedules::list(&self.db).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRecord>> {
+        schedules::get(&self.db, id).await
+    }
+
+    async fn put_schedule(&self, record: &ScheduleRecord, expected: Option<u64>) -> Result<bool> {
+        schedules::put(&self.db, record, expected).await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool> {
+        schedules::remove(&self.db, id).await
+    }
+
+    async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        schedules::fire(&self.db, fire).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod enqueue;
 pub mod failures;
 pub mod leases;
 pub mod outbox;
+pub mod schedules;
 pub mod shutdown;
 mod support;
 
@@ -23,6 +24,7 @@ pub use self::enqueue::*;
 pub use self::failures::*;
 pub use self::leases::*;
 pub use self::outbox::*;
+pub use self::schedules::*;
 pub use self::shutdown::*;
 
 /// Every storage case: calls `$then!` with `$args` followed by one area's case names, once per
@@ -39,6 +41,7 @@ macro_rules! storage_cases {
         $crate::storage_admin_cases! { $then!($($args)*) }
         $crate::storage_outbox_cases! { $then!($($args)*) }
         $crate::storage_shutdown_cases! { $then!($($args)*) }
+        $crate::storage_schedule_cases! { $then!($($args)*) }
     };
 }
 
@@ -56,6 +59,7 @@ mod tests {
         crate::storage_admin_cases! { case_names!(const ADMIN;) }
         crate::storage_outbox_cases! { case_names!(const OUTBOX;) }
         crate::storage_shutdown_cases! { case_names!(const SHUTDOWN;) }
+        crate::storage_schedule_cases! { case_names!(const SCHEDULES;) }
         crate::support::check_lists(
             "src/storage",
             &[
@@ -67,6 +71,7 @@ mod tests {
                 ("admin.rs", include_str!("admin.rs"), ADMIN),
                 ("outbox.rs", include_str!("outbox.rs"), OUTBOX),
                 ("shutdown.rs", include_str!("shutdown.rs"), SHUTDOWN),
+                ("schedules.rs", include_str!("schedules.rs"), SCHEDULES),
             ],
         );
     }

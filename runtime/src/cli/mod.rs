@@ -14,6 +14,7 @@ mod admin;
 mod jobs;
 pub(crate) mod output;
 mod parse;
+mod schedules;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -71,6 +72,12 @@ pub enum Command {
         /// Do not ask (for scripts; without it, a non-terminal standard input is refused).
         #[arg(long)]
         yes: bool,
+    },
+    /// List the schedules (cron), or pause, resume, trigger or remove one.
+    Schedules {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        action: Option<SchedulesAction>,
     },
     /// Enqueue a job: `switchyard enqueue send_email '{"to":"a@b.c"}'`.
     Enqueue {
@@ -167,6 +174,33 @@ pub enum Outcome {
     /// It changed nothing: `cancel` of a finished job, `retry` of one that is not finished
     /// ([`exit::NOTHING_CHANGED`]).
     NothingChanged,
+}
+
+/// `switchyard schedules …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchedulesAction {
+    /// Every schedule with its next and last instant and its last job's state.
+    List,
+    /// Stop firing a schedule (exit 1 if it is paused already).
+    Pause {
+        /// Schedule id.
+        id: String,
+    },
+    /// Fire a paused schedule again; missed instants follow its catch-up policy.
+    Resume {
+        /// Schedule id.
+        id: String,
+    },
+    /// Fire the schedule's next instant now (the regular firing then skips that instant).
+    Trigger {
+        /// Schedule id.
+        id: String,
+    },
+    /// Delete a schedule (its jobs stay).
+    Remove {
+        /// Schedule id.
+        id: String,
+    },
 }
 
 /// Entry point of the stock binary: every command but `worker`.
@@ -357,6 +391,16 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
     let client = sy.client();
     let done = |r: switchyard_core::Result<()>| r.map(|()| Outcome::Done);
     match cli.command {
+        Command::Schedules { action } => {
+            let st = sy.storage().as_ref();
+            match action.unwrap_or(SchedulesAction::List) {
+                SchedulesAction::List => schedules::list(st).await,
+                SchedulesAction::Pause { id } => schedules::set_paused(st, &id, true).await,
+                SchedulesAction::Resume { id } => schedules::set_paused(st, &id, false).await,
+                SchedulesAction::Trigger { id } => schedules::trigger(st, &id).await,
+                SchedulesAction::Remove { id } => schedules::remove(st, &id).await,
+            }
+        }
         Command::Enqueue { .. } => {
             let (job, opts) = enqueue.expect("parsed above");
             jobs::enqueue(&client, job, opts).await
