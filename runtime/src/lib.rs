@@ -57,6 +57,7 @@ pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod testing;
 pub mod worker;
+pub mod workflow;
 
 pub use app::{Running, Switchyard};
 pub use backoff::Backoff;
@@ -73,6 +74,11 @@ pub use switchyard_core::{
 };
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
+pub use workflow::WorkflowContextExt;
+pub use switchyard_core::{
+    DepFailure, StepOutputs, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord,
+    WorkflowState, WorkflowStep, WorkflowStepInfo,
+};
 
 /// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
 /// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.

@@ -46,6 +46,7 @@ mod migrate;
 mod row;
 mod sql;
 mod storage;
+mod workflow;
 
 pub use config::SqliteConfig;
 pub use storage::SqliteStorage;

@@ -13,15 +13,23 @@ use switchyard_core::{async_trait, PendingMigration, Result, SchemaStatus};
 use crate::error::db_err;
 
 /// Every migration, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/0001_jobs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/0005_workflows.sql"),
+    },
+];
 
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin migration"))?;
     run_migrations(&mut Target(&mut tx), &TABLE, MIGRATIONS, prefix, "SQLite").await?;
+    // Workflows: the release trigger (not in a migration file: its body has semicolons).
+    crate::workflow::install(&mut tx, prefix).await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
@@ -115,7 +123,7 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "migrations"] {
+    for table in ["jobs", "leaders", "migrations", "workflows", "workflow_deps"] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await
