@@ -73,12 +73,12 @@ pub use switchyard_core::{
     QueueCounts, Result, RetryOutcome, Storage, TokioExecutor,
 };
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
-pub use worker::{Worker, WorkerConfig, WorkerHandle};
-pub use workflow::WorkflowContextExt;
 pub use switchyard_core::{
     DepFailure, StepOutputs, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord,
     WorkflowState, WorkflowStep, WorkflowStepInfo,
 };
+pub use worker::{Worker, WorkerConfig, WorkerHandle};
+pub use workflow::WorkflowContextExt;
 
 /// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
 /// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.

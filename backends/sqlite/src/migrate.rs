@@ -123,7 +123,13 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "migrations", "workflows", "workflow_deps"] {
+    for table in [
+        "jobs",
+        "leaders",
+        "migrations",
+        "workflows",
+        "workflow_deps",
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await

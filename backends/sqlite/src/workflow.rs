@@ -41,7 +41,8 @@ pub(crate) fn trigger_sql(p: &str) -> String {
         "(NEW.state = 'completed' OR on_dep_failure = 'always' OR (on_dep_failure = 'ignore' \
          AND COALESCE(json_extract(NEW.errors, '$[#-1].kind'), '') <> '{DEPENDENCY_FAILED}'))"
     );
-    let now = "COALESCE(NEW.finished_at, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))";
+    let now =
+        "COALESCE(NEW.finished_at, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))";
     format!(
         "CREATE TRIGGER IF NOT EXISTS {p}workflow_release AFTER UPDATE OF state ON {p}jobs \
          FOR EACH ROW WHEN NEW.workflow_id IS NOT NULL \
@@ -168,7 +169,11 @@ pub(crate) async fn enqueue_workflow(db: &Db, wf: WorkflowDef) -> Result<Workflo
         validate_new_job(&s.job, &db.caps)?;
     }
     let now = db.now();
-    let ids: HashMap<&str, JobId> = wf.steps.iter().map(|s| (s.name.as_str(), s.job.id)).collect();
+    let ids: HashMap<&str, JobId> = wf
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.job.id))
+        .collect();
     let p = &db.prefix;
     let mut tx = db.writer.begin().await.map_err(db_err("begin workflow"))?;
     let inserted = sqlx::query(&format!(
@@ -325,7 +330,11 @@ pub(crate) async fn list_workflows(db: &Db, limit: usize) -> Result<Vec<Workflow
 pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowCancelReport> {
     let p = &db.prefix;
     let now = millis(db.now());
-    let mut tx = db.writer.begin().await.map_err(db_err("begin cancel workflow"))?;
+    let mut tx = db
+        .writer
+        .begin()
+        .await
+        .map_err(db_err("begin cancel workflow"))?;
     let found = sqlx::query(&format!(
         "UPDATE {p}workflows SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?"
     ))
@@ -355,7 +364,9 @@ pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowC
     .await
     .map_err(db_err("cancel running workflow steps"))?
     .rows_affected();
-    tx.commit().await.map_err(db_err("commit cancel workflow"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("commit cancel workflow"))?;
     Ok(WorkflowCancelReport {
         cancelled,
         requested,
@@ -366,13 +377,19 @@ pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowC
 pub(crate) async fn retry_workflow(db: &Db, id: WorkflowId) -> Result<u64> {
     let p = &db.prefix;
     let now = millis(db.now());
-    let mut tx = db.writer.begin().await.map_err(db_err("begin retry workflow"))?;
-    let (_, steps, deps) = load(db, &mut tx, id).await?.ok_or_else(|| not_found(id))?;
-    sqlx::query(&format!("UPDATE {p}workflows SET cancelled_at = NULL WHERE id = ?"))
-        .bind(id)
-        .execute(&mut *tx)
+    let mut tx = db
+        .writer
+        .begin()
         .await
-        .map_err(db_err("retry workflow"))?;
+        .map_err(db_err("begin retry workflow"))?;
+    let (_, steps, deps) = load(db, &mut tx, id).await?.ok_or_else(|| not_found(id))?;
+    sqlx::query(&format!(
+        "UPDATE {p}workflows SET cancelled_at = NULL WHERE id = ?"
+    ))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("retry workflow"))?;
     let reset: HashSet<JobId> = steps
         .iter()
         .filter(|s| s.state.is_finished() && s.state != JobState::Completed)
@@ -427,7 +444,11 @@ pub(crate) async fn append_steps(
         validate_new_job(&s.job, &db.caps)?;
     }
     let now = db.now();
-    let mut tx = db.writer.begin().await.map_err(db_err("begin append steps"))?;
+    let mut tx = db
+        .writer
+        .begin()
+        .await
+        .map_err(db_err("begin append steps"))?;
     let (rec, steps, _) = load(db, &mut tx, id).await?.ok_or_else(|| not_found(id))?;
     if rec.cancelled {
         return Err(Error::new(
@@ -452,12 +473,17 @@ pub(crate) async fn append_steps(
                 (d.clone(), st, c)
             })
             .collect();
-        let (state, left, why) = initial_step_state(runnable(&s.job, now), s.on_dep_failure, &dep_states);
+        let (state, left, why) =
+            initial_step_state(runnable(&s.job, now), s.on_dep_failure, &dep_states);
         let cascaded = why.is_some();
         insert_step(db, &mut tx, id, s, state, left, why, now).await?;
         let dep_ids: Vec<JobId> = s.deps.iter().map(|d| known[d.as_str()].0).collect();
         insert_edges(db, &mut tx, id, s.job.id, &dep_ids).await?;
-        let st = if state == JobState::Cancelled { Some(state) } else { None };
+        let st = if state == JobState::Cancelled {
+            Some(state)
+        } else {
+            None
+        };
         known.insert(s.name.clone(), (s.job.id, st, cascaded));
     }
     tx.commit().await.map_err(db_err("commit append steps"))?;
@@ -497,7 +523,11 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
         return Ok(0);
     }
     let p = &db.prefix;
-    let mut tx = db.writer.begin().await.map_err(db_err("begin prune workflows"))?;
+    let mut tx = db
+        .writer
+        .begin()
+        .await
+        .map_err(db_err("begin prune workflows"))?;
     let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
         "SELECT w.id FROM {p}workflows w WHERE NOT EXISTS (SELECT 1 FROM {p}jobs j \
            WHERE j.workflow_id = w.id AND (j.state NOT IN {FINISHED} OR j.finished_at IS NULL \
@@ -527,6 +557,8 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
                 .map_err(db_err("prune workflow"))?;
         }
     }
-    tx.commit().await.map_err(db_err("commit prune workflows"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("commit prune workflows"))?;
     Ok(deleted)
 }

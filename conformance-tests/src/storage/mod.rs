@@ -15,6 +15,7 @@ pub mod leases;
 pub mod outbox;
 pub mod shutdown;
 mod support;
+pub mod workflows;
 
 pub use self::admin::*;
 pub use self::cancel::*;
@@ -24,6 +25,7 @@ pub use self::failures::*;
 pub use self::leases::*;
 pub use self::outbox::*;
 pub use self::shutdown::*;
+pub use self::workflows::*;
 
 /// Every storage case: calls `$then!` with `$args` followed by one area's case names, once per
 /// area. A new area file is added here and in the check below.
@@ -39,6 +41,7 @@ macro_rules! storage_cases {
         $crate::storage_admin_cases! { $then!($($args)*) }
         $crate::storage_outbox_cases! { $then!($($args)*) }
         $crate::storage_shutdown_cases! { $then!($($args)*) }
+        $crate::storage_workflow_cases! { $then!($($args)*) }
     };
 }
 
@@ -56,6 +59,7 @@ mod tests {
         crate::storage_admin_cases! { case_names!(const ADMIN;) }
         crate::storage_outbox_cases! { case_names!(const OUTBOX;) }
         crate::storage_shutdown_cases! { case_names!(const SHUTDOWN;) }
+        crate::storage_workflow_cases! { case_names!(const WORKFLOWS;) }
         crate::support::check_lists(
             "src/storage",
             &[
@@ -67,6 +71,7 @@ mod tests {
                 ("admin.rs", include_str!("admin.rs"), ADMIN),
                 ("outbox.rs", include_str!("outbox.rs"), OUTBOX),
                 ("shutdown.rs", include_str!("shutdown.rs"), SHUTDOWN),
+                ("workflows.rs", include_str!("workflows.rs"), WORKFLOWS),
             ],
         );
     }
