@@ -52,6 +52,7 @@ mod migrate;
 mod row;
 mod sql;
 mod storage;
+mod workflow;
 
 pub use config::PostgresConfig;
 pub use storage::PostgresStorage;
