@@ -45,7 +45,7 @@ async fn admin_pool() -> PgPool {
 }
 
 async fn drop_tables(pool: &PgPool, prefix: &str) {
-    for t in ["jobs", "leaders", "migrations", "orders"] {
+    for t in ["jobs", "leaders", "migrations", "orders", "workflows", "workflow_deps"] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{t}"))
             .execute(pool)
             .await
@@ -393,7 +393,7 @@ async fn migrations_are_safe_to_run_concurrently() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 5]);
     drop_tables(&admin, &prefix).await;
 }
 
