@@ -46,6 +46,7 @@ mod queue;
 mod record;
 mod scripts;
 mod storage;
+mod workflow;
 
 pub use config::RedisConfig;
 pub use queue::RedisQueue;
