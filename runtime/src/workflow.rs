@@ -99,6 +99,26 @@ impl Client {
     }
 }
 
+/// A workflow step named `name` running the typed job `job` (its kind, payload and default
+/// options, as `Client::enqueue` would store it).
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use switchyard::{Job, JobContext, JobError, WorkflowDef};
+/// # #[derive(Serialize, Deserialize)] struct Fetch { region: String }
+/// # impl Job for Fetch { const KIND: &'static str = "fetch"; type Output = u64;
+/// #   async fn run(self, _: JobContext) -> Result<u64, JobError> { Ok(1) } }
+/// let wf = WorkflowDef::new("report")
+///     .step(switchyard::workflow::step("eu", &Fetch { region: "eu".into() }).unwrap())
+///     .step(switchyard::workflow::step("us", &Fetch { region: "us".into() }).unwrap());
+/// assert!(wf.validate().is_ok());
+/// ```
+pub fn step<J: crate::Job>(name: impl Into<String>, job: &J) -> Result<WorkflowStep> {
+    let payload = serde_json::to_value(job)?;
+    let new = job.options().apply(switchyard_core::NewJob::new(J::KIND, payload));
+    Ok(WorkflowStep::new(name, new))
+}
+
 /// The outcome of a successful attempt whose output is too large to store as a step output:
 /// `Some(message)` when `result` is over [`MAX_STEP_OUTPUT_BYTES`] of JSON.
 pub(crate) fn oversize(result: &Option<serde_json::Value>) -> Option<String> {
