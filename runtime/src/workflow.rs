@@ -115,7 +115,9 @@ impl Client {
 /// ```
 pub fn step<J: crate::Job>(name: impl Into<String>, job: &J) -> Result<WorkflowStep> {
     let payload = serde_json::to_value(job)?;
-    let new = job.options().apply(switchyard_core::NewJob::new(J::KIND, payload));
+    let new = job
+        .options()
+        .apply(switchyard_core::NewJob::new(J::KIND, payload));
     Ok(WorkflowStep::new(name, new))
 }
 

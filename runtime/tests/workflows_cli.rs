@@ -47,7 +47,10 @@ async fn workflows_list_show_cancel_retry() {
 
     let (code, out, err) = run(&db, &["workflows", "list"]);
     assert_eq!(code, exit::OK, "{err}");
-    assert!(out.contains(&id) && out.contains("nightly") && out.contains("running"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains("nightly") && out.contains("running"),
+        "{out}"
+    );
 
     let (code, out, _) = run(&db, &["workflows", "show", &id]);
     assert_eq!(code, exit::OK);
@@ -66,7 +69,11 @@ async fn workflows_list_show_cancel_retry() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["cancelled"], 2);
     let (code, _, _) = run(&db, &["workflows", "cancel", &id]);
-    assert_eq!(code, exit::NOTHING_CHANGED, "a second cancel changes nothing");
+    assert_eq!(
+        code,
+        exit::NOTHING_CHANGED,
+        "a second cancel changes nothing"
+    );
     let (code, out, _) = run(&db, &["--json", "workflows", "list"]);
     assert_eq!(code, exit::OK);
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -76,7 +83,10 @@ async fn workflows_list_show_cancel_retry() {
     assert_eq!(code, exit::OK);
     assert!(out.contains("2 step(s) run again"), "{out}");
     let (_, out, _) = run(&db, &["workflows", "show", &id]);
-    assert!(out.contains("[available] fetch") && out.contains("[blocked] load"), "{out}");
+    assert!(
+        out.contains("[available] fetch") && out.contains("[blocked] load"),
+        "{out}"
+    );
     // `list --state blocked` of the jobs finds the blocked step.
     let (code, out, err) = run(&db, &["list", "--state", "blocked"]);
     assert_eq!(code, exit::OK, "{err}");
@@ -87,8 +97,16 @@ async fn workflows_list_show_cancel_retry() {
     assert_eq!(code, exit::code(switchyard::ErrorKind::NotFound), "{err}");
     assert!(err.contains("no workflow with id"), "{err}");
     let (code, _, err) = run(&db, &["workflows", "cancel", "nope"]);
-    assert_eq!(code, exit::code(switchyard::ErrorKind::InvalidInput), "{err}");
+    assert_eq!(
+        code,
+        exit::code(switchyard::ErrorKind::InvalidInput),
+        "{err}"
+    );
     assert!(err.contains("not a workflow id"), "{err}");
     let (code, _, err) = run(&db, &["workflows", "list", "--limit", "0"]);
-    assert_eq!(code, exit::code(switchyard::ErrorKind::InvalidInput), "{err}");
+    assert_eq!(
+        code,
+        exit::code(switchyard::ErrorKind::InvalidInput),
+        "{err}"
+    );
 }

@@ -157,11 +157,13 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
     .execute(&mut *tx)
     .await
     .map_err(db_err("drop tables"))?;
-    sqlx::query(&format!("DROP FUNCTION IF EXISTS {prefix}workflow_release()"))
-        .persistent(false)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("drop the workflow trigger function"))?;
+    sqlx::query(&format!(
+        "DROP FUNCTION IF EXISTS {prefix}workflow_release()"
+    ))
+    .persistent(false)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("drop the workflow trigger function"))?;
     tx.commit().await.map_err(db_err("commit drop"))?;
     Ok(())
 }

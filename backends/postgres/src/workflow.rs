@@ -20,7 +20,6 @@ use uuid::Uuid;
 use crate::connection::Db;
 use crate::error::db_err;
 
-
 const FINISHED: &str = "('completed', 'failed', 'cancelled', 'dropped')";
 
 /// The release trigger and its function, created (idempotently) by every `migrate` after the
@@ -173,7 +172,11 @@ pub(crate) async fn enqueue_workflow(db: &Db, wf: WorkflowDef) -> Result<Workflo
         validate_new_job(&s.job, &db.caps)?;
     }
     let now = Utc::now();
-    let ids: HashMap<&str, JobId> = wf.steps.iter().map(|s| (s.name.as_str(), s.job.id)).collect();
+    let ids: HashMap<&str, JobId> = wf
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.job.id))
+        .collect();
     let p = &db.prefix;
     let mut tx = db.pool.begin().await.map_err(db_err("begin workflow"))?;
     let inserted = sqlx::query(&format!(
@@ -229,7 +232,12 @@ struct Loaded {
 type Loaded3 = (WorkflowRecord, Vec<Loaded>, HashMap<JobId, Vec<JobId>>);
 
 /// The workflow and its steps; `lock`: lock the workflow's and its steps' rows.
-async fn load(db: &Db, conn: &mut PgConnection, wf: WorkflowId, lock: bool) -> Result<Option<Loaded3>> {
+async fn load(
+    db: &Db,
+    conn: &mut PgConnection,
+    wf: WorkflowId,
+    lock: bool,
+) -> Result<Option<Loaded3>> {
     let p = &db.prefix;
     let for_update = if lock { " FOR UPDATE" } else { "" };
     let head = sqlx::query(&format!(
@@ -305,7 +313,11 @@ async fn load(db: &Db, conn: &mut PgConnection, wf: WorkflowId, lock: bool) -> R
 
 /// `Storage::get_workflow`: read in one repeatable-read snapshot.
 pub(crate) async fn get_workflow(db: &Db, id: WorkflowId) -> Result<Option<WorkflowRecord>> {
-    let mut tx = db.pool.begin().await.map_err(db_err("begin get workflow"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin get workflow"))?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await
@@ -342,7 +354,11 @@ pub(crate) async fn list_workflows(db: &Db, limit: usize) -> Result<Vec<Workflow
 /// `Storage::cancel_workflow`.
 pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowCancelReport> {
     let p = &db.prefix;
-    let mut tx = db.pool.begin().await.map_err(db_err("begin cancel workflow"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin cancel workflow"))?;
     let found = sqlx::query(&format!(
         "UPDATE {p}workflows SET cancelled_at = COALESCE(cancelled_at, now()) WHERE id = $1"
     ))
@@ -370,7 +386,9 @@ pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowC
     .await
     .map_err(db_err("cancel running workflow steps"))?
     .rows_affected();
-    tx.commit().await.map_err(db_err("commit cancel workflow"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("commit cancel workflow"))?;
     Ok(WorkflowCancelReport {
         cancelled,
         requested,
@@ -381,15 +399,21 @@ pub(crate) async fn cancel_workflow(db: &Db, id: WorkflowId) -> Result<WorkflowC
 /// meanwhile waits and then counts against the reset counters.
 pub(crate) async fn retry_workflow(db: &Db, id: WorkflowId) -> Result<u64> {
     let p = &db.prefix;
-    let mut tx = db.pool.begin().await.map_err(db_err("begin retry workflow"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin retry workflow"))?;
     let (_, steps, deps) = load(db, &mut tx, id, true)
         .await?
         .ok_or_else(|| not_found(id))?;
-    sqlx::query(&format!("UPDATE {p}workflows SET cancelled_at = NULL WHERE id = $1"))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("retry workflow"))?;
+    sqlx::query(&format!(
+        "UPDATE {p}workflows SET cancelled_at = NULL WHERE id = $1"
+    ))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("retry workflow"))?;
     let reset: HashSet<JobId> = steps
         .iter()
         .filter(|s| s.state.is_finished() && s.state != JobState::Completed)
@@ -444,7 +468,11 @@ pub(crate) async fn append_steps(
         validate_new_job(&s.job, &db.caps)?;
     }
     let now = Utc::now();
-    let mut tx = db.pool.begin().await.map_err(db_err("begin append steps"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin append steps"))?;
     let (rec, steps, _) = load(db, &mut tx, id, true)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -476,7 +504,11 @@ pub(crate) async fn append_steps(
         insert_step(db, &mut tx, id, s, state, left, why, now).await?;
         let dep_ids: Vec<JobId> = s.deps.iter().map(|d| known[d.as_str()].0).collect();
         insert_edges(db, &mut tx, id, s.job.id, &dep_ids).await?;
-        let st = if state == JobState::Cancelled { Some(state) } else { None };
+        let st = if state == JobState::Cancelled {
+            Some(state)
+        } else {
+            None
+        };
         known.insert(s.name.clone(), (s.job.id, st, cascaded));
     }
     notify(db, &mut tx).await?;
@@ -513,7 +545,11 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
         return Ok(0);
     }
     let p = &db.prefix;
-    let mut tx = db.pool.begin().await.map_err(db_err("begin prune workflows"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin prune workflows"))?;
     let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
         "SELECT w.id FROM {p}workflows w WHERE NOT EXISTS (SELECT 1 FROM {p}jobs j \
            WHERE j.workflow_id = w.id AND (j.state NOT IN {FINISHED} OR j.finished_at IS NULL \
@@ -543,6 +579,8 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
                 .map_err(db_err("prune workflow"))?;
         }
     }
-    tx.commit().await.map_err(db_err("commit prune workflows"))?;
+    tx.commit()
+        .await
+        .map_err(db_err("commit prune workflows"))?;
     Ok(deleted)
 }

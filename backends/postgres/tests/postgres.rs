@@ -45,7 +45,14 @@ async fn admin_pool() -> PgPool {
 }
 
 async fn drop_tables(pool: &PgPool, prefix: &str) {
-    for t in ["jobs", "leaders", "migrations", "orders", "workflows", "workflow_deps"] {
+    for t in [
+        "jobs",
+        "leaders",
+        "migrations",
+        "orders",
+        "workflows",
+        "workflow_deps",
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{t}"))
             .execute(pool)
             .await

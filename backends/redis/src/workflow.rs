@@ -10,9 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::Script;
 use switchyard_core::workflow::validate_steps;
 use switchyard_core::{
-    validate_new_job, Error, ErrorKind, JobId, JobState, Result, StepOutputs,
-    StorageCapabilities, WakeHub, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord,
-    WorkflowState, WorkflowStep, WorkflowStepInfo,
+    validate_new_job, Error, ErrorKind, JobId, JobState, Result, StepOutputs, StorageCapabilities,
+    WakeHub, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord, WorkflowState,
+    WorkflowStep, WorkflowStepInfo,
 };
 use uuid::Uuid;
 
@@ -188,7 +188,10 @@ pub(crate) async fn get_workflow(cx: &Ctx<'_>, id: WorkflowId) -> Result<Option<
             on_dep_failure: c[3].parse()?,
         });
     }
-    let created_at: DateTime<Utc> = Utc.timestamp_millis_opt(created).single().unwrap_or_default();
+    let created_at: DateTime<Utc> = Utc
+        .timestamp_millis_opt(created)
+        .single()
+        .unwrap_or_default();
     Ok(Some(WorkflowRecord {
         id,
         name: r[0].clone(),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use switchyard::workflow::step;
 use switchyard::{
-    Job, JobContext, JobError, Registry, Switchyard, WorkflowContextExt, WorkflowDef,
-    WorkflowId, WorkflowState,
+    Job, JobContext, JobError, Registry, Switchyard, WorkflowContextExt, WorkflowDef, WorkflowId,
+    WorkflowState,
 };
 
 /// Sales of one region (a stand-in for a slow import).
@@ -48,7 +48,10 @@ impl Job for Report {
         for r in &self.regions {
             total += ctx.output_of::<u64>(r).await?;
         }
-        Ok(format!("total sales over {} regions: {total}", self.regions.len()))
+        Ok(format!(
+            "total sales over {} regions: {total}",
+            self.regions.len()
+        ))
     }
 }
 
@@ -78,7 +81,11 @@ async fn wait_finished(
 ) -> Result<switchyard::WorkflowRecord, Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let w = sy.client().get_workflow(id).await?.ok_or("workflow vanished")?;
+        let w = sy
+            .client()
+            .get_workflow(id)
+            .await?
+            .ok_or("workflow vanished")?;
         if w.state != WorkflowState::Running || Instant::now() > deadline {
             return Ok(w);
         }
@@ -102,14 +109,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report = report.step(step(r, &FetchSales { region: r.into() })?);
     }
     let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
-    report = report.step(step("report", &Report { regions: regions.clone() })?.after(regions));
+    report = report.step(
+        step(
+            "report",
+            &Report {
+                regions: regions.clone(),
+            },
+        )?
+        .after(regions),
+    );
     let report_id = client.enqueue_workflow(report).await?;
 
     // A chain.
     let mut chain = WorkflowDef::new("etl chain");
     let mut previous: Option<String> = None;
     for name in ["extract", "transform", "load"] {
-        let s = step(name, &Stage { name: name.into(), previous: previous.clone() })?;
+        let s = step(
+            name,
+            &Stage {
+                name: name.into(),
+                previous: previous.clone(),
+            },
+        )?;
         chain = chain.step(s.after(previous.clone()));
         previous = Some(name.into());
     }
@@ -131,7 +152,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 format!(" <- {}", s.deps.join(", "))
             };
-            println!("  [{}] {}{deps}: {}", s.state, s.name, out.unwrap_or_default());
+            println!(
+                "  [{}] {}{deps}: {}",
+                s.state,
+                s.name,
+                out.unwrap_or_default()
+            );
         }
     }
     running.stop().await;

@@ -184,7 +184,11 @@ pub(crate) fn render(w: &WorkflowRecord) -> String {
         w.id,
         w.name,
         w.state,
-        if w.cancelled { ", cancelled by a user" } else { "" },
+        if w.cancelled {
+            ", cancelled by a user"
+        } else {
+            ""
+        },
         w.steps.len(),
         counts_text(w)
     );
