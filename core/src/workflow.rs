@@ -273,11 +273,12 @@ fn find_cycle(new: &[WorkflowStep], index: &HashMap<&str, usize>, indegree: &[us
             .find(|&j| indegree[j] > 0);
         let Some(next) = next else { break };
         if let Some(&p) = pos.get(&next) {
-            // `cur` depends on `next`: show the cycle in the direction work flows.
+            // Each step of `path[p..]` depends on the one after it, and `cur` (the last) on
+            // `next` (= `path[p]`): reversed, it reads in the direction work flows, dependency
+            // first, and ends where it started.
             let mut names: Vec<&str> = path[p..].iter().map(|&i| new[i].name.as_str()).collect();
             names.reverse();
-            names.push(new[next].name.as_str());
-            // names: next … cur? rotate so it reads dep -> dependent.
+            names.push(new[cur].name.as_str());
             return names.join(" -> ");
         }
         pos.insert(next, path.len());
@@ -497,8 +498,14 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         let m = e.to_string();
         assert!(m.contains("dependency cycle"), "{m}");
-        for n in ["a", "b", "c"] {
-            assert!(m.contains(&format!("{n}")), "{m}");
+        let path = e.message().trim_start_matches("dependency cycle: ");
+        let names: Vec<&str> = path.split(" -> ").collect();
+        assert_eq!(names.len(), 4, "{m}");
+        assert_eq!(names.first(), names.last(), "{m}");
+        // Each name depends on the one before it (c -> a: a waits for c).
+        let deps = HashMap::from([("a", "c"), ("b", "a"), ("c", "b")]);
+        for w in names.windows(2) {
+            assert_eq!(deps[w[1]], w[0], "{m}");
         }
         assert!(!m.contains('x'), "{m}");
         let e = wf(vec![step("a", &["a"])]).validate().unwrap_err();

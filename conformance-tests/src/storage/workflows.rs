@@ -21,6 +21,9 @@ use crate::harness::{start_worker, TestWorkerConfig};
 use crate::support::queue_name;
 use crate::{wait_for, Backend};
 
+/// Per step name: when its handler started and when it returned.
+type RunLog = HashMap<String, (Instant, Option<Instant>)>;
+
 fn step(name: &str, q: &str, deps: &[&str]) -> WorkflowStep {
     WorkflowStep::new(name, job("wf_step", q, json!({ "name": name }))).after(deps.iter().copied())
 }
@@ -91,7 +94,7 @@ pub async fn workflow_random_dags_keep_order(b: Backend) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let q = queue_name();
     // name -> (start, end) of its handler.
-    let log: Arc<Mutex<HashMap<String, (Instant, Option<Instant>)>>> = Arc::default();
+    let log: Arc<Mutex<RunLog>> = Arc::default();
     let l = log.clone();
     let reg = Registry::new().register_fn("wf_step", move |payload, _ctx: JobContext| {
         let l = l.clone();
