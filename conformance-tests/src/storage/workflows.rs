@@ -181,6 +181,22 @@ pub async fn workflow_random_dags_keep_order(b: Backend) {
 /// WF3: two dependencies completed at the same instant (two concurrent `complete` calls)
 /// release their join exactly once.
 pub async fn workflow_join_released_once(b: Backend) {
+    // One dependency done is not enough.
+    let q = queue_name();
+    let def = WorkflowDef::new("join-seq")
+        .step(step("a", &q, &[]))
+        .step(step("b", &q, &[]))
+        .step(step("j", &q, &["a", "b"]));
+    let wf = b.storage.enqueue_workflow(def.clone()).await.unwrap();
+    let roots = claim(&b.storage, &q, 10, Duration::from_secs(30)).await;
+    succeed(&b.storage, roots[0].id, roots[0].lease_token.unwrap()).await;
+    assert_eq!(
+        state_of(&b.storage, wf, "j").await,
+        JobState::Blocked,
+        "a join was released with one dependency left"
+    );
+    succeed(&b.storage, roots[1].id, roots[1].lease_token.unwrap()).await;
+    assert_eq!(state_of(&b.storage, wf, "j").await, JobState::Available);
     for round in 0..5 {
         let q = queue_name();
         let def = WorkflowDef::new("join")
