@@ -50,7 +50,8 @@ async fn run_to_end(
                 format!("workflow not finished after {timeout:?}: {:?}", w.counts()).into(),
             );
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Not too often: reading a 10,000-step workflow is work the storage shares with the run.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
