@@ -93,7 +93,11 @@ async fn read_only_commands_never_create_a_sqlite_file_or_tables() {
         );
     }
     assert_eq!(sqlite_tables(&file, &p).await, Vec::<String>::new());
-    assert_eq!(sqlite_tables(&file, "other_").await.len(), 5, "jobs, leaders, migrations, workflows, workflow_deps");
+    assert_eq!(
+        sqlite_tables(&file, "other_").await.len(),
+        5,
+        "jobs, leaders, migrations, workflows, workflow_deps"
+    );
     // A near miss names the prefix that has a schema.
     let (ok, _, err) = run(&db, "othr_", &["queues"]);
     assert!(!ok && err.contains("did you mean `other_`?"), "{err}");

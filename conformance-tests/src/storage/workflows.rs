@@ -395,6 +395,15 @@ pub async fn workflow_fan_in_and_oversize_output(b: Backend) {
     assert_eq!(big.state, JobState::Failed);
     assert_eq!(big.errors.last().unwrap().kind, "output_too_large");
     assert_eq!(done.step("after_big").unwrap().state, JobState::Cancelled);
+    let r = done.step("report").unwrap();
+    assert_eq!(r.kind, "report");
+    assert_eq!(r.deps, vec!["fetch_a".to_string(), "fetch_b".to_string()]);
+    assert_eq!(r.job_id, id_of(&def, "report"));
+    let listed = b.storage.list_workflows(10).await.unwrap();
+    assert!(
+        listed.iter().any(|w| w.id == wf && w.steps.len() == 5),
+        "list_workflows finds it"
+    );
     assert_eq!(done.state, WorkflowState::Failed);
 }
 
