@@ -24,37 +24,56 @@ const FINISHED: &str = "('completed', 'failed', 'cancelled', 'dropped')";
 
 /// The release trigger and its function, created (idempotently) by every `migrate` after the
 /// migration files. It fires when a workflow step reaches a finished state (from an unfinished
-/// one) and its workflow was not cancelled by a user: each blocked dependent that counts this
-/// dependency as done loses one from `deps_left` and is released when that reaches zero (with
-/// one `pg_notify` on the instance's channel, so idle workers claim it at once); the others are
-/// cancelled with a `dependency_failed` error naming this step, which fires the trigger again
-/// for their own dependents.
+/// one) in a statement that is not itself run by a trigger, and its workflow was not cancelled
+/// by a user. It works level by level, without recursion (so a cascade down a chain of any
+/// length stays within the server's stack): the blocked dependents of the steps that finished
+/// that do not count one of them as done are cancelled with a `dependency_failed` error naming
+/// it, and become the next level; the others lose one from `deps_left` per finished dependency
+/// and are released at zero, with one `pg_notify` on the instance's channel so idle workers
+/// claim them at once.
 pub(crate) fn trigger_sql(p: &str) -> [String; 2] {
     let satisfied = format!(
-        "(NEW.state = 'completed' OR j.on_dep_failure = 'always' OR (j.on_dep_failure = 'ignore' \
-         AND COALESCE(NEW.errors -> -1 ->> 'kind', '') <> '{DEPENDENCY_FAILED}'))"
+        "(d.state = 'completed' OR c.on_dep_failure = 'always' OR (c.on_dep_failure = 'ignore' \
+         AND COALESCE(d.errors -> -1 ->> 'kind', '') <> '{DEPENDENCY_FAILED}'))"
     );
     let function = format!(
         "CREATE OR REPLACE FUNCTION {p}workflow_release() RETURNS trigger LANGUAGE plpgsql AS $fn$ \
-         DECLARE t timestamptz := COALESCE(NEW.finished_at, now()); released integer; \
+         DECLARE t timestamptz := COALESCE(NEW.finished_at, now()); \
+           cur uuid[] := ARRAY[NEW.id]; nxt uuid[]; released integer := 0; n integer; \
          BEGIN \
            IF EXISTS (SELECT 1 FROM {p}workflows w WHERE w.id = NEW.workflow_id \
                       AND w.cancelled_at IS NOT NULL) THEN RETURN NULL; END IF; \
-           UPDATE {p}jobs j SET deps_left = j.deps_left - 1, \
-             state = CASE WHEN j.deps_left > 1 THEN 'blocked' \
-                          WHEN j.run_at > t THEN 'scheduled' ELSE 'available' END \
-           FROM {p}workflow_deps d \
-           WHERE d.dep_id = NEW.id AND j.id = d.job_id AND j.state = 'blocked' AND {satisfied}; \
-           UPDATE {p}jobs j SET state = 'cancelled', finished_at = t, \
-             errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, \
-               'at', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-               'kind', '{DEPENDENCY_FAILED}', \
-               'message', 'upstream step `' || NEW.step_name || '` ended ' || NEW.state)) \
-           FROM {p}workflow_deps d \
-           WHERE d.dep_id = NEW.id AND j.id = d.job_id AND j.state = 'blocked' \
-             AND NOT {satisfied}; \
-           SELECT count(*) INTO released FROM {p}workflow_deps d JOIN {p}jobs j ON j.id = d.job_id \
-             WHERE d.dep_id = NEW.id AND j.state = 'available'; \
+           LOOP \
+             WITH x AS ( \
+               SELECT DISTINCT ON (e.job_id) e.job_id, d.step_name, d.state \
+               FROM {p}workflow_deps e JOIN {p}jobs d ON d.id = e.dep_id \
+               JOIN {p}jobs c ON c.id = e.job_id \
+               WHERE e.dep_id = ANY(cur) AND c.state = 'blocked' AND NOT {satisfied} \
+               ORDER BY e.job_id, d.id \
+             ), upd AS ( \
+               UPDATE {p}jobs j SET state = 'cancelled', finished_at = t, \
+                 errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, \
+                   'at', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+                   'kind', '{DEPENDENCY_FAILED}', \
+                   'message', 'upstream step `' || x.step_name || '` ended ' || x.state)) \
+               FROM x WHERE j.id = x.job_id AND j.state = 'blocked' RETURNING j.id \
+             ) SELECT array_agg(id) INTO nxt FROM upd; \
+             WITH s AS ( \
+               SELECT e.job_id, count(*) AS cnt \
+               FROM {p}workflow_deps e JOIN {p}jobs d ON d.id = e.dep_id \
+               JOIN {p}jobs c ON c.id = e.job_id \
+               WHERE e.dep_id = ANY(cur) AND c.state = 'blocked' AND {satisfied} \
+               GROUP BY e.job_id \
+             ), dec AS ( \
+               UPDATE {p}jobs j SET deps_left = j.deps_left - s.cnt, \
+                 state = CASE WHEN j.deps_left - s.cnt > 0 THEN 'blocked' \
+                              WHEN j.run_at > t THEN 'scheduled' ELSE 'available' END \
+               FROM s WHERE j.id = s.job_id AND j.state = 'blocked' RETURNING j.state \
+             ) SELECT count(*) INTO n FROM dec WHERE state <> 'blocked'; \
+             released := released + n; \
+             EXIT WHEN nxt IS NULL; \
+             cur := nxt; \
+           END LOOP; \
            IF released > 0 THEN PERFORM pg_notify('{p}jobs', ''); END IF; \
            RETURN NULL; \
          END $fn$"
@@ -62,7 +81,8 @@ pub(crate) fn trigger_sql(p: &str) -> [String; 2] {
     let trigger = format!(
         "CREATE OR REPLACE TRIGGER {p}workflow_release AFTER UPDATE OF state ON {p}jobs \
          FOR EACH ROW WHEN (NEW.workflow_id IS NOT NULL \
-           AND NEW.state IN {FINISHED} AND OLD.state NOT IN {FINISHED}) \
+           AND NEW.state IN {FINISHED} AND OLD.state NOT IN {FINISHED} \
+           AND pg_trigger_depth() < 1) \
          EXECUTE FUNCTION {p}workflow_release()"
     );
     [function, trigger]

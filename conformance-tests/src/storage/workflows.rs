@@ -324,6 +324,37 @@ pub async fn workflow_failure_policies(b: Backend) {
     assert_eq!(state_of(&b.storage, wf, "y").await, JobState::Cancelled);
     assert_eq!(state_of(&b.storage, wf, "z").await, JobState::Available);
     assert_not_stuck(&b.storage, wf).await;
+    // A deep cascade: the root of a chain fails, every step below it ends cancelled.
+    let depth: usize = std::env::var("SWITCHYARD_WF_DEPTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let q4 = queue_name();
+    let mut chain = WorkflowDef::new("deep");
+    for i in 0..depth {
+        let s = step(&format!("c{i}"), &q4, &[]);
+        chain = chain.step(if i == 0 {
+            s
+        } else {
+            s.after([format!("c{}", i - 1)])
+        });
+    }
+    let wf = b.storage.enqueue_workflow(chain).await.unwrap();
+    let root = claim(&b.storage, &q4, 10, Duration::from_secs(30)).await;
+    assert_eq!(root.len(), 1);
+    record(
+        &b.storage,
+        root[0].id,
+        root[0].lease_token.unwrap(),
+        failure("error"),
+    )
+    .await;
+    let w = b.storage.get_workflow(wf).await.unwrap().unwrap();
+    assert_eq!(
+        w.counts().get(&JobState::Cancelled),
+        Some(&(depth as u64 - 1))
+    );
+    assert_not_stuck(&b.storage, wf).await;
     // Cancelling a blocked step by hand releases through the same path.
     let q3 = queue_name();
     let def = WorkflowDef::new("manual")
