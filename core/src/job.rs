@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 
 /// The life cycle of a job.
 ///
-/// `scheduled` → `available` → `running` → `completed` | `retrying` (→ `available` at `run_at`)
+/// (`blocked` →) `scheduled` → `available` → `running` → `completed` | `retrying` (→ `available` at `run_at`)
 /// | `failed` | `cancelled` | `dropped`.
 ///
 /// A `scheduled` or `retrying` job whose `run_at` has passed is runnable: claims take it
@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// A workflow step waiting for its dependencies; released (to `available`) by the
+    /// completion of its last one, in the same storage operation.
+    Blocked,
     /// Waits for its `run_at`.
     Scheduled,
     /// Runnable now.
@@ -51,7 +54,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in life-cycle order.
-    pub const ALL: [JobState; 8] = [
+    pub const ALL: [JobState; 9] = [
+        JobState::Blocked,
         JobState::Scheduled,
         JobState::Available,
         JobState::Running,
@@ -65,6 +69,7 @@ impl JobState {
     /// The lowercase name stored by backends and shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Blocked => "blocked",
             JobState::Scheduled => "scheduled",
             JobState::Available => "available",
             JobState::Running => "running",
@@ -107,7 +112,7 @@ impl FromStr for JobState {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "unknown job state `{s}`; accepted: scheduled, available, running, completed, \
+                    "unknown job state `{s}`; accepted: blocked, scheduled, available, running, completed, \
                      retrying, failed, cancelled, dropped"
                 ))
             })

@@ -31,6 +31,7 @@ pub mod schedule;
 mod state;
 mod storage;
 mod wake;
+pub mod workflow;
 
 pub use admin::{
     clock_skew_check, CheckStatus, HealthCheck, PendingMigration, SchemaState, SchemaStatus,
@@ -60,6 +61,10 @@ pub use storage::{
 pub use adapter::bundle;
 pub use adapter::{migration_statements, validate_new_job};
 pub use wake::{WakeHub, WakeSubscription};
+pub use workflow::{
+    DepFailure, StepOutputs, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord,
+    WorkflowState, WorkflowStep, WorkflowStepInfo,
+};
 
 /// Re-exported so that adapters implement the traits with the same macro version.
 pub use async_trait::async_trait;

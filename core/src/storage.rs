@@ -14,6 +14,9 @@ use crate::error::Result;
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
 use crate::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use crate::wake::WakeSubscription;
+use crate::workflow::{
+    StepOutputs, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord, WorkflowStep,
+};
 
 /// What `enqueue` did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +255,7 @@ pub struct DispatchItem {
 /// | leases | [`heartbeat`](Storage::heartbeat), [`complete`](Storage::complete), [`rescue_expired`](Storage::rescue_expired) | |
 /// | admin | [`list`](Storage::list), [`counts`](Storage::counts) | [`can_list`](StorageCapabilities::can_list) |
 /// | maintenance | [`prune`](Storage::prune), [`try_lead`](Storage::try_lead), [`resign`](Storage::resign) | |
+/// | workflows | [`enqueue_workflow`](Storage::enqueue_workflow), [`get_workflow`](Storage::get_workflow), [`list_workflows`](Storage::list_workflows), [`cancel_workflow`](Storage::cancel_workflow), [`retry_workflow`](Storage::retry_workflow), [`append_steps`](Storage::append_steps), [`step_outputs`](Storage::step_outputs) | the release of dependents happens inside [`complete`](Storage::complete), [`cancel`](Storage::cancel) and [`rescue_expired`](Storage::rescue_expired); all may be unsupported |
 /// | outbox | [`due_for_dispatch`](Storage::due_for_dispatch), [`mark_dispatched`](Storage::mark_dispatched), [`take_for_dispatch`](Storage::take_for_dispatch) | an external [`Queue`](crate::Queue) |
 /// | schedules | [`storage_now`](Storage::storage_now), [`list_schedules`](Storage::list_schedules), [`get_schedule`](Storage::get_schedule), [`put_schedule`](Storage::put_schedule), [`remove_schedule`](Storage::remove_schedule), [`fire_schedule`](Storage::fire_schedule) | defaults say `Unsupported`; SQLite, PostgreSQL and Redis implement them |
 ///
@@ -443,6 +447,83 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Gives up the lock if `holder` holds it.
     async fn resign(&self, name: &str, holder: &str) -> Result<()>;
 
+    // ---- Workflows: jobs that wait for other jobs (see `crate::workflow`) ----
+    //
+    // Contract of the backends that support them (every method below, and the release):
+    // * Completing a step (`complete`, or `cancel`/`rescue_expired` finishing it) updates its
+    //   dependents in the same atomic operation: a dependent whose dependencies are all done is
+    //   `available` (or `scheduled` at its own `run_at`) when the call returns, exactly once even
+    //   when two dependencies finish at the same instant.
+    // * A dependency that ends `failed`, `cancelled` or `dropped` applies each dependent's
+    //   `DepFailure` policy, transitively, so nothing of a workflow stays `blocked` once nothing
+    //   can run. A step cancelled that way carries a `dependency_failed` error naming the
+    //   upstream step.
+    // * `prune` never deletes a step of a workflow that has an unfinished step; a finished
+    //   workflow is deleted as a unit once its last step finished before the cutoff.
+
+    /// Inserts a workflow atomically: its record, every step (as a job) and the edges between
+    /// them. Validates first ([`WorkflowDef::validate`] and each job as `enqueue` does); an
+    /// invalid workflow (a cycle, an unknown dependency, a duplicate step name, …) is a named
+    /// `InvalidInput` error and nothing is stored. Steps without dependencies start
+    /// `available`/`scheduled`, the others `blocked`. Returns the workflow's id.
+    async fn enqueue_workflow(&self, workflow: WorkflowDef) -> Result<WorkflowId> {
+        let _ = workflow;
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// The workflow with this id and its steps' states, or `None`.
+    async fn get_workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRecord>> {
+        let _ = id;
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// Up to `limit` workflows (0 means 100), newest first, each with its steps.
+    async fn list_workflows(&self, limit: usize) -> Result<Vec<WorkflowRecord>> {
+        let _ = limit;
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// Cancels a workflow: its steps that have not started become `cancelled` and never run;
+    /// running ones get a cancel request (they end `cancelled` at their next heartbeat, or
+    /// finish as they would), and no dependent is released afterwards. `NotFound` when there is
+    /// no such workflow.
+    async fn cancel_workflow(&self, id: WorkflowId) -> Result<WorkflowCancelReport> {
+        let _ = id;
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// Re-runs a workflow's steps that ended `failed`, `cancelled` or `dropped`, and through
+    /// them their dependents: each such step is `available` again (one more attempt if it used
+    /// them all) when its dependencies are completed, else `blocked`. Completed steps and
+    /// their outputs are kept. Clears a user's cancel of the workflow. Returns how many steps
+    /// were reset; `NotFound` when there is no such workflow.
+    async fn retry_workflow(&self, id: WorkflowId) -> Result<u64> {
+        let _ = id;
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// Adds steps (and their edges) to an existing workflow, atomically: names must be new,
+    /// dependencies may name existing or new steps, and the result must stay acyclic (checked
+    /// with [`validate_steps`](crate::workflow::validate_steps)). A new step whose dependencies
+    /// have all completed is runnable at once; one with a dependency that already ended
+    /// without completing gets its policy applied at insert. Returns the new steps' job ids,
+    /// in input order.
+    async fn append_steps(
+        &self,
+        id: WorkflowId,
+        steps: Vec<WorkflowStep>,
+    ) -> Result<Vec<crate::JobId>> {
+        let _ = (id, steps);
+        Err(workflows_unsupported(self.name()))
+    }
+
+    /// The outputs (stored results) of the dependencies of the step run by `job`, by step
+    /// name. Empty for a job that is not a workflow step or has no dependencies.
+    async fn step_outputs(&self, job: crate::JobId) -> Result<StepOutputs> {
+        let _ = job;
+        Err(workflows_unsupported(self.name()))
+    }
+
     // ---- Outbox: feed an external queue (used only when one is configured) ----
 
     /// Jobs to publish to an external queue: pending, not cancelled, runnable at or before
@@ -549,5 +630,13 @@ fn no_schedules(name: &str) -> crate::Error {
     crate::Error::new(
         crate::ErrorKind::Unsupported,
         format!("the {name} storage keeps no schedules"),
+    )
+}
+
+/// The error of a backend without workflows.
+fn workflows_unsupported(name: &str) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Unsupported,
+        format!("the {name} storage does not support workflows"),
     )
 }

@@ -58,6 +58,7 @@ pub mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod testing;
 pub mod worker;
+pub mod workflow;
 
 pub use app::{Running, Switchyard, SwitchyardBuilder};
 pub use backoff::Backoff;
@@ -74,7 +75,12 @@ pub use switchyard_core::{
 };
 pub use switchyard_core::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 pub use switchyard_core::{Clock, SharedClock, StateMap, StateType, SystemClock, TestClock};
+pub use switchyard_core::{
+    DepFailure, StepOutputs, WorkflowCancelReport, WorkflowDef, WorkflowId, WorkflowRecord,
+    WorkflowState, WorkflowStep, WorkflowStepInfo,
+};
 pub use worker::{Worker, WorkerConfig, WorkerHandle};
+pub use workflow::WorkflowContextExt;
 
 /// The sqlx Switchyard is built with (features `postgres`, `sqlite`): the transactions
 /// [`Client::enqueue_tx`] joins are `sqlx::Transaction`s of this version.

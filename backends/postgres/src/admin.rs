@@ -33,7 +33,7 @@ pub(crate) async fn cancel(db: &Db, id: JobId) -> Result<CancelOutcome> {
             .fetch_optional(&mut *tx)
             .await?;
         match state.as_deref() {
-            Some("scheduled" | "available" | "retrying") => {
+            Some("blocked" | "scheduled" | "available" | "retrying") => {
                 sqlx::query(&sql.cancel_pending)
                     .bind(id)
                     .execute(&mut *tx)
@@ -54,7 +54,7 @@ pub(crate) async fn cancel(db: &Db, id: JobId) -> Result<CancelOutcome> {
     Ok(match state {
         None => CancelOutcome::NotFound,
         Some(s) => match s.parse::<JobState>()? {
-            st if st.is_pending() => CancelOutcome::Cancelled,
+            st if st.is_pending() || st == JobState::Blocked => CancelOutcome::Cancelled,
             JobState::Running => CancelOutcome::Requested,
             st => CancelOutcome::AlreadyFinished(st),
         },

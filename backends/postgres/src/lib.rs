@@ -53,6 +53,7 @@ mod row;
 mod schedules;
 mod sql;
 mod storage;
+mod workflow;
 
 pub use config::PostgresConfig;
 pub use storage::PostgresStorage;

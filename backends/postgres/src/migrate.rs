@@ -31,6 +31,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/0003_schedules.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/0005_workflows.sql"),
+    },
 ];
 
 /// Applies the migrations not applied yet.
@@ -49,6 +53,8 @@ pub(crate) async fn run(pool: &PgPool, prefix: &str) -> Result<()> {
         "PostgreSQL",
     )
     .await?;
+    // Workflows: the release trigger (not in a migration file: its body has semicolons).
+    crate::workflow::install(&mut tx, prefix).await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
@@ -149,12 +155,19 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
         .map_err(db_err("set lock timeout"))?;
     sqlx::query(&format!(
         "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}schedules, \
-         {prefix}migrations"
+         {prefix}migrations, {prefix}workflows, {prefix}workflow_deps"
     ))
     .persistent(false)
     .execute(&mut *tx)
     .await
     .map_err(db_err("drop tables"))?;
+    sqlx::query(&format!(
+        "DROP FUNCTION IF EXISTS {prefix}workflow_release()"
+    ))
+    .persistent(false)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err("drop the workflow trigger function"))?;
     tx.commit().await.map_err(db_err("commit drop"))?;
     Ok(())
 }

@@ -234,6 +234,7 @@ impl Statements {
             prune: format!(
                 "WITH doomed AS ( \
                    SELECT id FROM {jobs} WHERE finished_at < $1 AND state IN {FINISHED} \
+                     AND workflow_id IS NULL \
                    ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED \
                  ) DELETE FROM {jobs} j USING doomed WHERE j.id = doomed.id"
             ),

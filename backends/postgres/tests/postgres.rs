@@ -45,7 +45,15 @@ async fn admin_pool() -> PgPool {
 }
 
 async fn drop_tables(pool: &PgPool, prefix: &str) {
-    for t in ["jobs", "leaders", "schedules", "migrations", "orders"] {
+    for t in [
+        "jobs",
+        "leaders",
+        "schedules",
+        "migrations",
+        "orders",
+        "workflows",
+        "workflow_deps",
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{t}"))
             .execute(pool)
             .await
@@ -393,7 +401,7 @@ async fn migrations_are_safe_to_run_concurrently() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 5]);
     drop_tables(&admin, &prefix).await;
 }
 

@@ -47,6 +47,7 @@ mod record;
 mod schedules;
 mod scripts;
 mod storage;
+mod workflow;
 
 pub use config::RedisConfig;
 pub use queue::RedisQueue;

@@ -115,6 +115,16 @@ impl RedisStorage {
         move |e| self.inner.conn.error(what, e)
     }
 
+    /// What the workflow operations need.
+    fn wf(&self) -> crate::workflow::Ctx<'_> {
+        crate::workflow::Ctx {
+            conn: &self.inner.conn,
+            keys: &self.inner.keys,
+            caps: &self.inner.caps,
+            wake: &self.inner.wake,
+        }
+    }
+
     /// The key `{prefix}:<name>`.
     fn k(&self, name: &str) -> String {
         self.inner.keys.k(name)
@@ -475,7 +485,9 @@ impl Storage for RedisStorage {
                 async move { inv.invoke_async(&mut c).await }
             })
             .await?;
-        Ok(n)
+        // Workflows go as a unit, once every step finished before the cutoff.
+        let rest = limit.saturating_sub(n as usize);
+        Ok(n + crate::workflow::prune(&self.wf(), before, rest).await?)
     }
 
     async fn try_lead(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
@@ -551,5 +563,48 @@ impl Storage for RedisStorage {
 
     fn subscribe(&self) -> WakeSubscription {
         self.inner.wake.subscribe()
+    }
+
+    // ---- Workflows ----
+
+    async fn enqueue_workflow(
+        &self,
+        workflow: switchyard_core::WorkflowDef,
+    ) -> Result<switchyard_core::WorkflowId> {
+        crate::workflow::enqueue_workflow(&self.wf(), workflow).await
+    }
+
+    async fn get_workflow(
+        &self,
+        id: switchyard_core::WorkflowId,
+    ) -> Result<Option<switchyard_core::WorkflowRecord>> {
+        crate::workflow::get_workflow(&self.wf(), id).await
+    }
+
+    async fn list_workflows(&self, limit: usize) -> Result<Vec<switchyard_core::WorkflowRecord>> {
+        crate::workflow::list_workflows(&self.wf(), limit).await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        id: switchyard_core::WorkflowId,
+    ) -> Result<switchyard_core::WorkflowCancelReport> {
+        crate::workflow::cancel_workflow(&self.wf(), id).await
+    }
+
+    async fn retry_workflow(&self, id: switchyard_core::WorkflowId) -> Result<u64> {
+        crate::workflow::retry_workflow(&self.wf(), id).await
+    }
+
+    async fn append_steps(
+        &self,
+        id: switchyard_core::WorkflowId,
+        steps: Vec<switchyard_core::WorkflowStep>,
+    ) -> Result<Vec<JobId>> {
+        crate::workflow::append_steps(&self.wf(), id, steps).await
+    }
+
+    async fn step_outputs(&self, job: JobId) -> Result<switchyard_core::StepOutputs> {
+        crate::workflow::step_outputs(&self.wf(), job).await
     }
 }

@@ -50,6 +50,8 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout)
             .pragma("temp_store", "memory")
+            // Workflows: a step cancelled by the release trigger fires it for its dependents.
+            .pragma("recursive_triggers", "ON")
             .pragma("cache_size", "-16000");
         // The one writer connection is never recycled: an in-memory database lives only as long
         // as its connection (sqlx's default 30-minute lifetime and 10-minute idle timeout would

@@ -77,6 +77,9 @@ pub(crate) async fn complete(db: &Db, completions: &[Completion]) -> Result<Vec<
     // its SQL never changes and stays prepared. Without other outcomes, no transaction.
     if successes.len() == completions.len() && successes.len() <= CHUNK * 2 {
         applied.extend(complete_successes(&db.sql, &successes, now, &db.writer).await?);
+        if crate::workflow::in_use() {
+            db.wake.notify(); // workflows: released dependents
+        }
         return Ok(completion_statuses(completions, &applied));
     }
     let mut tx = db.writer.begin().await.map_err(db_err("begin complete"))?;
@@ -114,7 +117,8 @@ pub(crate) async fn complete(db: &Db, completions: &[Completion]) -> Result<Vec<
     }
     tx.commit().await.map_err(db_err("commit complete"))?;
     let statuses = completion_statuses(completions, &applied);
-    if requeued_any(completions, &statuses) {
+    // Workflows: a completion may have released dependents.
+    if requeued_any(completions, &statuses) || crate::workflow::in_use() {
         db.wake.notify();
     }
     Ok(statuses)

@@ -47,6 +47,7 @@ mod row;
 mod schedules;
 mod sql;
 mod storage;
+mod workflow;
 
 pub use config::SqliteConfig;
 pub use storage::SqliteStorage;

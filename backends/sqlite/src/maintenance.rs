@@ -18,7 +18,9 @@ pub(crate) async fn prune(db: &Db, before: DateTime<Utc>, limit: usize) -> Resul
         .execute(&db.writer)
         .await
         .map_err(db_err("prune"))?;
-    Ok(res.rows_affected())
+    // Workflows go as a unit, once every step finished before the cutoff.
+    let rest = limit.saturating_sub(res.rows_affected() as usize);
+    Ok(res.rows_affected() + crate::workflow::prune(db, before, rest).await?)
 }
 
 /// `Storage::try_lead`: the lease row taken when free, expired or already ours.

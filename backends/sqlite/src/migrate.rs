@@ -22,12 +22,18 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_schedules.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_workflows.sql"),
+    },
 ];
 
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin migration"))?;
     run_migrations(&mut Target(&mut tx), &TABLE, MIGRATIONS, prefix, "SQLite").await?;
+    // Workflows: the release trigger (not in a migration file: its body has semicolons).
+    crate::workflow::install(&mut tx, prefix).await?;
     tx.commit().await.map_err(db_err("commit migration"))?;
     Ok(())
 }
@@ -121,7 +127,14 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "schedules", "migrations"] {
+    for table in [
+        "jobs",
+        "leaders",
+        "schedules",
+        "migrations",
+        "workflows",
+        "workflow_deps",
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await

@@ -120,7 +120,7 @@ impl Statements {
                    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
                    cancel_requested = CASE WHEN state = 'running' THEN 1 ELSE cancel_requested END, \
                    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?1 END \
-                 WHERE id = ?2 AND state IN ('scheduled', 'available', 'retrying', 'running') \
+                 WHERE id = ?2 AND state IN ('blocked', 'scheduled', 'available', 'retrying', 'running') \
                  RETURNING state"
             ),
             state: format!("SELECT state FROM {jobs} WHERE id = ?"),
@@ -137,7 +137,7 @@ impl Statements {
             ),
             prune: format!(
                 "DELETE FROM {jobs} WHERE id IN (SELECT id FROM {jobs} WHERE finished_at IS NOT NULL \
-                 AND finished_at < ? AND state IN {FINISHED} \
+                 AND finished_at < ? AND state IN {FINISHED} AND workflow_id IS NULL \
                  LIMIT ?)"
             ),
             try_lead: format!(

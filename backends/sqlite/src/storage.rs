@@ -19,7 +19,7 @@ use switchyard_core::{
 
 use crate::config::SqliteConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules};
+use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules, workflow};
 
 /// Switchyard storage on one SQLite database file.
 ///
@@ -237,6 +237,49 @@ impl Storage for SqliteStorage {
 
     async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
         schedules::fire(&self.db, fire).await
+    }
+
+    // ---- Workflows ----
+
+    async fn enqueue_workflow(
+        &self,
+        workflow: switchyard_core::WorkflowDef,
+    ) -> Result<switchyard_core::WorkflowId> {
+        workflow::enqueue_workflow(&self.db, workflow).await
+    }
+
+    async fn get_workflow(
+        &self,
+        id: switchyard_core::WorkflowId,
+    ) -> Result<Option<switchyard_core::WorkflowRecord>> {
+        workflow::get_workflow(&self.db, id).await
+    }
+
+    async fn list_workflows(&self, limit: usize) -> Result<Vec<switchyard_core::WorkflowRecord>> {
+        workflow::list_workflows(&self.db, limit).await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        id: switchyard_core::WorkflowId,
+    ) -> Result<switchyard_core::WorkflowCancelReport> {
+        workflow::cancel_workflow(&self.db, id).await
+    }
+
+    async fn retry_workflow(&self, id: switchyard_core::WorkflowId) -> Result<u64> {
+        workflow::retry_workflow(&self.db, id).await
+    }
+
+    async fn append_steps(
+        &self,
+        id: switchyard_core::WorkflowId,
+        steps: Vec<switchyard_core::WorkflowStep>,
+    ) -> Result<Vec<JobId>> {
+        workflow::append_steps(&self.db, id, steps).await
+    }
+
+    async fn step_outputs(&self, job: JobId) -> Result<switchyard_core::StepOutputs> {
+        workflow::step_outputs(&self.db, job).await
     }
 }
 

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod schedules;
 pub mod shutdown;
 mod support;
+pub mod workflows;
 
 pub use self::admin::*;
 pub use self::cancel::*;
@@ -26,6 +27,7 @@ pub use self::leases::*;
 pub use self::outbox::*;
 pub use self::schedules::*;
 pub use self::shutdown::*;
+pub use self::workflows::*;
 
 /// Every storage case: calls `$then!` with `$args` followed by one area's case names, once per
 /// area. A new area file is added here and in the check below.
@@ -42,6 +44,7 @@ macro_rules! storage_cases {
         $crate::storage_outbox_cases! { $then!($($args)*) }
         $crate::storage_shutdown_cases! { $then!($($args)*) }
         $crate::storage_schedule_cases! { $then!($($args)*) }
+        $crate::storage_workflow_cases! { $then!($($args)*) }
     };
 }
 
@@ -60,6 +63,7 @@ mod tests {
         crate::storage_outbox_cases! { case_names!(const OUTBOX;) }
         crate::storage_shutdown_cases! { case_names!(const SHUTDOWN;) }
         crate::storage_schedule_cases! { case_names!(const SCHEDULES;) }
+        crate::storage_workflow_cases! { case_names!(const WORKFLOWS;) }
         crate::support::check_lists(
             "src/storage",
             &[
@@ -72,6 +76,7 @@ mod tests {
                 ("outbox.rs", include_str!("outbox.rs"), OUTBOX),
                 ("shutdown.rs", include_str!("shutdown.rs"), SHUTDOWN),
                 ("schedules.rs", include_str!("schedules.rs"), SCHEDULES),
+                ("workflows.rs", include_str!("workflows.rs"), WORKFLOWS),
             ],
         );
     }

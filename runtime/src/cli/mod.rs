@@ -15,6 +15,7 @@ mod jobs;
 pub(crate) mod output;
 mod parse;
 mod schedules;
+mod workflows;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use switchyard_core::NewJob;
 
 pub use output::exit;
+pub use workflows::WorkflowsCommand;
 
 use crate::config::Config;
 use crate::registry::Registry;
@@ -153,6 +155,13 @@ pub enum Command {
     },
     /// Job counts per queue and state.
     Queues,
+    /// Workflows: `list`, `show <id>` (the graph with each step's state), `cancel <id>`,
+    /// `retry <id>`.
+    Workflows {
+        /// What to do.
+        #[command(subcommand)]
+        action: workflows::WorkflowsCommand,
+    },
     /// Run the benchmark workload (W1 enqueue, W2 drain, W3 latency).
     Bench(crate::bench::BenchArgs),
     /// Check the configuration, the backends and the schema; a checklist (creates nothing).
@@ -413,6 +422,7 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
             done(admin::prune(&client, older_than.expect("parsed above")).await)
         }
         Command::Queues => done(admin::queues(&client).await),
+        Command::Workflows { action } => workflows::run(&client, &action).await,
         Command::Worker => done(admin::worker(&sy, registry).await),
         Command::Bench(_)
         | Command::Completions { .. }

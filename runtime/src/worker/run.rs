@@ -229,7 +229,18 @@ pub(crate) async fn attempt(
         None => Some(exec.await),
     };
     match timed {
-        Some(Ok(result)) => Outcome::Succeeded { result },
+        // Workflows: an output over the step-output limit fails the attempt, by name.
+        Some(Ok(result)) => match crate::workflow::oversize(&result) {
+            None => Outcome::Succeeded { result },
+            Some(message) => Outcome::Failed {
+                error: attempt_error(
+                    job,
+                    now_of(clock),
+                    crate::workflow::OUTPUT_TOO_LARGE,
+                    &message,
+                ),
+            },
+        },
         Some(Err(e)) if user_cancel.load(Ordering::SeqCst) => Outcome::Cancelled {
             error: Some(attempt_error(
                 job,

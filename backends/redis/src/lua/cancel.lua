@@ -5,7 +5,7 @@ local key = jkey(id)
 local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'unique_key')
 local st, q = f[1], f[2]
 if not st then return {'not_found'} end
-if PENDING[st] then
+if PENDING[st] or st == 'blocked' then -- blocked: a workflow step
   unpend(id, q, f[3])
   finish(key, id, q, st, 'cancelled', now_ms(), tonumber(ARGV[3]), f[4], nil)
   flush()

@@ -68,7 +68,7 @@ local QUEUES = P .. 'queues'
 local WAKE = P .. 'wake'
 
 -- States with a per-queue index `s:<queue>:<state>` (running jobs are listed by LEASES).
-local INDEXED_STATES = {'scheduled', 'available', 'completed', 'retrying', 'failed',
+local INDEXED_STATES = {'blocked', 'scheduled', 'available', 'completed', 'retrying', 'failed',
   'cancelled', 'dropped'}
 local PENDING = {scheduled = true, available = true, retrying = true}
 local LIVE = {scheduled = true, available = true, retrying = true, running = true}
@@ -174,7 +174,7 @@ end
 -- stamp it (plus `extra` field, value pairs), drop its lease (`lease`, its lease set member
 -- when `from` is running; its lease fields stay, meaningless, see JOB_LAYOUT), log it for the
 -- pruner, release its unique key and let its hash expire as a safety net.
-local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
+local function finish_core(key, id, q, from, state, now, ttl, uk, extra, lease)
   local at = n2s(now)
   if extra then
     redis.call('HSET', key, 'state', state, 'finished_at', at, unpack(extra))
@@ -188,6 +188,98 @@ local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
     redis.call('HDEL', UNIQUE, uk)
   end
   if ttl > 0 then redis.call('EXPIRE', key, n2s(ttl)) end
+end
+
+-- WORKFLOWS. A workflow step is a job hash with the fields `wf` (its workflow's id), `step` (its
+-- name), `policy` (cancel, ignore, always) and `deps_left` (dependencies it still waits for,
+-- while `blocked`). Per workflow: `wf:<id>` (name, created_at, cancelled), `wfsteps:<id>` (its
+-- job ids in insertion order), `wfnames:<id>` (step name -> job id); per step: `wfdeps:<job>`
+-- (the jobs it waits for) and `wfnext:<job>` (its dependents); `workflows` scores every
+-- workflow by its creation time.
+local function wf_iso(ms)
+  local s = math.floor(ms / 1000)
+  local msr = ms - s * 1000
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600),
+    math.floor((rem % 3600) / 60), rem % 60, msr)
+end
+
+-- Whether a job's last error says a dependency cancelled it (the cascade).
+local function wf_cascaded(errors)
+  if not errors or not string.find(errors, 'dependency_failed', 1, true) then return false end
+  local ok, list = pcall(cjson.decode, errors)
+  if not ok or type(list) ~= 'table' or #list == 0 then return false end
+  return list[#list].kind == 'dependency_failed'
+end
+
+-- A step finished in `st`: its blocked dependents that count it as done lose one dependency
+-- and are released at zero; the others are cancelled (naming it), which settles their own
+-- dependents in turn (a stack, not recursion). Nothing happens once a user cancelled the
+-- workflow.
+local function wf_settle(id0, st0, now)
+  local stack = {id0, st0}
+  local woke = false
+  while #stack > 0 do
+    local st = table.remove(stack)
+    local id = table.remove(stack)
+    local h = redis.call('HMGET', jkey(id), 'wf', 'step', 'errors')
+    local wid = h[1]
+    if wid and wid ~= '' and (redis.call('HGET', P .. 'wf:' .. wid, 'cancelled') or '') == '' then
+      local cascaded = st ~= 'completed' and wf_cascaded(h[3])
+      for _, dep in ipairs(redis.call('SMEMBERS', P .. 'wfnext:' .. id)) do
+        local dk = jkey(dep)
+        local d = redis.call('HMGET', dk, 'state', 'policy', 'deps_left', 'queue', 'priority',
+          'run_at', 'attempt')
+        if d[1] == 'blocked' then
+          local sat = st == 'completed' or d[2] == 'always' or (d[2] == 'ignore' and not cascaded)
+          if sat then
+            local left = num(d[3], 1) - 1
+            if left > 0 then
+              redis.call('HSET', dk, 'deps_left', n2s(left))
+            else
+              local to = 'available'
+              if num(d[6], 0) > now then to = 'scheduled' end
+              redis.call('HSET', dk, 'state', to, 'deps_left', '0')
+              reindex(d[4], dep, 'blocked', to)
+              make_pending(dep, d[4], d[5], d[6], now)
+              woke = true
+            end
+          else
+            local err = cjson.encode({attempt = num(d[7], 0), at = wf_iso(now),
+              kind = 'dependency_failed',
+              message = 'upstream step `' .. (h[2] or '?') .. '` ended ' .. st})
+            finish_core(dk, dep, d[4], 'blocked', 'cancelled', now, 0, nil,
+              {'errors', with_error(dk, err)}, nil)
+            stack[#stack + 1] = dep
+            stack[#stack + 1] = 'cancelled'
+          end
+        end
+      end
+    end
+  end
+  if woke then redis.call('PUBLISH', WAKE, '') end
+end
+
+-- A job reached a finished state (see finish_core). A workflow step's hash does not expire
+-- (the workflow is pruned as a unit), and its dependents are settled in the same script.
+local function finish(key, id, q, from, state, now, ttl, uk, extra, lease)
+  local wid = redis.call('HGET', key, 'wf')
+  if wid then ttl = 0 end
+  finish_core(key, id, q, from, state, now, ttl, uk, extra, lease)
+  if wid then wf_settle(id, state, now) end
 end
 
 -- The `spec` field: kind, created_at (ms), timeout_ms ('' = none), tags (JSON) and payload

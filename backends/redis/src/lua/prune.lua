@@ -20,11 +20,11 @@ for _, e in ipairs(entries) do
   consumed = consumed + 1
   if at then
     local key = jkey(id)
-    local f = redis.call('HMGET', key, 'state', 'finished_at')
+    local f = redis.call('HMGET', key, 'state', 'finished_at', 'wf')
     if not f[1] then
       -- The hash expired already (finished_ttl); its index entry still goes.
       n = n + redis.call('ZREM', skey(q, state), id)
-    elseif f[1] == state and f[2] == at then
+    elseif f[1] == state and f[2] == at and not f[3] then -- a workflow goes as a unit
       redis.call('DEL', key)
       redis.call('ZREM', skey(q, state), id)
       n = n + 1
