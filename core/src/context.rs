@@ -213,6 +213,8 @@ pub struct JobError {
     kind: JobErrorKind,
     message: String,
     retryable: bool,
+    /// Set by [`JobError::snooze`]: run again after this long, not a failure.
+    snooze: Option<std::time::Duration>,
 }
 
 impl JobError {
@@ -222,7 +224,26 @@ impl JobError {
             kind: JobErrorKind::Error,
             message: message.to_string(),
             retryable: true,
+            snooze: None,
         }
+    }
+
+    /// Not a failure: run the job again after `delay` (snooze). The attempt is given back
+    /// (the job's `attempt` is what it was before this one, so snoozing never uses up
+    /// `max_attempts`), no error is recorded, and the job is `scheduled` until then.
+    /// Return it from the body: `return Err(JobError::snooze(Duration::from_secs(60)))`.
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        Self {
+            kind: JobErrorKind::Error,
+            message: format!("snoozed for {delay:?}"),
+            retryable: true,
+            snooze: Some(delay),
+        }
+    }
+
+    /// The delay of a [`snooze`](JobError::snooze), `None` for a failure.
+    pub fn snooze_for(&self) -> Option<std::time::Duration> {
+        self.snooze
     }
 
     /// A failure that fails the job at once.
@@ -231,6 +252,7 @@ impl JobError {
             kind: JobErrorKind::Error,
             message: message.to_string(),
             retryable: false,
+            snooze: None,
         }
     }
 
@@ -240,6 +262,7 @@ impl JobError {
             kind,
             message: message.to_string(),
             retryable,
+            snooze: None,
         }
     }
 

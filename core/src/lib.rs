@@ -24,6 +24,7 @@ mod clock;
 mod context;
 mod error;
 mod executor;
+pub mod flow;
 mod job;
 mod queue;
 mod state;
@@ -34,6 +35,7 @@ pub use capability::{QueueCapabilities, StorageCapabilities};
 pub use clock::{system_clock, Clock, SharedClock, SystemClock, TestClock};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};
+pub use flow::{BulkReport, BulkRequest, QueueFlow};
 pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
 pub use job::{
     AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
+use crate::flow::{BulkReport, BulkRequest, QueueFlow};
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
 use crate::wake::WakeSubscription;
 
@@ -102,6 +103,12 @@ pub enum Outcome {
     /// waited for a run slot): back to `available` with the claim's attempt undone, so a job on
     /// its last attempt is not dropped without having run.
     Released,
+    /// The handler asked to run the job again at `run_at` without counting this attempt as a
+    /// failure (snooze): `scheduled` at `run_at` with the claim's attempt undone; no error.
+    Snoozed {
+        /// When the job may run again.
+        run_at: DateTime<Utc>,
+    },
 }
 
 /// One finished attempt to record.
@@ -250,6 +257,7 @@ pub struct DispatchItem {
 /// | admin | [`list`](Storage::list), [`counts`](Storage::counts) | [`can_list`](StorageCapabilities::can_list) |
 /// | maintenance | [`prune`](Storage::prune), [`try_lead`](Storage::try_lead), [`resign`](Storage::resign) | |
 /// | outbox | [`due_for_dispatch`](Storage::due_for_dispatch), [`mark_dispatched`](Storage::mark_dispatched), [`take_for_dispatch`](Storage::take_for_dispatch) | an external [`Queue`](crate::Queue) |
+/// | flow | [`set_queue_flow`](Storage::set_queue_flow), [`queue_flows`](Storage::queue_flows), [`cancel_where`](Storage::cancel_where), [`retry_where`](Storage::retry_where) | bulk actions: [`can_list`](StorageCapabilities::can_list) |
 ///
 /// The methods below appear in that order, each area under its own heading.
 #[async_trait]
@@ -351,6 +359,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// * `Cancelled` → `cancelled`, error appended if any, `finished_at = now`.
     /// * `Aborted` → `available` now if `attempt < max_attempts`, else `dropped`; error appended.
     /// * `Released` → `available` now with `attempt - 1` (the claim's attempt undone); no error.
+    /// * `Snoozed` → `scheduled` at `run_at` with `attempt - 1`; no error.
     ///
     /// Every outcome clears the lease (token, expiry, worker).
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionStatus>>;
@@ -425,5 +434,45 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
             self.mark_dispatched(&ids).await?;
         }
         Ok(items)
+    }
+
+    // ---- Flow: stored per-queue settings (pause) and bulk actions by filter ----
+
+    /// Stores the flow settings of `flow.queue` (a record with only defaults removes the
+    /// stored one). Every claim of every process honours the change within
+    /// [`FLOW_REFRESH`](crate::adapter::FLOW_REFRESH) (this handle's at once): a paused
+    /// queue's jobs are not claimed ([`claim`](Storage::claim) and
+    /// [`claim_ids`](Storage::claim_ids) skip them; they stay pending with their attempts).
+    /// The default says the backend has no flow control (`ErrorKind::Unsupported`).
+    async fn set_queue_flow(&self, flow: &QueueFlow) -> Result<()> {
+        let _ = flow;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage has no stored queue settings", self.name()),
+        ))
+    }
+
+    /// Every stored flow record, sorted by queue name (queues with defaults have none). The
+    /// default: none.
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        Ok(Vec::new())
+    }
+
+    /// Cancels up to `req.bound` jobs matching `req.filter` (default states: every pending
+    /// and running one), oldest first, each as [`cancel`](Storage::cancel) would; a dry run
+    /// only reports them. The default lists and cancels one by one (each atomic); a bound of 0
+    /// or over [`MAX_BULK_BOUND`](crate::flow::MAX_BULK_BOUND), or a finished state in the
+    /// filter, is `InvalidInput`. Requires [`StorageCapabilities::can_list`].
+    async fn cancel_where(&self, req: &BulkRequest) -> Result<BulkReport> {
+        crate::flow::bulk_by_listing(self, crate::flow::BulkAction::Cancel, req).await
+    }
+
+    /// Runs again up to `req.bound` finished jobs matching `req.filter` (default states:
+    /// `failed`, `cancelled`, `dropped`; `completed` only when named), oldest first, each as
+    /// [`retry`](Storage::retry) would; a dry run only reports them. Checks as
+    /// [`cancel_where`](Storage::cancel_where) does. Requires
+    /// [`StorageCapabilities::can_list`].
+    async fn retry_where(&self, req: &BulkRequest) -> Result<BulkReport> {
+        crate::flow::bulk_by_listing(self, crate::flow::BulkAction::Retry, req).await
     }
 }

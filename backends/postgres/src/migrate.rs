@@ -24,6 +24,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../migrations/0002_outbox.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_flow.sql"),
+    },
 ];
 
 /// Applies the migrations not applied yet.
@@ -91,7 +95,8 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
         .await
         .map_err(db_err("set lock timeout"))?;
     sqlx::query(&format!(
-        "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}migrations"
+        "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}migrations, \
+         {prefix}queue_flow"
     ))
     .persistent(false)
     .execute(&mut *tx)

@@ -9,16 +9,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
-use switchyard_core::adapter::WakeSubscription;
+use switchyard_core::adapter::{FlowCache, WakeSubscription};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
-    RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
+    QueueFlow, RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
 };
 
 use crate::config::PostgresConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
+use crate::{admin, claim, dispatch, enqueue, flow, lease, maintenance, migrate};
 
 /// Switchyard storage on one PostgreSQL database.
 ///
@@ -27,6 +27,8 @@ use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     db: Arc<Db>,
+    /// This handle's copy of the stored queue settings (pauses), read by claims.
+    flow: Arc<FlowCache>,
 }
 
 impl PostgresStorage {
@@ -35,6 +37,7 @@ impl PostgresStorage {
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
         Ok(Self {
             db: Arc::new(Db::open(config).await?),
+            flow: Arc::new(FlowCache::new()),
         })
     }
 
@@ -138,11 +141,13 @@ impl Storage for PostgresStorage {
     // ---- Delivery ----
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim(&self.db, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        claim::claim(&self.db, &flows.unpaused(req)).await
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim_ids(&self.db, ids, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        claim::claim_ids(&self.db, ids, &flows.unpaused(req)).await
     }
 
     fn subscribe(&self) -> WakeSubscription {
@@ -209,6 +214,19 @@ impl Storage for PostgresStorage {
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         dispatch::mark_dispatched(&self.db, ids).await
+    }
+
+    // ---- Flow ----
+
+    async fn set_queue_flow(&self, queue_flow: &QueueFlow) -> Result<()> {
+        switchyard_core::flow::check_flow(queue_flow)?;
+        flow::store(&self.db, queue_flow).await?;
+        self.flow.invalidate();
+        Ok(())
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        flow::load(&self.db).await
     }
 }
 

@@ -9,11 +9,14 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
-use switchyard_core::adapter::{applied_if, requeued_any, sort_claimed, validate_all};
+use switchyard_core::adapter::{
+    applied_if, requeued_any, sort_claimed, validate_all, FlowCache,
+};
 use switchyard_core::{
     async_trait, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
     DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, LeaseRef,
-    LeaseStatus, NewJob, Outcome, QueueCounts, RescueReport, Result, RetryOutcome, Storage,
+    LeaseStatus, NewJob, Outcome, QueueCounts, QueueFlow, RescueReport, Result, RetryOutcome,
+    Storage,
     StorageCapabilities, WakeHub, WakeSubscription,
 };
 use uuid::Uuid;
@@ -23,6 +26,7 @@ use crate::checks;
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
 use crate::dispatch;
+use crate::flow;
 use crate::keys::{Keys, CHUNK};
 use crate::listener::{self, Listener};
 use crate::migrate;
@@ -46,6 +50,8 @@ struct Inner {
     caps: StorageCapabilities,
     finished_ttl_secs: u64,
     wake: WakeHub,
+    /// This handle's copy of the stored queue settings (pauses), read by claims.
+    flow: FlowCache,
     _listener: Listener,
 }
 
@@ -88,6 +94,7 @@ impl RedisStorage {
                     ttl.as_secs().clamp(1, 1_000_000_000_000)
                 },
                 wake,
+                flow: FlowCache::new(),
                 _listener: listener,
                 keys,
             }),
@@ -131,6 +138,14 @@ impl RedisStorage {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         connection::retrying(&self.inner.conn, what, op).await
+    }
+
+    /// The stored queue settings as this handle's claims see them.
+    async fn flows(&self) -> Result<Arc<switchyard_core::adapter::FlowSnapshot>> {
+        self.inner
+            .flow
+            .current(|| flow::load(&self.inner.conn, &self.inner.keys))
+            .await
     }
 
     async fn claim_inner(
@@ -283,10 +298,14 @@ impl Storage for RedisStorage {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        self.claim_inner(req, None).await
+        let flows = self.flows().await?;
+        self.claim_inner(&flows.unpaused(req), None).await
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
+        let flows = self.flows().await?;
+        let unpaused = flows.unpaused(req);
+        let req: &ClaimRequest = &unpaused;
         let mut out = Vec::new();
         for chunk in ids.chunks(CHUNK) {
             let mut r = req.clone();
@@ -506,5 +525,18 @@ impl Storage for RedisStorage {
 
     fn subscribe(&self) -> WakeSubscription {
         self.inner.wake.subscribe()
+    }
+
+    // ---- Flow ----
+
+    async fn set_queue_flow(&self, queue_flow: &QueueFlow) -> Result<()> {
+        switchyard_core::flow::check_flow(queue_flow)?;
+        flow::store(&self.inner.conn, &self.inner.keys, queue_flow).await?;
+        self.inner.flow.invalidate();
+        Ok(())
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        flow::load(&self.inner.conn, &self.inner.keys).await
     }
 }

@@ -10,10 +10,16 @@ use switchyard_core::{async_trait, Result};
 use crate::error::db_err;
 
 /// Every migration, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/0001_jobs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_flow.sql"),
+    },
+];
 
 /// Applies the migrations not applied yet.
 pub(crate) async fn run(pool: &SqlitePool, prefix: &str) -> Result<()> {
@@ -63,7 +69,7 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "migrations"] {
+    for table in ["jobs", "leaders", "migrations", "queue_flow"] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await

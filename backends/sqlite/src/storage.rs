@@ -8,16 +8,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use sqlx::SqliteConnection;
-use switchyard_core::adapter::WakeSubscription;
+use switchyard_core::adapter::{FlowCache, WakeSubscription};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
-    RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
+    QueueFlow, RescueReport, Result, RetryOutcome, Storage, StorageCapabilities,
 };
 
 use crate::config::SqliteConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
+use crate::{admin, claim, dispatch, enqueue, flow, lease, maintenance, migrate};
 
 /// Switchyard storage on one SQLite database file.
 ///
@@ -25,6 +25,8 @@ use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate};
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     db: Arc<Db>,
+    /// This handle's copy of the stored queue settings (pauses), read by claims.
+    flow: Arc<FlowCache>,
 }
 
 impl SqliteStorage {
@@ -32,6 +34,7 @@ impl SqliteStorage {
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
         Ok(Self {
             db: Arc::new(Db::open(config).await?),
+            flow: Arc::new(FlowCache::new()),
         })
     }
 
@@ -129,11 +132,13 @@ impl Storage for SqliteStorage {
     // ---- Delivery ----
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim(&self.db, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        claim::claim(&self.db, &flows.unpaused(req)).await
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim_ids(&self.db, ids, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        claim::claim_ids(&self.db, ids, &flows.unpaused(req)).await
     }
 
     fn subscribe(&self) -> WakeSubscription {
@@ -191,6 +196,19 @@ impl Storage for SqliteStorage {
 
     async fn mark_dispatched(&self, ids: &[JobId]) -> Result<()> {
         dispatch::mark_dispatched(&self.db, ids).await
+    }
+
+    // ---- Flow ----
+
+    async fn set_queue_flow(&self, queue_flow: &QueueFlow) -> Result<()> {
+        switchyard_core::flow::check_flow(queue_flow)?;
+        flow::store(&self.db, queue_flow).await?;
+        self.flow.invalidate();
+        Ok(())
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        flow::load(&self.db).await
     }
 }
 

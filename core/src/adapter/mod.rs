@@ -16,12 +16,14 @@
 //! | [`completion_statuses`], [`requeued_any`], [`lease_statuses`] | answering `Storage::complete` and `heartbeat` |
 
 pub mod bundle;
+mod flow;
 mod migrate;
 mod order;
 mod outcome;
 mod url;
 mod validate;
 
+pub use flow::{FlowCache, FlowSnapshot, FLOW_REFRESH};
 pub use migrate::{
     migration_statements, run_migrations, Migration, MigrationTable, MigrationTarget,
 };

@@ -233,6 +233,13 @@ pub(crate) async fn attempt(
                 e.message(),
             )),
         },
+        Some(Err(e)) if e.snooze_for().is_some() => {
+            let delay = e.snooze_for().unwrap_or_default();
+            tracing::debug!(?delay, "job snoozed");
+            Outcome::Snoozed {
+                run_at: now_of(clock) + chrono::Duration::from_std(delay).unwrap_or_default(),
+            }
+        }
         Some(Err(e)) => {
             tracing::warn!(error = %e.message(), "job attempt failed");
             failure(backoff, clock, job, &e)

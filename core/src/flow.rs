@@ -1,0 +1,279 @@
+//! Flow control kept in Storage: a queue's stored settings ([`QueueFlow`]: paused or not), and
+//! bulk actions by filter ([`BulkRequest`], [`BulkReport`]).
+//!
+//! The storage methods are the `flow` area of [`Storage`](crate::Storage):
+//! [`set_queue_flow`](crate::Storage::set_queue_flow),
+//! [`queue_flows`](crate::Storage::queue_flows),
+//! [`cancel_where`](crate::Storage::cancel_where) and
+//! [`retry_where`](crate::Storage::retry_where).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::job::{JobId, JobState};
+use crate::storage::{CancelOutcome, JobFilter, ListOrder, RetryOutcome, Storage};
+
+/// The stored flow-control settings of one queue. A queue with no stored record has the
+/// defaults (not paused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueFlow {
+    /// The queue.
+    pub queue: String,
+    /// No job of the queue is claimed while set: pending jobs wait (`available` or
+    /// `scheduled`, attempts untouched); running ones finish.
+    pub paused: bool,
+    /// When the record was last written (the storage's clock); `None` on a record not read
+    /// from Storage.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl QueueFlow {
+    /// The defaults for `queue`: not paused.
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the record holds nothing but the defaults (Storage need not keep it).
+    pub fn is_default(&self) -> bool {
+        !self.paused
+    }
+}
+
+/// Checks a record before it is stored: the queue is named. An empty name is
+/// `InvalidInput`.
+pub fn check_flow(flow: &QueueFlow) -> Result<()> {
+    if flow.queue.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "queue settings need a queue name; got an empty one",
+        ));
+    }
+    Ok(())
+}
+
+/// The most jobs one bulk action may touch.
+pub const MAX_BULK_BOUND: usize = 100_000;
+
+/// A bulk action by filter: which jobs, at most how many, and whether to change them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkRequest {
+    /// The jobs: `states`, `queue`, `kind`, `created_after`, `created_before` are used
+    /// (`after`, `limit` and `order` are not: jobs are taken oldest first). Empty `states`
+    /// means every state the action applies to.
+    pub filter: JobFilter,
+    /// At most this many jobs are matched (1 ..= [`MAX_BULK_BOUND`]); the report says when
+    /// more matched.
+    pub bound: usize,
+    /// Report what would be done, change nothing.
+    pub dry_run: bool,
+}
+
+/// What a bulk action did (or, on a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkReport {
+    /// The matched jobs, oldest first, at most the bound.
+    pub ids: Vec<JobId>,
+    /// How many of them changed (0 on a dry run). A job that changed state between the match
+    /// and the action (finished, or claimed) is not counted.
+    pub changed: u64,
+    /// More jobs matched than the bound allowed; run the action again for the rest.
+    pub truncated: bool,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+/// States a bulk cancel applies to.
+pub const CANCELLABLE: [JobState; 4] = [
+    JobState::Scheduled,
+    JobState::Available,
+    JobState::Retrying,
+    JobState::Running,
+];
+
+/// States a bulk retry applies to by default (`completed` only when asked for by name).
+pub const RETRYABLE_BY_DEFAULT: [JobState; 3] =
+    [JobState::Failed, JobState::Cancelled, JobState::Dropped];
+
+/// States a bulk retry accepts.
+pub const RETRYABLE: [JobState; 4] = [
+    JobState::Failed,
+    JobState::Cancelled,
+    JobState::Dropped,
+    JobState::Completed,
+];
+
+/// Which bulk action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Cancel pending and running jobs.
+    Cancel,
+    /// Run finished jobs again.
+    Retry,
+}
+
+impl BulkAction {
+    fn name(self) -> &'static str {
+        match self {
+            BulkAction::Cancel => "cancel",
+            BulkAction::Retry => "retry",
+        }
+    }
+
+    fn accepted(self) -> &'static [JobState] {
+        match self {
+            BulkAction::Cancel => &CANCELLABLE,
+            BulkAction::Retry => &RETRYABLE,
+        }
+    }
+
+    fn default_states(self) -> &'static [JobState] {
+        match self {
+            BulkAction::Cancel => &CANCELLABLE,
+            BulkAction::Retry => &RETRYABLE_BY_DEFAULT,
+        }
+    }
+}
+
+fn state_names(states: &[JobState]) -> String {
+    states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks a bulk request and returns the filter it runs with (states defaulted, oldest
+/// first). A bound of 0 or over [`MAX_BULK_BOUND`], or a state the action does not apply to,
+/// is `InvalidInput` naming what is accepted.
+pub fn check_bulk(action: BulkAction, req: &BulkRequest) -> Result<JobFilter> {
+    if req.bound == 0 || req.bound > MAX_BULK_BOUND {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "bulk {}: bound {} is out of range; give 1 to {MAX_BULK_BOUND} jobs",
+                action.name(),
+                req.bound
+            ),
+        ));
+    }
+    let accepted = action.accepted();
+    if let Some(bad) = req.filter.states.iter().find(|s| !accepted.contains(s)) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "bulk {}: state `{}` cannot be {}; accepted states: {}",
+                action.name(),
+                bad.as_str(),
+                match action {
+                    BulkAction::Cancel => "cancelled",
+                    BulkAction::Retry => "retried",
+                },
+                state_names(accepted)
+            ),
+        ));
+    }
+    let mut filter = req.filter.clone();
+    if filter.states.is_empty() {
+        filter.states = action.default_states().to_vec();
+    }
+    filter.after = None;
+    filter.order = ListOrder::Asc;
+    Ok(filter)
+}
+
+/// The portable bulk action the `Storage` defaults use: pages through
+/// [`list`](Storage::list) oldest first up to the bound, then (unless a dry run) cancels or
+/// retries each matched job with [`cancel`](Storage::cancel) / [`retry`](Storage::retry),
+/// each of which is atomic and checks the job's state again.
+pub async fn bulk_by_listing<S: Storage + ?Sized>(
+    storage: &S,
+    action: BulkAction,
+    req: &BulkRequest,
+) -> Result<BulkReport> {
+    let mut filter = check_bulk(action, req)?;
+    let mut ids: Vec<JobId> = Vec::new();
+    let mut truncated = false;
+    loop {
+        // One more than the bound, to tell whether more matched.
+        let want = req.bound + 1 - ids.len();
+        filter.limit = want.min(1000);
+        let page = storage.list(&filter).await?;
+        let full = page.len() == filter.limit;
+        for job in &page {
+            if ids.len() == req.bound {
+                truncated = true;
+                break;
+            }
+            ids.push(job.id);
+        }
+        if truncated || !full {
+            break;
+        }
+        filter.after = page.last().map(|j| j.id);
+    }
+    let mut changed = 0;
+    if !req.dry_run {
+        for id in &ids {
+            let did = match action {
+                BulkAction::Cancel => matches!(
+                    storage.cancel(*id).await?,
+                    CancelOutcome::Cancelled | CancelOutcome::Requested
+                ),
+                BulkAction::Retry => storage.retry(*id).await? == RetryOutcome::Requeued,
+            };
+            if did {
+                changed += 1;
+            }
+        }
+    }
+    Ok(BulkReport {
+        ids,
+        changed,
+        truncated,
+        dry_run: req.dry_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(states: Vec<JobState>, bound: usize) -> BulkRequest {
+        BulkRequest {
+            filter: JobFilter {
+                states,
+                ..JobFilter::default()
+            },
+            bound,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn bulk_checks_name_what_is_accepted() {
+        let e = check_bulk(BulkAction::Cancel, &req(vec![], 0)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("1 to 100000"), "{e}");
+        let e = check_bulk(BulkAction::Cancel, &req(vec![JobState::Completed], 5)).unwrap_err();
+        assert!(e.to_string().contains("`completed`"), "{e}");
+        assert!(e.to_string().contains("scheduled, available"), "{e}");
+        let e = check_bulk(BulkAction::Retry, &req(vec![JobState::Running], 5)).unwrap_err();
+        assert!(e.to_string().contains("`running`"), "{e}");
+        let f = check_bulk(BulkAction::Retry, &req(vec![], 5)).unwrap();
+        assert_eq!(f.states, RETRYABLE_BY_DEFAULT.to_vec());
+        assert_eq!(f.order, ListOrder::Asc);
+    }
+
+    #[test]
+    fn a_default_flow_is_default() {
+        let mut f = QueueFlow::new("q");
+        assert!(f.is_default());
+        f.paused = true;
+        assert!(!f.is_default());
+    }
+}
