@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod delivery;
 pub mod enqueue;
 pub mod failures;
+pub mod flow;
 pub mod leases;
 pub mod outbox;
 pub mod shutdown;
@@ -21,6 +22,7 @@ pub use self::cancel::*;
 pub use self::delivery::*;
 pub use self::enqueue::*;
 pub use self::failures::*;
+pub use self::flow::*;
 pub use self::leases::*;
 pub use self::outbox::*;
 pub use self::shutdown::*;
@@ -39,6 +41,7 @@ macro_rules! storage_cases {
         $crate::storage_admin_cases! { $then!($($args)*) }
         $crate::storage_outbox_cases! { $then!($($args)*) }
         $crate::storage_shutdown_cases! { $then!($($args)*) }
+        $crate::storage_flow_cases! { $then!($($args)*) }
     };
 }
 
@@ -56,6 +59,7 @@ mod tests {
         crate::storage_admin_cases! { case_names!(const ADMIN;) }
         crate::storage_outbox_cases! { case_names!(const OUTBOX;) }
         crate::storage_shutdown_cases! { case_names!(const SHUTDOWN;) }
+        crate::storage_flow_cases! { case_names!(const FLOW;) }
         crate::support::check_lists(
             "src/storage",
             &[
@@ -67,6 +71,7 @@ mod tests {
                 ("admin.rs", include_str!("admin.rs"), ADMIN),
                 ("outbox.rs", include_str!("outbox.rs"), OUTBOX),
                 ("shutdown.rs", include_str!("shutdown.rs"), SHUTDOWN),
+                ("flow.rs", include_str!("flow.rs"), FLOW),
             ],
         );
     }

@@ -1,0 +1,261 @@
+//! Flow control: stored pauses honoured by claims and workers, snoozes that give the attempt
+//! back, and bulk cancel / retry by filter with a dry run and a bound.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use switchyard::{JobContext, JobError, JobState, Registry};
+use switchyard_core::{BulkRequest, ErrorKind, JobFilter, Outcome, QueueFlow};
+
+use super::support::{claim, claim_req, enqueue1, job, record, LONG};
+use crate::harness::{start_worker, wait_state, TestWorkerConfig};
+use crate::support::{queue_name, skip};
+use crate::Backend;
+
+fn paused(queue: &str) -> QueueFlow {
+    QueueFlow {
+        paused: true,
+        ..QueueFlow::new(queue)
+    }
+}
+
+/// A paused queue's jobs are not claimed (by `claim` or `claim_ids`) and keep their attempt;
+/// other queues in the same claim are served; the pause is listed; resuming serves it again.
+pub async fn paused_queue_is_not_claimed(b: Backend) {
+    let (q, other) = (queue_name(), queue_name());
+    let held = enqueue1(&b.storage, job("k", &q, json!({}))).await;
+    let free = enqueue1(&b.storage, job("k", &other, json!({}))).await;
+    b.storage.set_queue_flow(&paused(&q)).await.unwrap();
+    let flows = b.storage.queue_flows().await.unwrap();
+    let stored = flows.iter().find(|f| f.queue == q).expect("the pause is listed");
+    assert!(stored.paused && stored.updated_at.is_some(), "{stored:?}");
+
+    let mut req = claim_req(&q, 10, LONG);
+    req.queues.push(other.clone());
+    let got = b.storage.claim(&req).await.unwrap();
+    assert_eq!(
+        got.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![free],
+        "a claim over a paused and an unpaused queue takes only the unpaused one's job"
+    );
+    assert!(
+        b.storage
+            .claim_ids(&[held], &claim_req(&q, 10, LONG))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claim_ids took a paused queue's job"
+    );
+    let j = b.storage.get(held).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.attempt, j.errors.len()),
+        (JobState::Available, 0, 0),
+        "a held job keeps its attempt and records no error"
+    );
+
+    b.storage
+        .set_queue_flow(&QueueFlow::new(&q))
+        .await
+        .unwrap();
+    assert!(
+        !b.storage
+            .queue_flows()
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.queue == q),
+        "a resumed queue keeps no record"
+    );
+    let got = claim(&b.storage, &q, 10, LONG).await;
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![held]);
+    let e = b
+        .storage
+        .set_queue_flow(&paused(""))
+        .await
+        .expect_err("a record without a queue name");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+/// A running worker (own queue or external queue) stops starting a paused queue's jobs and
+/// starts them after a resume.
+pub async fn worker_honours_pause_and_resume(b: Backend) {
+    let q = queue_name();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let reg = Registry::new().register_fn("p", move |_, _| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+    });
+    let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
+    let first = enqueue1(&b.storage, job("p", &q, json!({}))).await;
+    wait_state(&b.storage, first, JobState::Completed, LONG).await;
+    b.storage.set_queue_flow(&paused(&q)).await.unwrap();
+    let held = enqueue1(&b.storage, job("p", &q, json!({}))).await;
+    // Several worker polls (100 ms) and flow refreshes (500 ms): the job must not start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let j = b.storage.get(held).await.unwrap().unwrap();
+    assert!(
+        j.state.is_pending() && j.attempt == 0,
+        "a paused queue's job was started: {:?} attempt {}",
+        j.state,
+        j.attempt
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    b.storage
+        .set_queue_flow(&QueueFlow::new(&q))
+        .await
+        .unwrap();
+    let j = wait_state(&b.storage, held, JobState::Completed, LONG).await;
+    assert_eq!(j.attempt, 1, "the held job used exactly one attempt");
+    w.stop().await;
+}
+
+/// `Outcome::Snoozed`: `scheduled` at its time with the attempt given back and no error, not
+/// claimable before it; a handler's `JobError::snooze` does the same through a worker, so a
+/// job with one attempt can snooze and still run.
+pub async fn snooze_gives_the_attempt_back(b: Backend) {
+    let q = queue_name();
+    let id = enqueue1(&b.storage, job("z", &q, json!({})).with_max_attempts(1)).await;
+    let c = claim(&b.storage, &q, 1, LONG).await;
+    assert_eq!(c.len(), 1);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    record(&b.storage, id, c[0].lease_token.unwrap(), Outcome::Snoozed { run_at: later }).await;
+    let j = b.storage.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.attempt, j.errors.len(), j.lease_token),
+        (JobState::Scheduled, 0, 0, None),
+        "a snoozed job waits with its attempt given back"
+    );
+    assert!(
+        (j.run_at - later).num_milliseconds().abs() < 5,
+        "run_at {} is the snooze time {later}",
+        j.run_at
+    );
+    assert!(
+        claim(&b.storage, &q, 1, LONG).await.is_empty(),
+        "a snoozed job was claimed before its time"
+    );
+
+    let q = queue_name();
+    // The first run snoozes; the second (attempt 1 again: the snooze gave it back) succeeds.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let reg = Registry::new().register_fn("z", move |_, ctx: JobContext| {
+        let r = r.clone();
+        async move {
+            assert_eq!(ctx.attempt, 1, "a snooze used up an attempt");
+            if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(JobError::snooze(Duration::from_millis(200)));
+            }
+            Ok(Some(json!("ran")))
+        }
+    });
+    let id = enqueue1(
+        &b.storage,
+        job("z", &q, json!({"snooze": true})).with_max_attempts(1),
+    )
+    .await;
+    let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
+    let j = wait_state(&b.storage, id, JobState::Completed, LONG).await;
+    w.stop().await;
+    assert_eq!(j.result, Some(json!("ran")));
+    assert!(j.errors.is_empty(), "a snooze recorded an error: {:?}", j.errors);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the snoozed job ran again");
+}
+
+fn bulk(filter: JobFilter, bound: usize, dry_run: bool) -> BulkRequest {
+    BulkRequest {
+        filter,
+        bound,
+        dry_run,
+    }
+}
+
+/// Bulk cancel and retry by filter: a dry run reports the oldest matches up to the bound and
+/// changes nothing; a run changes exactly the matches; other kinds are untouched; bad
+/// requests are refused.
+pub async fn bulk_cancel_and_retry_by_filter(b: Backend) {
+    if !b.storage.capabilities().can_list {
+        return skip(
+            "bulk_cancel_and_retry_by_filter",
+            "the storage does not declare `can_list`",
+        );
+    }
+    let q = queue_name();
+    let mut a = Vec::new();
+    for i in 0..5 {
+        a.push(enqueue1(&b.storage, job("a", &q, json!({ "i": i }))).await);
+    }
+    let other = enqueue1(&b.storage, job("b", &q, json!({}))).await;
+    let of_a = JobFilter {
+        queue: Some(q.clone()),
+        kind: Some("a".into()),
+        ..JobFilter::default()
+    };
+
+    let dry = b.storage.cancel_where(&bulk(of_a.clone(), 3, true)).await.unwrap();
+    assert_eq!(dry.ids, a[..3].to_vec(), "the oldest matches up to the bound");
+    assert!(dry.truncated && dry.dry_run && dry.changed == 0, "{dry:?}");
+    for id in &a {
+        let j = b.storage.get(*id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Available, "a dry run changed a job");
+    }
+
+    let done = b.storage.cancel_where(&bulk(of_a.clone(), 10, false)).await.unwrap();
+    assert_eq!(done.ids, a, "every match");
+    assert!(!done.truncated && done.changed == 5, "{done:?}");
+    for id in &a {
+        let j = b.storage.get(*id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Cancelled);
+    }
+    let j = b.storage.get(other).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Available, "another kind was cancelled");
+
+    let dry = b.storage.retry_where(&bulk(of_a.clone(), 2, true)).await.unwrap();
+    assert_eq!(dry.ids, a[..2].to_vec());
+    assert!(dry.truncated && dry.changed == 0, "{dry:?}");
+    let done = b.storage.retry_where(&bulk(of_a.clone(), 100, false)).await.unwrap();
+    assert_eq!((done.ids.len(), done.changed), (5, 5), "{done:?}");
+    for id in &a {
+        let j = b.storage.get(*id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Available, "a bulk retry did not requeue");
+    }
+
+    let e = b
+        .storage
+        .cancel_where(&bulk(of_a.clone(), 0, true))
+        .await
+        .expect_err("bound 0");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let finished = JobFilter {
+        states: vec![JobState::Completed],
+        ..of_a
+    };
+    let e = b
+        .storage
+        .cancel_where(&bulk(finished, 5, true))
+        .await
+        .expect_err("cancel completed jobs");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+/// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
+/// function above plus its name here. Calls `$then!` with `$args` followed by the names.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! storage_flow_cases {
+    ($then:ident!($($args:tt)*)) => {
+        $crate::$then! { $($args)*
+            paused_queue_is_not_claimed,
+            worker_honours_pause_and_resume,
+            snooze_gives_the_attempt_back,
+            bulk_cancel_and_retry_by_filter,
+        }
+    };
+}
