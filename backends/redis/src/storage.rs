@@ -9,15 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
-use switchyard_core::adapter::{
-    applied_if, requeued_any, sort_claimed, validate_all, FlowCache,
-};
+use switchyard_core::adapter::{applied_if, requeued_any, sort_claimed, validate_all, FlowCache};
 use switchyard_core::{
     async_trait, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
     DispatchItem, EnqueueOutcome, Error, ErrorKind, JobFilter, JobId, JobRecord, LeaseRef,
     LeaseStatus, NewJob, Outcome, QueueCounts, QueueFlow, RescueReport, Result, RetryOutcome,
-    Storage,
-    StorageCapabilities, WakeHub, WakeSubscription,
+    Storage, StorageCapabilities, WakeHub, WakeSubscription,
 };
 use uuid::Uuid;
 

@@ -30,7 +30,10 @@ pub async fn paused_queue_is_not_claimed(b: Backend) {
     let free = enqueue1(&b.storage, job("k", &other, json!({}))).await;
     b.storage.set_queue_flow(&paused(&q)).await.unwrap();
     let flows = b.storage.queue_flows().await.unwrap();
-    let stored = flows.iter().find(|f| f.queue == q).expect("the pause is listed");
+    let stored = flows
+        .iter()
+        .find(|f| f.queue == q)
+        .expect("the pause is listed");
     assert!(stored.paused && stored.updated_at.is_some(), "{stored:?}");
 
     let mut req = claim_req(&q, 10, LONG);
@@ -56,10 +59,7 @@ pub async fn paused_queue_is_not_claimed(b: Backend) {
         "a held job keeps its attempt and records no error"
     );
 
-    b.storage
-        .set_queue_flow(&QueueFlow::new(&q))
-        .await
-        .unwrap();
+    b.storage.set_queue_flow(&QueueFlow::new(&q)).await.unwrap();
     assert!(
         !b.storage
             .queue_flows()
@@ -107,10 +107,7 @@ pub async fn worker_honours_pause_and_resume(b: Backend) {
         j.attempt
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    b.storage
-        .set_queue_flow(&QueueFlow::new(&q))
-        .await
-        .unwrap();
+    b.storage.set_queue_flow(&QueueFlow::new(&q)).await.unwrap();
     let j = wait_state(&b.storage, held, JobState::Completed, LONG).await;
     assert_eq!(j.attempt, 1, "the held job used exactly one attempt");
     w.stop().await;
@@ -125,7 +122,13 @@ pub async fn snooze_gives_the_attempt_back(b: Backend) {
     let c = claim(&b.storage, &q, 1, LONG).await;
     assert_eq!(c.len(), 1);
     let later = Utc::now() + chrono::Duration::hours(1);
-    record(&b.storage, id, c[0].lease_token.unwrap(), Outcome::Snoozed { run_at: later }).await;
+    record(
+        &b.storage,
+        id,
+        c[0].lease_token.unwrap(),
+        Outcome::Snoozed { run_at: later },
+    )
+    .await;
     let j = b.storage.get(id).await.unwrap().unwrap();
     assert_eq!(
         (j.state, j.attempt, j.errors.len(), j.lease_token),
@@ -165,7 +168,11 @@ pub async fn snooze_gives_the_attempt_back(b: Backend) {
     let j = wait_state(&b.storage, id, JobState::Completed, LONG).await;
     w.stop().await;
     assert_eq!(j.result, Some(json!("ran")));
-    assert!(j.errors.is_empty(), "a snooze recorded an error: {:?}", j.errors);
+    assert!(
+        j.errors.is_empty(),
+        "a snooze recorded an error: {:?}",
+        j.errors
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the snoozed job ran again");
 }
 
@@ -199,15 +206,27 @@ pub async fn bulk_cancel_and_retry_by_filter(b: Backend) {
         ..JobFilter::default()
     };
 
-    let dry = b.storage.cancel_where(&bulk(of_a.clone(), 3, true)).await.unwrap();
-    assert_eq!(dry.ids, a[..3].to_vec(), "the oldest matches up to the bound");
+    let dry = b
+        .storage
+        .cancel_where(&bulk(of_a.clone(), 3, true))
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.ids,
+        a[..3].to_vec(),
+        "the oldest matches up to the bound"
+    );
     assert!(dry.truncated && dry.dry_run && dry.changed == 0, "{dry:?}");
     for id in &a {
         let j = b.storage.get(*id).await.unwrap().unwrap();
         assert_eq!(j.state, JobState::Available, "a dry run changed a job");
     }
 
-    let done = b.storage.cancel_where(&bulk(of_a.clone(), 10, false)).await.unwrap();
+    let done = b
+        .storage
+        .cancel_where(&bulk(of_a.clone(), 10, false))
+        .await
+        .unwrap();
     assert_eq!(done.ids, a, "every match");
     assert!(!done.truncated && done.changed == 5, "{done:?}");
     for id in &a {
@@ -217,10 +236,18 @@ pub async fn bulk_cancel_and_retry_by_filter(b: Backend) {
     let j = b.storage.get(other).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Available, "another kind was cancelled");
 
-    let dry = b.storage.retry_where(&bulk(of_a.clone(), 2, true)).await.unwrap();
+    let dry = b
+        .storage
+        .retry_where(&bulk(of_a.clone(), 2, true))
+        .await
+        .unwrap();
     assert_eq!(dry.ids, a[..2].to_vec());
     assert!(dry.truncated && dry.changed == 0, "{dry:?}");
-    let done = b.storage.retry_where(&bulk(of_a.clone(), 100, false)).await.unwrap();
+    let done = b
+        .storage
+        .retry_where(&bulk(of_a.clone(), 100, false))
+        .await
+        .unwrap();
     assert_eq!((done.ids.len(), done.changed), (5, 5), "{done:?}");
     for id in &a {
         let j = b.storage.get(*id).await.unwrap().unwrap();
