@@ -24,6 +24,12 @@ pub struct QueueFlow {
     /// No job of the queue is claimed while set: pending jobs wait (`available` or
     /// `scheduled`, attempts untouched); running ones finish.
     pub paused: bool,
+    /// Global concurrency limit: at most this many jobs of the queue (of each partition, see
+    /// `partition`) running with a valid lease across every process. A slot is a lease: a
+    /// killed worker's slots free when its leases expire. `None`: no limit.
+    pub concurrency: Option<u32>,
+    /// What `concurrency` counts per: the whole queue, or each job kind apart.
+    pub partition: Partition,
     /// When the record was last written (the storage's clock); `None` on a record not read
     /// from Storage.
     pub updated_at: Option<DateTime<Utc>>,
@@ -40,7 +46,42 @@ impl QueueFlow {
 
     /// Whether the record holds nothing but the defaults (Storage need not keep it).
     pub fn is_default(&self) -> bool {
-        !self.paused
+        !self.paused && self.concurrency.is_none()
+    }
+}
+
+/// How a limit partitions a queue's jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partition {
+    /// One partition: the whole queue.
+    #[default]
+    None,
+    /// One partition per job kind.
+    Kind,
+}
+
+impl Partition {
+    /// The name used in configuration and the CLI (`none`, `kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Partition::None => "none",
+            Partition::Kind => "kind",
+        }
+    }
+}
+
+impl std::str::FromStr for Partition {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Partition::None),
+            "kind" => Ok(Partition::Kind),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("partition `{other}` is not known; accepted: none, kind"),
+            )),
+        }
     }
 }
 
@@ -51,6 +92,16 @@ pub fn check_flow(flow: &QueueFlow) -> Result<()> {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             "queue settings need a queue name; got an empty one",
+        ));
+    }
+    if flow.concurrency == Some(0) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "queue `{}`: a concurrency limit of 0 would hold every job; give 1 or more \
+                 (or pause the queue)",
+                flow.queue
+            ),
         ));
     }
     Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
-use switchyard_core::adapter::{FlowCache, WakeSubscription};
+use switchyard_core::adapter::{sort_claimed, FlowCache, WakeSubscription};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
@@ -142,12 +142,32 @@ impl Storage for PostgresStorage {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flow.current(|| flow::load(&self.db)).await?;
-        claim::claim(&self.db, &flows.unpaused(req)).await
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim(&self.db, &plan.plain).await;
+        }
+        let mut out = claim::claim(&self.db, &plan.plain).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(flow::claim_limited(&self.db, lq, req, left, None).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flow.current(|| flow::load(&self.db)).await?;
-        claim::claim_ids(&self.db, ids, &flows.unpaused(req)).await
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim_ids(&self.db, ids, &plan.plain).await;
+        }
+        let mut out = claim::claim_ids(&self.db, ids, &plan.plain).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(flow::claim_limited(&self.db, lq, req, left, Some(ids)).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     fn subscribe(&self) -> WakeSubscription {

@@ -2,11 +2,11 @@
 //! (a JSON object), which claims read through the storage handle's
 //! [`FlowCache`](switchyard_core::adapter::FlowCache).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
-use switchyard_core::{Error, QueueFlow, Result};
+use switchyard_core::{Error, Partition, QueueFlow, Result};
 
 use crate::connection::{retrying, Conn};
 use crate::keys::Keys;
@@ -15,6 +15,10 @@ use crate::keys::Keys;
 #[derive(Serialize, Deserialize)]
 struct Stored {
     paused: bool,
+    #[serde(default)]
+    concurrency: Option<u32>,
+    #[serde(default)]
+    partition: Partition,
     /// Server time, Unix milliseconds.
     updated_at: i64,
 }
@@ -38,6 +42,8 @@ pub(crate) async fn load(conn: &Arc<Conn>, keys: &Keys) -> Result<Vec<QueueFlow>
             Ok(QueueFlow {
                 queue,
                 paused: s.paused,
+                concurrency: s.concurrency,
+                partition: s.partition,
                 updated_at: DateTime::from_timestamp_millis(s.updated_at),
             })
         })
@@ -54,7 +60,15 @@ pub(crate) async fn store(conn: &Arc<Conn>, keys: &Keys, flow: &QueueFlow) -> Re
     let head = if flow.is_default() {
         String::new()
     } else {
-        format!("{{\"paused\":{},\"updated_at\":", flow.paused)
+        let mut json = serde_json::to_string(&Stored {
+            paused: flow.paused,
+            concurrency: flow.concurrency,
+            partition: flow.partition,
+            updated_at: 0,
+        })?;
+        // `updated_at` is last: cut its value off, the script appends the server's time.
+        json.truncate(json.len() - "0}".len());
+        json
     };
     let (key, wake) = (keys.k("flow"), keys.k("wake"));
     let script = redis::Script::new(STORE);
@@ -79,3 +93,10 @@ end
 redis.call('PUBLISH', KEYS[2], '')
 return 1
 ";
+
+/// `lua/claim_limited.lua`: the claim of a queue with a concurrency limit.
+pub(crate) static CLAIM_LIMITED: LazyLock<redis::Script> =
+    LazyLock::new(|| crate::scripts::with_prelude(include_str!("lua/claim_limited.lua")));
+
+/// How many ready entries a limited claim looks at, past those of full partitions.
+pub(crate) const LIMITED_SCAN: usize = 1000;

@@ -145,6 +145,46 @@ impl RedisStorage {
             .await
     }
 
+    /// Claims up to `limit` jobs of a queue with a concurrency limit (among `ids`, when
+    /// given) with `lua/claim_limited.lua`.
+    async fn claim_limited(
+        &self,
+        lq: &switchyard_core::adapter::LimitedQueue,
+        req: &ClaimRequest,
+        limit: usize,
+        ids: Option<&[JobId]>,
+    ) -> Result<Vec<JobRecord>> {
+        let limit = limit.min(self.inner.caps.max_claim_batch);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.invocation(&flow::CLAIM_LIMITED);
+        inv.key(self.k("leases"))
+            .key(self.k(&format!("ready:{}", lq.queue)))
+            .key(self.k(&format!("sched:{}", lq.queue)));
+        inv.arg(limit)
+            .arg(lease_ms(req.lease))
+            .arg(&req.worker_id)
+            .arg(Uuid::new_v4().to_string())
+            .arg(&lq.queue)
+            .arg(lq.limit)
+            .arg(lq.partition.as_str())
+            .arg(flow::LIMITED_SCAN);
+        for id in ids.unwrap_or_default() {
+            inv.arg(id.to_string());
+        }
+        // Not retried, as `claim_inner`.
+        let reply: Vec<String> = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(self.err("claim (limited queue)"))?;
+        let (claimed, undecodable) = decode_claimed(reply, &req.worker_id)?;
+        if !undecodable.is_empty() {
+            self.fail_undecodable(undecodable).await;
+        }
+        Ok(claimed)
+    }
+
     async fn claim_inner(
         &self,
         req: &ClaimRequest,
@@ -296,14 +336,30 @@ impl Storage for RedisStorage {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flows().await?;
-        self.claim_inner(&flows.unpaused(req), None).await
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return self.claim_inner(&plan.plain, None).await;
+        }
+        let mut out = self.claim_inner(&plan.plain, None).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(self.claim_limited(lq, req, left, None).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flows().await?;
-        let unpaused = flows.unpaused(req);
-        let req: &ClaimRequest = &unpaused;
+        let plan = flows.plan(req);
         let mut out = Vec::new();
+        for lq in &plan.limited {
+            for chunk in ids.chunks(CHUNK) {
+                let left = req.limit.saturating_sub(out.len());
+                out.extend(self.claim_limited(lq, req, left, Some(chunk)).await?);
+            }
+        }
+        let req: &ClaimRequest = &plan.plain;
         for chunk in ids.chunks(CHUNK) {
             let mut r = req.clone();
             r.limit = chunk.len().min(req.limit.saturating_sub(out.len()));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqlitePool;
 use sqlx::SqliteConnection;
-use switchyard_core::adapter::{FlowCache, WakeSubscription};
+use switchyard_core::adapter::{sort_claimed, FlowCache, WakeSubscription};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob, QueueCounts,
@@ -133,12 +133,34 @@ impl Storage for SqliteStorage {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flow.current(|| flow::load(&self.db)).await?;
-        claim::claim(&self.db, &flows.unpaused(req)).await
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim(&self.db, &plan.plain).await;
+        }
+        let mut out = claim::claim(&self.db, &plan.plain).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(flow::claim_limited(&self.db, lq, req, left, None).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
         let flows = self.flow.current(|| flow::load(&self.db)).await?;
-        claim::claim_ids(&self.db, ids, &flows.unpaused(req)).await
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim_ids(&self.db, ids, &plan.plain).await;
+        }
+        let mut out = claim::claim_ids(&self.db, ids, &plan.plain).await?;
+        for lq in &plan.limited {
+            for chunk in ids.chunks(crate::sql::CHUNK) {
+                let left = req.limit.saturating_sub(out.len());
+                out.extend(flow::claim_limited(&self.db, lq, req, left, Some(chunk)).await?);
+            }
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     fn subscribe(&self) -> WakeSubscription {

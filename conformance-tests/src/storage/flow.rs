@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use switchyard::{JobContext, JobError, JobState, Registry};
-use switchyard_core::{BulkRequest, ErrorKind, JobFilter, Outcome, QueueFlow};
+use switchyard_core::{BulkRequest, ErrorKind, JobFilter, Outcome, Partition, QueueFlow};
 
 use super::support::{claim, claim_req, enqueue1, job, record, LONG};
 use crate::harness::{start_worker, wait_state, TestWorkerConfig};
@@ -272,6 +272,169 @@ pub async fn bulk_cancel_and_retry_by_filter(b: Backend) {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
 
+fn limited(queue: &str, limit: u32, partition: Partition) -> QueueFlow {
+    QueueFlow {
+        concurrency: Some(limit),
+        partition,
+        ..QueueFlow::new(queue)
+    }
+}
+
+/// GC1 by claims: with a concurrency limit L, no claim — several at once included — takes a
+/// job while L hold a valid lease; a finished job frees its slot; `claim_ids` obeys it too;
+/// the limit is listed and a limit of 0 is refused.
+pub async fn concurrency_limit_caps_claims(b: Backend) {
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&limited(&q, 2, Partition::None))
+        .await
+        .unwrap();
+    let stored = b.storage.queue_flows().await.unwrap();
+    let f = stored.iter().find(|f| f.queue == q).expect("the limit is listed");
+    assert_eq!((f.concurrency, f.partition, f.paused), (Some(2), Partition::None, false));
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(enqueue1(&b.storage, job("c", &q, json!({}))).await);
+    }
+    // Eight claims at once (PostgreSQL: eight connections) take two jobs between them.
+    let claims = (0..8).map(|_| {
+        let s = b.storage.clone();
+        let q = q.clone();
+        async move { s.claim(&claim_req(&q, 10, LONG)).await.unwrap() }
+    });
+    let got: Vec<_> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(got.len(), 2, "concurrent claims took {} jobs under a limit of 2", got.len());
+    assert!(claim(&b.storage, &q, 10, LONG).await.is_empty(), "a full queue gave a job");
+    let rest: Vec<_> = ids
+        .iter()
+        .copied()
+        .filter(|id| got.iter().all(|j| j.id != *id))
+        .collect();
+    assert!(
+        b.storage
+            .claim_ids(&rest, &claim_req(&q, 10, LONG))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claim_ids exceeded the limit"
+    );
+    record(
+        &b.storage,
+        got[0].id,
+        got[0].lease_token.unwrap(),
+        Outcome::Succeeded { result: None },
+    )
+    .await;
+    let next = b
+        .storage
+        .claim_ids(&rest, &claim_req(&q, 10, LONG))
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1, "a freed slot takes exactly one job");
+    for id in &rest {
+        let j = b.storage.get(*id).await.unwrap().unwrap();
+        if j.id != next[0].id {
+            assert_eq!((j.state, j.attempt), (JobState::Available, 0), "a held job keeps its attempt");
+        }
+    }
+    let e = b
+        .storage
+        .set_queue_flow(&limited(&q, 0, Partition::None))
+        .await
+        .expect_err("limit 0");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+/// GC3: a slot is a lease. A holder that stops renewing (a killed worker) frees its slot when
+/// the lease expires, before any rescue.
+pub async fn concurrency_slot_frees_with_the_lease(b: Backend) {
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&limited(&q, 1, Partition::None))
+        .await
+        .unwrap();
+    let first = enqueue1(&b.storage, job("c", &q, json!({}))).await;
+    let second = enqueue1(&b.storage, job("c", &q, json!({}))).await;
+    let held = claim(&b.storage, &q, 5, Duration::from_millis(400)).await;
+    assert_eq!(held.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    assert!(claim(&b.storage, &q, 5, LONG).await.is_empty());
+    let got = crate::wait_for("the expired lease's slot to free", LONG, || async {
+        let c = claim(&b.storage, &q, 5, LONG).await;
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![second]);
+}
+
+/// GC5: with a limit per kind, the jobs of a full kind do not hold back another kind's jobs
+/// queued behind them.
+pub async fn full_partition_does_not_block_others(b: Backend) {
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&limited(&q, 1, Partition::Kind))
+        .await
+        .unwrap();
+    let mut a = Vec::new();
+    for _ in 0..4 {
+        a.push(enqueue1(&b.storage, job("a", &q, json!({}))).await);
+    }
+    let later = enqueue1(&b.storage, job("b", &q, json!({}))).await;
+    let got = claim(&b.storage, &q, 10, LONG).await;
+    let mut ids: Vec<_> = got.iter().map(|j| j.id).collect();
+    ids.sort();
+    let mut want = vec![a[0], later];
+    want.sort();
+    assert_eq!(ids, want, "one job of each kind: the oldest `a` and the `b` behind the a's");
+    assert!(claim(&b.storage, &q, 10, LONG).await.is_empty(), "both kinds are full");
+}
+
+/// GC1–GC2 with workers: three workers on one limited queue never run more than L jobs at
+/// once, reach L, and finish the backlog.
+pub async fn workers_never_exceed_the_concurrency_limit(b: Backend) {
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&limited(&q, 2, Partition::None))
+        .await
+        .unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let reg = Registry::new().register_fn("c", move |_, _| {
+        let (r, p) = (r.clone(), p.clone());
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok(None)
+        }
+    });
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(enqueue1(&b.storage, job("c", &q, json!({}))).await);
+    }
+    let mut cfg = TestWorkerConfig::new(&q);
+    cfg.concurrency = 4;
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(start_worker(&b, reg.clone(), cfg.clone()).await);
+    }
+    for id in &ids {
+        let j = wait_state(&b.storage, *id, JobState::Completed, LONG).await;
+        assert_eq!(j.attempt, 1, "a limited job used more than one attempt");
+    }
+    for w in workers {
+        w.stop().await;
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 2, "{peak} jobs ran at once under a limit of 2");
+    assert_eq!(peak, 2, "the limit's capacity was never used in full");
+}
+
 /// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
 /// function above plus its name here. Calls `$then!` with `$args` followed by the names.
 #[doc(hidden)]
@@ -283,6 +446,10 @@ macro_rules! storage_flow_cases {
             worker_honours_pause_and_resume,
             snooze_gives_the_attempt_back,
             bulk_cancel_and_retry_by_filter,
+            concurrency_limit_caps_claims,
+            concurrency_slot_frees_with_the_lease,
+            full_partition_does_not_block_others,
+            workers_never_exceed_the_concurrency_limit,
         }
     };
 }

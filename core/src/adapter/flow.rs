@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::flow::QueueFlow;
+use crate::flow::{Partition, QueueFlow};
 use crate::storage::ClaimRequest;
 
 /// How old a handle's copy of the flow records may be before a claim reads them again: half
@@ -54,6 +54,63 @@ impl FlowSnapshot {
         let mut r = req.clone();
         r.queues.retain(|q| !self.is_paused(q));
         Cow::Owned(r)
+    }
+}
+
+/// A queue of a claim that has a concurrency limit: the storage claims its jobs with the
+/// limit checked in the same atomic step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedQueue {
+    /// The queue.
+    pub queue: String,
+    /// At most this many running (valid lease) per partition.
+    pub limit: u32,
+    /// What the limit counts per.
+    pub partition: Partition,
+}
+
+/// How a storage runs one claim: its usual claim for `plain` (the queues with no limit, paused
+/// ones dropped), and a limited claim for each of `limited`.
+#[derive(Debug)]
+pub struct ClaimPlan<'a> {
+    /// The request for the unlimited, unpaused queues (borrowed unchanged when no queue of
+    /// the request has stored settings).
+    pub plain: Cow<'a, ClaimRequest>,
+    /// The queues with a concurrency limit.
+    pub limited: Vec<LimitedQueue>,
+}
+
+impl FlowSnapshot {
+    /// Splits a claim into its plain part and its limited queues.
+    pub fn plan<'a>(&self, req: &'a ClaimRequest) -> ClaimPlan<'a> {
+        if self.is_empty() || !req.queues.iter().any(|q| self.flows.contains_key(q)) {
+            return ClaimPlan {
+                plain: Cow::Borrowed(req),
+                limited: Vec::new(),
+            };
+        }
+        let mut plain = req.clone();
+        plain.queues.clear();
+        let mut limited = Vec::new();
+        for q in &req.queues {
+            match self.flows.get(q) {
+                Some(f) if f.paused => {}
+                Some(QueueFlow {
+                    concurrency: Some(limit),
+                    partition,
+                    ..
+                }) => limited.push(LimitedQueue {
+                    queue: q.clone(),
+                    limit: *limit,
+                    partition: *partition,
+                }),
+                _ => plain.queues.push(q.clone()),
+            }
+        }
+        ClaimPlan {
+            plain: Cow::Owned(plain),
+            limited,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ mod outcome;
 mod url;
 mod validate;
 
-pub use flow::{FlowCache, FlowSnapshot, FLOW_REFRESH};
+pub use flow::{ClaimPlan, FlowCache, FlowSnapshot, LimitedQueue, FLOW_REFRESH};
 pub use migrate::{
     migration_statements, run_migrations, Migration, MigrationTable, MigrationTarget,
 };
