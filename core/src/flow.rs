@@ -28,7 +28,10 @@ pub struct QueueFlow {
     /// `partition`) running with a valid lease across every process. A slot is a lease: a
     /// killed worker's slots free when its leases expire. `None`: no limit.
     pub concurrency: Option<u32>,
-    /// What `concurrency` counts per: the whole queue, or each job kind apart.
+    /// Global rate limit: at most `limit` attempt starts in any sliding window of `period`,
+    /// across every process (per partition). `None`: no limit.
+    pub rate: Option<RateLimit>,
+    /// What `concurrency` and `rate` count per: the whole queue, or each job kind apart.
     pub partition: Partition,
     /// When the record was last written (the storage's clock); `None` on a record not read
     /// from Storage.
@@ -46,9 +49,23 @@ impl QueueFlow {
 
     /// Whether the record holds nothing but the defaults (Storage need not keep it).
     pub fn is_default(&self) -> bool {
-        !self.paused && self.concurrency.is_none()
+        !self.paused && self.concurrency.is_none() && self.rate.is_none()
     }
 }
+
+/// A strict sliding-window rate limit: at most `limit` attempt starts in any interval of
+/// `period_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Attempt starts allowed per window (1 or more).
+    pub limit: u32,
+    /// The window, in milliseconds (1 ms to 1 day).
+    pub period_ms: u64,
+}
+
+/// The longest rate-limit window, one day in milliseconds.
+pub const MAX_RATE_PERIOD_MS: u64 = 86_400_000;
 
 /// How a limit partitions a queue's jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +110,18 @@ pub fn check_flow(flow: &QueueFlow) -> Result<()> {
             ErrorKind::InvalidInput,
             "queue settings need a queue name; got an empty one",
         ));
+    }
+    if let Some(r) = flow.rate {
+        if r.limit == 0 || r.period_ms == 0 || r.period_ms > MAX_RATE_PERIOD_MS {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "queue `{}`: rate limit {} per {} ms is out of range; give a limit of 1 \
+                     or more per 1 to {MAX_RATE_PERIOD_MS} ms",
+                    flow.queue, r.limit, r.period_ms
+                ),
+            ));
+        }
     }
     if flow.concurrency == Some(0) {
         return Err(Error::new(

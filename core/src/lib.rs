@@ -36,7 +36,7 @@ pub use clock::{system_clock, Clock, SharedClock, SystemClock, TestClock};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
-pub use flow::{BulkReport, BulkRequest, Partition, QueueFlow};
+pub use flow::{BulkReport, BulkRequest, Partition, QueueFlow, RateLimit};
 pub use job::{
     AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY,
     DEFAULT_QUEUE,

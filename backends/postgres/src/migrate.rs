@@ -96,7 +96,7 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
         .map_err(db_err("set lock timeout"))?;
     sqlx::query(&format!(
         "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}migrations, \
-         {prefix}queue_flow"
+         {prefix}queue_flow, {prefix}queue_starts"
     ))
     .persistent(false)
     .execute(&mut *tx)

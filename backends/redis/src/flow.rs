@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
-use switchyard_core::{Error, Partition, QueueFlow, Result};
+use switchyard_core::{Error, Partition, QueueFlow, RateLimit, Result};
 
 use crate::connection::{retrying, Conn};
 use crate::keys::Keys;
@@ -17,6 +17,8 @@ struct Stored {
     paused: bool,
     #[serde(default)]
     concurrency: Option<u32>,
+    #[serde(default)]
+    rate: Option<RateLimit>,
     #[serde(default)]
     partition: Partition,
     /// Server time, Unix milliseconds.
@@ -43,6 +45,7 @@ pub(crate) async fn load(conn: &Arc<Conn>, keys: &Keys) -> Result<Vec<QueueFlow>
                 queue,
                 paused: s.paused,
                 concurrency: s.concurrency,
+                rate: s.rate,
                 partition: s.partition,
                 updated_at: DateTime::from_timestamp_millis(s.updated_at),
             })
@@ -63,6 +66,7 @@ pub(crate) async fn store(conn: &Arc<Conn>, keys: &Keys, flow: &QueueFlow) -> Re
         let mut json = serde_json::to_string(&Stored {
             paused: flow.paused,
             concurrency: flow.concurrency,
+            rate: flow.rate,
             partition: flow.partition,
             updated_at: 0,
         })?;

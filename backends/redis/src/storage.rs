@@ -167,9 +167,11 @@ impl RedisStorage {
             .arg(&req.worker_id)
             .arg(Uuid::new_v4().to_string())
             .arg(&lq.queue)
-            .arg(lq.limit)
+            .arg(lq.concurrency.map(|n| n.to_string()).unwrap_or_default())
             .arg(lq.partition.as_str())
-            .arg(flow::LIMITED_SCAN);
+            .arg(flow::LIMITED_SCAN)
+            .arg(lq.rate.map(|r| r.limit.to_string()).unwrap_or_default())
+            .arg(lq.rate.map(|r| r.period_ms).unwrap_or(0));
         for id in ids.unwrap_or_default() {
             inv.arg(id.to_string());
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use switchyard::{JobContext, JobError, JobState, Registry};
-use switchyard_core::{BulkRequest, ErrorKind, JobFilter, Outcome, Partition, QueueFlow};
+use switchyard_core::{
+    BulkRequest, ErrorKind, JobFilter, Outcome, Partition, QueueFlow, RateLimit,
+};
 
 use super::support::{claim, claim_req, enqueue1, job, record, LONG};
 use crate::harness::{start_worker, wait_state, TestWorkerConfig};
@@ -435,6 +437,131 @@ pub async fn workers_never_exceed_the_concurrency_limit(b: Backend) {
     assert_eq!(peak, 2, "the limit's capacity was never used in full");
 }
 
+fn rated(queue: &str, limit: u32, period_ms: u64, partition: Partition) -> QueueFlow {
+    QueueFlow {
+        rate: Some(RateLimit { limit, period_ms }),
+        partition,
+        ..QueueFlow::new(queue)
+    }
+}
+
+/// RL3, RL4, RL7: a rate limit per kind gives each kind its own budget; a job held back
+/// stays `available` with its attempt and no error, by `claim` and `claim_ids`; the window
+/// ages out and the budget comes back; a bad limit is refused.
+pub async fn rate_limit_partitions_and_held_jobs(b: Backend) {
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&rated(&q, 3, 700, Partition::Kind))
+        .await
+        .unwrap();
+    let f = b.storage.queue_flows().await.unwrap();
+    let f = f.iter().find(|f| f.queue == q).expect("the limit is listed");
+    assert_eq!(f.rate, Some(RateLimit { limit: 3, period_ms: 700 }));
+    let mut all = Vec::new();
+    for kind in ["a", "b"] {
+        for _ in 0..5 {
+            all.push(enqueue1(&b.storage, job(kind, &q, json!({}))).await);
+        }
+    }
+    let got = claim(&b.storage, &q, 20, LONG).await;
+    let per_kind = |kind: &str| got.iter().filter(|j| j.kind == kind).count();
+    assert_eq!(
+        (per_kind("a"), per_kind("b")),
+        (3, 3),
+        "each kind gets its own budget of 3"
+    );
+    assert!(claim(&b.storage, &q, 20, LONG).await.is_empty(), "over budget");
+    let held: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|id| got.iter().all(|j| j.id != *id))
+        .collect();
+    assert!(
+        b.storage
+            .claim_ids(&held, &claim_req(&q, 20, LONG))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claim_ids went over budget"
+    );
+    for id in &held {
+        let j = b.storage.get(*id).await.unwrap().unwrap();
+        assert_eq!(
+            (j.state, j.attempt, j.errors.len()),
+            (JobState::Available, 0, 0),
+            "a throttled job keeps its attempt and records no error"
+        );
+    }
+    // Finishing jobs does not give budget back: the window counts starts.
+    for j in &got {
+        record(&b.storage, j.id, j.lease_token.unwrap(), Outcome::Succeeded { result: None }).await;
+    }
+    assert!(claim(&b.storage, &q, 20, LONG).await.is_empty(), "finishing refunded a start");
+    let more = crate::wait_for("the window to age out", LONG, || async {
+        let c = claim(&b.storage, &q, 20, LONG).await;
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert_eq!(more.len(), 4, "the rest (2 of each kind) once the window passed: {more:?}");
+    let e = b
+        .storage
+        .set_queue_flow(&rated(&q, 0, 1000, Partition::None))
+        .await
+        .expect_err("limit 0");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("1 to 86400000 ms"), "{e}");
+}
+
+/// RL1, RL2: three workers on one queue limited to N starts per period P: in every sliding
+/// interval of length P there are at most N attempt starts (the stored `started_at`), and the
+/// backlog drains at no less than 80 % of N/P.
+pub async fn workers_respect_a_strict_sliding_window(b: Backend) {
+    const N: usize = 8;
+    const P_MS: i64 = 600;
+    const JOBS: usize = 40;
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&rated(&q, N as u32, P_MS as u64, Partition::None))
+        .await
+        .unwrap();
+    let reg = Registry::new().register_fn("r", |_, _| async { Ok(None) });
+    let mut ids = Vec::new();
+    for _ in 0..JOBS {
+        ids.push(enqueue1(&b.storage, job("r", &q, json!({}))).await);
+    }
+    let mut cfg = TestWorkerConfig::new(&q);
+    cfg.concurrency = 8;
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(start_worker(&b, reg.clone(), cfg.clone()).await);
+    }
+    let mut starts = Vec::new();
+    for id in &ids {
+        let j = wait_state(&b.storage, *id, JobState::Completed, LONG).await;
+        assert_eq!(j.attempt, 1);
+        starts.push(j.started_at.expect("started_at"));
+    }
+    for w in workers {
+        w.stop().await;
+    }
+    starts.sort();
+    for (i, s) in starts.iter().enumerate() {
+        let end = *s + chrono::Duration::milliseconds(P_MS);
+        let inside = starts[i..].iter().take_while(|t| **t < end).count();
+        assert!(
+            inside <= N,
+            "{inside} starts in the {P_MS} ms from {s} under a limit of {N}: {starts:?}"
+        );
+    }
+    // JOBS / N windows, the first at once: the ideal span is (JOBS / N - 1) periods.
+    let span = (starts[JOBS - 1] - starts[0]).num_milliseconds();
+    let ideal = (JOBS / N - 1) as i64 * P_MS;
+    assert!(
+        span * 8 <= ideal * 10,
+        "the backlog took {span} ms to start; at the full rate it takes {ideal} ms (under 80 %)"
+    );
+}
+
 /// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
 /// function above plus its name here. Calls `$then!` with `$args` followed by the names.
 #[doc(hidden)]
@@ -450,6 +577,8 @@ macro_rules! storage_flow_cases {
             concurrency_slot_frees_with_the_lease,
             full_partition_does_not_block_others,
             workers_never_exceed_the_concurrency_limit,
+            rate_limit_partitions_and_held_jobs,
+            workers_respect_a_strict_sliding_window,
         }
     };
 }

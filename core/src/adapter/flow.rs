@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::flow::{Partition, QueueFlow};
+use crate::flow::{Partition, QueueFlow, RateLimit};
 use crate::storage::ClaimRequest;
 
 /// How old a handle's copy of the flow records may be before a claim reads them again: half
@@ -63,8 +63,10 @@ impl FlowSnapshot {
 pub struct LimitedQueue {
     /// The queue.
     pub queue: String,
-    /// At most this many running (valid lease) per partition.
-    pub limit: u32,
+    /// At most this many running (valid lease) per partition, if set.
+    pub concurrency: Option<u32>,
+    /// At most this many attempt starts per sliding window per partition, if set.
+    pub rate: Option<RateLimit>,
     /// What the limit counts per.
     pub partition: Partition,
 }
@@ -95,15 +97,14 @@ impl FlowSnapshot {
         for q in &req.queues {
             match self.flows.get(q) {
                 Some(f) if f.paused => {}
-                Some(QueueFlow {
-                    concurrency: Some(limit),
-                    partition,
-                    ..
-                }) => limited.push(LimitedQueue {
-                    queue: q.clone(),
-                    limit: *limit,
-                    partition: *partition,
-                }),
+                Some(f) if f.concurrency.is_some() || f.rate.is_some() => {
+                    limited.push(LimitedQueue {
+                        queue: q.clone(),
+                        concurrency: f.concurrency,
+                        rate: f.rate,
+                        partition: f.partition,
+                    })
+                }
                 _ => plain.queues.push(q.clone()),
             }
         }

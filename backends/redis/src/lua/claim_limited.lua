@@ -1,12 +1,14 @@
--- Claims up to `limit` runnable jobs of one queue with a global concurrency limit, the count
--- and the claim in one script: per partition (the whole queue, or each kind) at most `L` jobs
--- running with a valid lease. A slot is a lease: the lease set scored by deadline lists every
--- running job, so jobs with an unexpired lease are counted and a dead worker's slots free
--- when its leases expire. Jobs of a full partition are skipped, not waited on.
+-- Claims up to `limit` runnable jobs of one queue with global limits, the counts and the
+-- claim in one script: per partition (the whole queue, or each kind) at most `L` jobs running
+-- with a valid lease, and at most `N` attempt starts in any sliding window of `period` ms. A
+-- slot is a lease: the lease set scored by deadline lists every running job, so jobs with an
+-- unexpired lease are counted and a dead worker's slots free when its leases expire. Starts
+-- are a sorted set per partition scored by server time, trimmed to the window here and
+-- expiring with it. Jobs of a full partition are skipped, not waited on.
 -- KEYS: leases, ready and schedule of the queue.
--- ARGV: prefix, limit, lease_ms, worker_id, token base, queue, L, partition ('none' | 'kind'),
--- scan (how many ready entries to look at), then job ids (deliveries from an external queue:
--- only these are candidates).
+-- ARGV: prefix, limit, lease_ms, worker_id, token base, queue, L ('' = none), partition
+-- ('none' | 'kind'), scan (how many ready entries to look at), N ('' = none), period ms, then
+-- job ids (deliveries from an external queue: only these are candidates).
 -- Returns {now, lease expiry, then one string per claimed job (see `claim_one`)}.
 local now = now_ms()
 local nows = n2s(now)
@@ -18,6 +20,9 @@ local q = ARGV[6]
 local cap = tonumber(ARGV[7])
 local by_kind = ARGV[8] == 'kind'
 local scan = tonumber(ARGV[9])
+local rate = tonumber(ARGV[10])
+local period = tonumber(ARGV[11]) or 0
+local FIRST_ID = 12
 
 -- A job's partition: its kind (the first part of `spec`, or the field of an older hash).
 local function part(spec, kind)
@@ -32,36 +37,77 @@ end
 
 -- Slots in use: running jobs of the queue whose lease is valid.
 local used = {}
-local live = redis.call('ZRANGEBYSCORE', LEASES, '(' .. nows, '+inf')
-for _, m in ipairs(live) do
-  local id, tok = lsplit(m)
-  local f = redis.call('HMGET', jkey(id), 'queue', 'state', 'lease_token', 'spec', 'kind')
-  if f[1] == q and f[2] == 'running' and (tok == nil or f[3] == tok) then
-    local p = part(f[4], f[5])
-    used[p] = (used[p] or 0) + 1
+if cap then
+  local live = redis.call('ZRANGEBYSCORE', LEASES, '(' .. nows, '+inf')
+  for _, m in ipairs(live) do
+    local id, tok = lsplit(m)
+    local f = redis.call('HMGET', jkey(id), 'queue', 'state', 'lease_token', 'spec', 'kind')
+    if f[1] == q and f[2] == 'running' and (tok == nil or f[3] == tok) then
+      local p = part(f[4], f[5])
+      used[p] = (used[p] or 0) + 1
+    end
+  end
+end
+
+-- Starts inside the window, per partition, read (and trimmed) on first use.
+local started = {}
+local touched = {}
+local function skey_of(p) return P .. 'starts:' .. q .. '\0' .. p end
+local function starts(p)
+  local n = started[p]
+  if n then return n end
+  local key = skey_of(p)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', n2s(now - period))
+  n = redis.call('ZCARD', key)
+  started[p] = n
+  return n
+end
+
+-- Whether partition `p` has budget for one more job.
+local function room(p)
+  if cap and (used[p] or 0) >= cap then return false end
+  if rate and starts(p) >= rate then return false end
+  return true
+end
+
+-- Counts a claimed job against its partition.
+local function take(p, id)
+  used[p] = (used[p] or 0) + 1
+  if rate then
+    started[p] = starts(p) + 1
+    zadd(skey_of(p), nows, id .. '|' .. nows)
+    touched[p] = true
+  end
+end
+
+-- Lets the windows of the partitions this claim started jobs in expire with the window.
+local function expire_windows()
+  for p in pairs(touched) do
+    redis.call('PEXPIRE', skey_of(p), n2s(period))
   end
 end
 
 local out = {nows, n2s(exp)}
 local k = 0
-if #ARGV >= 10 then
-  for i = 10, #ARGV do
+if #ARGV >= FIRST_ID then
+  for i = FIRST_ID, #ARGV do
     if k >= limit then break end
     local id = ARGV[i]
     local key = jkey(id)
     local f = redis.call('HMGET', key, 'state', 'queue', 'run_at', 'spec', 'kind')
     if f[1] and PENDING[f[1]] and f[2] == q and (tonumber(f[3]) or 0) <= now then
       local p = part(f[4], f[5])
-      if (used[p] or 0) < cap then
+      if room(p) then
         unpend(id, q, f[3])
         if claim_one(out, key, id, q, now, exp, worker, base, k + 1) then
           k = k + 1
-          used[p] = (used[p] or 0) + 1
+          take(p, id)
         end
       end
     end
   end
   flush()
+  expire_windows()
   return out
 end
 
@@ -75,7 +121,7 @@ for _, id in ipairs(due) do
   zrem(schkey(q), id)
 end
 flush()
-if not by_kind and (used[''] or 0) >= cap then return out end
+if not by_kind and not room('') then return out end
 local r = redis.call('ZRANGE', rkey(q), '0', n2s(scan - 1))
 for j = 1, #r do
   if k >= limit then break end
@@ -87,13 +133,14 @@ for j = 1, #r do
     local f = redis.call('HMGET', key, 'spec', 'kind')
     p = part(f[1], f[2])
   end
-  if (used[p] or 0) < cap then
+  if room(p) then
     zrem(rkey(q), m)
     if claim_one(out, key, id, q, now, exp, worker, base, k + 1) then
       k = k + 1
-      used[p] = (used[p] or 0) + 1
+      take(p, id)
     end
   end
 end
 flush()
+expire_windows()
 return out
