@@ -121,6 +121,75 @@ fn pause_resume_and_bulk_actions() {
     );
     assert_eq!(back["changed"], 3);
 
+    let l = json(
+        &db,
+        &[
+            "queues",
+            "limit",
+            "mail",
+            "--concurrency",
+            "4",
+            "--rate",
+            "100/1s",
+            "--partition",
+            "kind",
+        ],
+        exit::OK,
+    );
+    assert_eq!(l["concurrency"], 4);
+    assert_eq!(l["rate"]["limit"], 100);
+    assert_eq!(l["rate"]["period_ms"], 1000);
+    assert_eq!(l["partition"], "kind");
+    json(
+        &db,
+        &["queues", "limit", "mail", "--concurrency", "4"],
+        exit::NOTHING_CHANGED,
+    );
+    let q = json(&db, &["queues"], exit::OK);
+    let mail = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["queue"] == "mail")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            mail["concurrency"].as_u64(),
+            mail["rate"]["period_ms"].as_u64()
+        ),
+        (Some(4), Some(1000))
+    );
+    let (_, out, _) = run(&db, &["queues"]);
+    assert!(out.contains("conc=4 rate=100/1000ms by kind"), "{out}");
+    let l = json(
+        &db,
+        &[
+            "queues",
+            "limit",
+            "mail",
+            "--concurrency",
+            "none",
+            "--rate",
+            "5/250ms",
+        ],
+        exit::OK,
+    );
+    assert_eq!(
+        (l["concurrency"].is_null(), l["rate"]["period_ms"].as_u64()),
+        (true, Some(250))
+    );
+    for (flag, value, says) in [
+        ("--concurrency", "0", "give 1 or more"),
+        ("--rate", "fast", "N/PERIOD"),
+        ("--rate", "0/1s", "out of range"),
+        ("--partition", "tenant", "accepted: none, kind"),
+    ] {
+        let (c, _, err) = run(&db, &["queues", "limit", "mail", flag, value]);
+        assert_eq!(c, exit::INVALID_INPUT, "{flag} {value}: {err}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+
     let (c, _, err) = run(&db, &["bulk", "cancel", "--bound", "0"]);
     assert_eq!(c, exit::INVALID_INPUT, "{err}");
     assert!(

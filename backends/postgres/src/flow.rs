@@ -162,7 +162,11 @@ pub(crate) async fn claim_limited(
         cols = columns("j."),
     );
     let period = lq.rate.map(|r| r.period_ms as f64).unwrap_or(0.0);
-    let mut tx = db.pool.begin().await.map_err(db_err("begin limited claim"))?;
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(db_err("begin limited claim"))?;
     // The claim's time is read once the lock is held, so the starts of one queue are stamped
     // in the order their claims ran (`now()` would be the transaction's start, before the
     // wait for the lock).

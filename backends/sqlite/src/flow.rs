@@ -6,9 +6,7 @@
 use chrono::DateTime;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use switchyard_core::adapter::LimitedQueue;
-use switchyard_core::{
-    ClaimRequest, JobId, JobRecord, Partition, QueueFlow, RateLimit, Result,
-};
+use switchyard_core::{ClaimRequest, JobId, JobRecord, Partition, QueueFlow, RateLimit, Result};
 
 use crate::connection::Db;
 use crate::error::db_err;
@@ -144,7 +142,9 @@ pub(crate) async fn claim_limited(
     if let Some(n) = lq.concurrency {
         qb.push(" AND c.rn <= ");
         qb.push_bind(i64::from(n));
-        qb.push(format!(" - (SELECT COUNT(*) FROM {jobs} r WHERE r.queue = "));
+        qb.push(format!(
+            " - (SELECT COUNT(*) FROM {jobs} r WHERE r.queue = "
+        ));
         qb.push_bind(&lq.queue);
         qb.push(" AND r.state = 'running' AND r.lease_expires_at > ");
         qb.push_bind(now);
@@ -154,7 +154,9 @@ pub(crate) async fn claim_limited(
     if let Some(rate) = lq.rate {
         qb.push(" AND c.rn <= ");
         qb.push_bind(i64::from(rate.limit));
-        qb.push(format!(" - (SELECT COUNT(*) FROM {starts} s WHERE s.queue = "));
+        qb.push(format!(
+            " - (SELECT COUNT(*) FROM {starts} s WHERE s.queue = "
+        ));
         qb.push_bind(&lq.queue);
         qb.push(same_start);
         qb.push(")");

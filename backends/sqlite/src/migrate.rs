@@ -69,7 +69,13 @@ impl MigrationTarget for Target<'_> {
 /// Drops every table of the prefix (`Storage::destroy`), in one write transaction.
 pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(db_err("begin drop"))?;
-    for table in ["jobs", "leaders", "migrations", "queue_flow", "queue_starts"] {
+    for table in [
+        "jobs",
+        "leaders",
+        "migrations",
+        "queue_flow",
+        "queue_starts",
+    ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)
             .await

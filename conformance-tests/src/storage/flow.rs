@@ -292,8 +292,14 @@ pub async fn concurrency_limit_caps_claims(b: Backend) {
         .await
         .unwrap();
     let stored = b.storage.queue_flows().await.unwrap();
-    let f = stored.iter().find(|f| f.queue == q).expect("the limit is listed");
-    assert_eq!((f.concurrency, f.partition, f.paused), (Some(2), Partition::None, false));
+    let f = stored
+        .iter()
+        .find(|f| f.queue == q)
+        .expect("the limit is listed");
+    assert_eq!(
+        (f.concurrency, f.partition, f.paused),
+        (Some(2), Partition::None, false)
+    );
     let mut ids = Vec::new();
     for _ in 0..6 {
         ids.push(enqueue1(&b.storage, job("c", &q, json!({}))).await);
@@ -309,8 +315,16 @@ pub async fn concurrency_limit_caps_claims(b: Backend) {
         .into_iter()
         .flatten()
         .collect();
-    assert_eq!(got.len(), 2, "concurrent claims took {} jobs under a limit of 2", got.len());
-    assert!(claim(&b.storage, &q, 10, LONG).await.is_empty(), "a full queue gave a job");
+    assert_eq!(
+        got.len(),
+        2,
+        "concurrent claims took {} jobs under a limit of 2",
+        got.len()
+    );
+    assert!(
+        claim(&b.storage, &q, 10, LONG).await.is_empty(),
+        "a full queue gave a job"
+    );
     let rest: Vec<_> = ids
         .iter()
         .copied()
@@ -340,7 +354,11 @@ pub async fn concurrency_limit_caps_claims(b: Backend) {
     for id in &rest {
         let j = b.storage.get(*id).await.unwrap().unwrap();
         if j.id != next[0].id {
-            assert_eq!((j.state, j.attempt), (JobState::Available, 0), "a held job keeps its attempt");
+            assert_eq!(
+                (j.state, j.attempt),
+                (JobState::Available, 0),
+                "a held job keeps its attempt"
+            );
         }
     }
     let e = b
@@ -390,8 +408,14 @@ pub async fn full_partition_does_not_block_others(b: Backend) {
     ids.sort();
     let mut want = vec![a[0], later];
     want.sort();
-    assert_eq!(ids, want, "one job of each kind: the oldest `a` and the `b` behind the a's");
-    assert!(claim(&b.storage, &q, 10, LONG).await.is_empty(), "both kinds are full");
+    assert_eq!(
+        ids, want,
+        "one job of each kind: the oldest `a` and the `b` behind the a's"
+    );
+    assert!(
+        claim(&b.storage, &q, 10, LONG).await.is_empty(),
+        "both kinds are full"
+    );
 }
 
 /// GC1–GC2 with workers: three workers on one limited queue never run more than L jobs at
@@ -455,8 +479,17 @@ pub async fn rate_limit_partitions_and_held_jobs(b: Backend) {
         .await
         .unwrap();
     let f = b.storage.queue_flows().await.unwrap();
-    let f = f.iter().find(|f| f.queue == q).expect("the limit is listed");
-    assert_eq!(f.rate, Some(RateLimit { limit: 3, period_ms: 700 }));
+    let f = f
+        .iter()
+        .find(|f| f.queue == q)
+        .expect("the limit is listed");
+    assert_eq!(
+        f.rate,
+        Some(RateLimit {
+            limit: 3,
+            period_ms: 700
+        })
+    );
     let mut all = Vec::new();
     for kind in ["a", "b"] {
         for _ in 0..5 {
@@ -470,7 +503,10 @@ pub async fn rate_limit_partitions_and_held_jobs(b: Backend) {
         (3, 3),
         "each kind gets its own budget of 3"
     );
-    assert!(claim(&b.storage, &q, 20, LONG).await.is_empty(), "over budget");
+    assert!(
+        claim(&b.storage, &q, 20, LONG).await.is_empty(),
+        "over budget"
+    );
     let held: Vec<_> = all
         .iter()
         .copied()
@@ -494,15 +530,28 @@ pub async fn rate_limit_partitions_and_held_jobs(b: Backend) {
     }
     // Finishing jobs does not give budget back: the window counts starts.
     for j in &got {
-        record(&b.storage, j.id, j.lease_token.unwrap(), Outcome::Succeeded { result: None }).await;
+        record(
+            &b.storage,
+            j.id,
+            j.lease_token.unwrap(),
+            Outcome::Succeeded { result: None },
+        )
+        .await;
     }
-    assert!(claim(&b.storage, &q, 20, LONG).await.is_empty(), "finishing refunded a start");
+    assert!(
+        claim(&b.storage, &q, 20, LONG).await.is_empty(),
+        "finishing refunded a start"
+    );
     let more = crate::wait_for("the window to age out", LONG, || async {
         let c = claim(&b.storage, &q, 20, LONG).await;
         (!c.is_empty()).then_some(c)
     })
     .await;
-    assert_eq!(more.len(), 4, "the rest (2 of each kind) once the window passed: {more:?}");
+    assert_eq!(
+        more.len(),
+        4,
+        "the rest (2 of each kind) once the window passed: {more:?}"
+    );
     let e = b
         .storage
         .set_queue_flow(&rated(&q, 0, 1000, Partition::None))

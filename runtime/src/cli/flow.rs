@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use serde::Serialize;
 use switchyard_core::{
-    BulkReport, BulkRequest, Error, JobFilter, JobState, QueueCounts, QueueFlow, Result,
+    BulkReport, BulkRequest, Error, JobFilter, JobState, Partition, QueueCounts, QueueFlow,
+    RateLimit, Result,
 };
 
 use super::output::{self, pad};
@@ -28,6 +29,26 @@ pub enum QueuesCommand {
         #[arg(value_name = "QUEUE")]
         name: String,
     },
+    /// Set or clear the queue's global limits (stored; every worker within one poll).
+    Limit(LimitArgs),
+}
+
+/// `queues limit`: what to change; flags not given keep their stored value.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// The queue.
+    #[arg(value_name = "QUEUE")]
+    name: String,
+    /// At most N jobs running at once across every worker (`none` clears it).
+    #[arg(long, value_name = "N|none")]
+    concurrency: Option<String>,
+    /// At most N attempt starts per sliding window: `N/PERIOD`, e.g. `100/1s`, `2000/1m`
+    /// (`none` clears it).
+    #[arg(long, value_name = "N/PERIOD|none")]
+    rate: Option<String>,
+    /// What the limits count per: `none` (the whole queue) or `kind`.
+    #[arg(long)]
+    partition: Option<String>,
 }
 
 /// `switchyard bulk …`: one action on every job a filter matches, up to a bound.
@@ -59,12 +80,51 @@ pub struct BulkArgs {
     dry_run: bool,
 }
 
-/// One row of `queues --json`: the counts with every state, and the stored pause.
+/// One row of `queues --json`: the counts with every state, and the stored settings.
 #[derive(Serialize)]
 struct QueueRow {
     queue: String,
     counts: BTreeMap<JobState, u64>,
     paused: bool,
+    concurrency: Option<u32>,
+    rate: Option<RateLimit>,
+    partition: Partition,
+}
+
+impl QueueRow {
+    fn new(queue: String, counts: BTreeMap<JobState, u64>) -> Self {
+        Self {
+            queue,
+            counts,
+            paused: false,
+            concurrency: None,
+            rate: None,
+            partition: Partition::None,
+        }
+    }
+
+    /// The `flow` column: `paused`, `conc=N`, `rate=N/Pms`, `by kind`, or `-`.
+    fn flow(&self) -> String {
+        let mut parts = Vec::new();
+        if self.paused {
+            parts.push("paused".to_string());
+        }
+        if let Some(n) = self.concurrency {
+            parts.push(format!("conc={n}"));
+        }
+        if let Some(r) = self.rate {
+            parts.push(format!("rate={}/{}ms", r.limit, r.period_ms));
+        }
+        if self.partition == Partition::Kind && (self.concurrency.is_some() || self.rate.is_some())
+        {
+            parts.push("by kind".to_string());
+        }
+        if parts.is_empty() {
+            "-".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
 }
 
 /// `switchyard queues`: job counts per queue and state and whether the queue is paused (a
@@ -75,23 +135,16 @@ pub(super) async fn queues(client: &Client) -> Result<()> {
     let flows = client.storage().queue_flows().await?;
     let mut rows: BTreeMap<String, QueueRow> = BTreeMap::new();
     for QueueCounts { queue, counts } in counts {
-        rows.insert(
-            queue.clone(),
-            QueueRow {
-                queue,
-                counts,
-                paused: false,
-            },
-        );
+        rows.insert(queue.clone(), QueueRow::new(queue, counts));
     }
     for f in flows {
-        rows.entry(f.queue.clone())
-            .or_insert_with(|| QueueRow {
-                queue: f.queue.clone(),
-                counts: BTreeMap::new(),
-                paused: false,
-            })
-            .paused = f.paused;
+        let row = rows
+            .entry(f.queue.clone())
+            .or_insert_with(|| QueueRow::new(f.queue.clone(), BTreeMap::new()));
+        row.paused = f.paused;
+        row.concurrency = f.concurrency;
+        row.rate = f.rate;
+        row.partition = f.partition;
     }
     let mut rows: Vec<QueueRow> = rows.into_values().collect();
     for r in &mut rows {
@@ -113,7 +166,8 @@ pub(super) async fn queues(client: &Client) -> Result<()> {
         for s in JobState::ALL {
             row.push_str(&format!("  {:>9}", r.counts.get(&s).copied().unwrap_or(0)));
         }
-        row.push_str(if r.paused { "  paused" } else { "  -" });
+        row.push_str("  ");
+        row.push_str(&r.flow());
         output::line(row)?;
     }
     Ok(())
@@ -123,6 +177,7 @@ pub(super) async fn queues(client: &Client) -> Result<()> {
 /// already in that state. With `--json` `{"queue":…,"paused":…,"changed":…}`.
 pub(super) async fn set_paused(client: &Client, cmd: QueuesCommand) -> Result<Outcome> {
     let (queue, paused) = match cmd {
+        QueuesCommand::Limit(args) => return set_limits(client, args).await,
         QueuesCommand::Pause { name } => (name, true),
         QueuesCommand::Resume { name } => (name, false),
     };
@@ -154,6 +209,101 @@ pub(super) async fn set_paused(client: &Client, cmd: QueuesCommand) -> Result<Ou
         } else {
             output::line(format!("queue {queue}: already {state}"))?;
         }
+    }
+    Ok(if changed {
+        Outcome::Done
+    } else {
+        Outcome::NothingChanged
+    })
+}
+
+/// The stored record of `queue`, or its defaults.
+async fn stored(client: &Client, queue: &str) -> Result<QueueFlow> {
+    Ok(client
+        .storage()
+        .queue_flows()
+        .await?
+        .into_iter()
+        .find(|f| f.queue == queue)
+        .unwrap_or_else(|| QueueFlow::new(queue)))
+}
+
+/// `--rate N/PERIOD`: e.g. `100/1s`, `5/250ms`, `2000/1m`.
+fn parse_rate(text: &str) -> Result<RateLimit> {
+    let bad = || {
+        Error::invalid(format!(
+            "flag `--rate`: `{text}` is not a rate; give N/PERIOD (e.g. `100/1s`, `2000/1m`) \
+             or `none`"
+        ))
+    };
+    let (n, period) = text.split_once('/').ok_or_else(bad)?;
+    let limit: u32 = n.trim().parse().map_err(|_| bad())?;
+    let period = match period.trim().strip_suffix("ms") {
+        Some(ms) => std::time::Duration::from_millis(ms.parse().map_err(|_| bad())?),
+        None => super::parse::duration("--rate", period.trim())?,
+    };
+    Ok(RateLimit {
+        limit,
+        period_ms: period.as_millis().min(u64::MAX as u128) as u64,
+    })
+}
+
+/// `switchyard queues limit QUEUE [--concurrency N|none] [--rate N/PERIOD|none]
+/// [--partition none|kind]`: stores the limits (flags not given keep their stored value);
+/// exit 1 when nothing changed. With `--json` the stored record
+/// `{"queue":…,"paused":…,"concurrency":N|null,"rate":{"limit":N,"period_ms":P}|null,
+/// "partition":"none"|"kind","changed":…}`.
+async fn set_limits(client: &Client, args: LimitArgs) -> Result<Outcome> {
+    if args.name.is_empty() {
+        return Err(Error::invalid(
+            "argument `QUEUE`: empty; give the name of a queue",
+        ));
+    }
+    let before = stored(client, &args.name).await?;
+    let mut flow = before.clone();
+    if let Some(c) = &args.concurrency {
+        flow.concurrency = match c.as_str() {
+            "none" => None,
+            n => Some(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::invalid(format!(
+                    "flag `--concurrency`: `{n}` is not a limit; give 1 or more, or `none`"
+                ))
+            })?),
+        };
+    }
+    if let Some(r) = &args.rate {
+        flow.rate = match r.as_str() {
+            "none" => None,
+            text => Some(parse_rate(text)?),
+        };
+    }
+    if let Some(p) = &args.partition {
+        flow.partition = p
+            .parse()
+            .map_err(|e: Error| Error::invalid(format!("flag `--partition`: {}", e.message())))?;
+    }
+    let changed = (flow.concurrency, flow.rate, flow.partition)
+        != (before.concurrency, before.rate, before.partition);
+    if changed {
+        client.storage().set_queue_flow(&flow).await?;
+    }
+    if output::json() {
+        let mut v = serde_json::to_value(&flow)?;
+        v["changed"] = serde_json::Value::Bool(changed);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("updated_at");
+        }
+        output::json_line(&v)?;
+    } else {
+        let row = QueueRow {
+            paused: flow.paused,
+            concurrency: flow.concurrency,
+            rate: flow.rate,
+            partition: flow.partition,
+            ..QueueRow::new(flow.queue.clone(), BTreeMap::new())
+        };
+        let note = if changed { "" } else { " (unchanged)" };
+        output::line(format!("queue {}: {}{note}", flow.queue, row.flow()))?;
     }
     Ok(if changed {
         Outcome::Done
