@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn paused_queues_leave_the_request_and_the_copy_is_reused() {
-        futures::executor::block_on(paused_queues_case());
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(paused_queues_case());
     }
 
     async fn paused_queues_case() {
