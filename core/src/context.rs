@@ -215,6 +215,8 @@ pub struct JobError {
     retryable: bool,
     /// Set by [`JobError::snooze`]: run again after this long, not a failure.
     snooze: Option<std::time::Duration>,
+    /// Set by [`JobError::rate_limited`]: the snooze also pauses the job's queue.
+    pauses_queue: bool,
 }
 
 impl JobError {
@@ -225,6 +227,7 @@ impl JobError {
             message: message.to_string(),
             retryable: true,
             snooze: None,
+            pauses_queue: false,
         }
     }
 
@@ -238,12 +241,31 @@ impl JobError {
             message: format!("snoozed for {delay:?}"),
             retryable: true,
             snooze: Some(delay),
+            pauses_queue: false,
         }
     }
 
     /// The delay of a [`snooze`](JobError::snooze), `None` for a failure.
     pub fn snooze_for(&self) -> Option<std::time::Duration> {
         self.snooze
+    }
+
+    /// The service the job calls said "too many requests, retry after `retry_after`" (an HTTP
+    /// 429): the attempt is given back as by [`snooze`](JobError::snooze), and the job's
+    /// whole queue is paused until then for every worker (stored as the queue's
+    /// `paused_until`), so no other job of it hits the service meanwhile. Jobs already
+    /// claimed by a worker still start.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        Self {
+            message: format!("rate limited; retry after {retry_after:?}"),
+            pauses_queue: true,
+            ..Self::snooze(retry_after)
+        }
+    }
+
+    /// Whether this is a [`rate_limited`](JobError::rate_limited) snooze.
+    pub fn pauses_queue(&self) -> bool {
+        self.pauses_queue
     }
 
     /// A failure that fails the job at once.
@@ -253,6 +275,7 @@ impl JobError {
             message: message.to_string(),
             retryable: false,
             snooze: None,
+            pauses_queue: false,
         }
     }
 
@@ -263,6 +286,7 @@ impl JobError {
             message: message.to_string(),
             retryable,
             snooze: None,
+            pauses_queue: false,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct QueueFlow {
     /// No job of the queue is claimed while set: pending jobs wait (`available` or
     /// `scheduled`, attempts untouched); running ones finish.
     pub paused: bool,
+    /// Paused until this instant (set by a handler's
+    /// [`JobError::rate_limited`](crate::JobError::rate_limited)); a past value means nothing.
+    pub paused_until: Option<DateTime<Utc>>,
     /// Global concurrency limit: at most this many jobs of the queue (of each partition, see
     /// `partition`) running with a valid lease across every process. A slot is a lease: a
     /// killed worker's slots free when its leases expire. `None`: no limit.
@@ -49,7 +52,15 @@ impl QueueFlow {
 
     /// Whether the record holds nothing but the defaults (Storage need not keep it).
     pub fn is_default(&self) -> bool {
-        !self.paused && self.concurrency.is_none() && self.rate.is_none()
+        !self.paused
+            && self.concurrency.is_none()
+            && self.rate.is_none()
+            && self.paused_until.is_none_or(|t| t <= Utc::now())
+    }
+
+    /// Whether no job of the queue may be claimed at `now`: paused, or paused until later.
+    pub fn is_paused_at(&self, now: DateTime<Utc>) -> bool {
+        self.paused || self.paused_until.is_some_and(|t| t > now)
     }
 }
 

@@ -49,6 +49,7 @@ pub mod config;
 pub mod connect;
 pub mod context;
 pub mod dispatcher;
+mod flow;
 pub mod job;
 pub mod maintenance;
 pub mod registry;

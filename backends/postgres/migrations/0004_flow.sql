@@ -4,6 +4,8 @@
 CREATE TABLE IF NOT EXISTS {prefix}queue_flow (
     queue          TEXT PRIMARY KEY NOT NULL,
     paused         BOOLEAN NOT NULL DEFAULT false,
+    -- Paused until this time (a handler's `JobError::rate_limited`), NULL: not.
+    paused_until   TIMESTAMPTZ,
     -- Global concurrency limit (running jobs with a valid lease), NULL: none.
     concurrency    INTEGER,
     -- Global rate limit: rate_limit attempt starts per sliding rate_period_ms, NULL: none.

@@ -22,13 +22,14 @@ type FlowRow = (
     String,
     Option<i32>,
     Option<i64>,
+    Option<DateTime<Utc>>,
 );
 
 /// `Storage::queue_flows`: every stored record, by queue name.
 pub(crate) async fn load(db: &Db) -> Result<Vec<QueueFlow>> {
     let sql = format!(
-        "SELECT queue, paused, updated_at, concurrency, partition, rate_limit, rate_period_ms \
-         FROM {}queue_flow ORDER BY queue",
+        "SELECT queue, paused, updated_at, concurrency, partition, rate_limit, rate_period_ms, \
+         paused_until FROM {}queue_flow ORDER BY queue",
         db.prefix
     );
     let (sql, pool) = (&sql, &db.pool);
@@ -38,10 +39,11 @@ pub(crate) async fn load(db: &Db) -> Result<Vec<QueueFlow>> {
     .await?;
     rows.into_iter()
         .map(
-            |(queue, paused, updated_at, concurrency, partition, rate, period)| {
+            |(queue, paused, updated_at, concurrency, partition, rate, period, paused_until)| {
                 Ok(QueueFlow {
                     queue,
                     paused,
+                    paused_until,
                     updated_at: Some(updated_at),
                     concurrency: concurrency.map(|n| n as u32),
                     rate: match (rate, period) {
@@ -72,10 +74,11 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
     } else {
         let up = format!(
             "INSERT INTO {}queue_flow (queue, paused, updated_at, concurrency, partition, \
-             rate_limit, rate_period_ms) VALUES ($1, $2, now(), $3, $4, $5, $6) \
+             rate_limit, rate_period_ms, paused_until) VALUES ($1, $2, now(), $3, $4, $5, $6, $7) \
              ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, updated_at = now(), \
              concurrency = excluded.concurrency, partition = excluded.partition, \
-             rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms",
+             rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms, \
+             paused_until = excluded.paused_until",
             db.prefix
         );
         let up = &up;
@@ -88,6 +91,7 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
                 .bind(flow.partition.as_str())
                 .bind(flow.rate.map(|r| int(r.limit)))
                 .bind(flow.rate.map(|r| r.period_ms as i64))
+                .bind(flow.paused_until)
                 .execute(pool)
         })
         .await?;

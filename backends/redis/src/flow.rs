@@ -15,6 +15,9 @@ use crate::keys::Keys;
 #[derive(Serialize, Deserialize)]
 struct Stored {
     paused: bool,
+    /// Unix milliseconds.
+    #[serde(default)]
+    paused_until: Option<i64>,
     #[serde(default)]
     concurrency: Option<u32>,
     #[serde(default)]
@@ -44,6 +47,7 @@ pub(crate) async fn load(conn: &Arc<Conn>, keys: &Keys) -> Result<Vec<QueueFlow>
             Ok(QueueFlow {
                 queue,
                 paused: s.paused,
+                paused_until: s.paused_until.and_then(DateTime::from_timestamp_millis),
                 concurrency: s.concurrency,
                 rate: s.rate,
                 partition: s.partition,
@@ -65,6 +69,7 @@ pub(crate) async fn store(conn: &Arc<Conn>, keys: &Keys, flow: &QueueFlow) -> Re
     } else {
         let mut json = serde_json::to_string(&Stored {
             paused: flow.paused,
+            paused_until: flow.paused_until.map(|t| t.timestamp_millis()),
             concurrency: flow.concurrency,
             rate: flow.rate,
             partition: flow.partition,

@@ -15,8 +15,8 @@ use crate::row::{decode, millis};
 /// `Storage::queue_flows`: every stored record, by queue name.
 pub(crate) async fn load(db: &Db) -> Result<Vec<QueueFlow>> {
     let rows = sqlx::query(&format!(
-        "SELECT queue, paused, updated_at, concurrency, partition, rate_limit, rate_period_ms \
-         FROM {}queue_flow ORDER BY queue",
+        "SELECT queue, paused, updated_at, concurrency, partition, rate_limit, rate_period_ms, \
+         paused_until FROM {}queue_flow ORDER BY queue",
         db.prefix
     ))
     .fetch_all(&db.reader)
@@ -34,6 +34,9 @@ pub(crate) async fn load(db: &Db) -> Result<Vec<QueueFlow>> {
             Ok(QueueFlow {
                 queue: r.get(0),
                 paused: r.get::<i64, _>(1) != 0,
+                paused_until: r
+                    .get::<Option<i64>, _>(7)
+                    .and_then(DateTime::from_timestamp_millis),
                 updated_at: DateTime::from_timestamp_millis(r.get(2)),
                 concurrency: r.get::<Option<i64>, _>(3).map(|n| n as u32),
                 rate,
@@ -50,11 +53,11 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
     } else {
         format!(
             "INSERT INTO {}queue_flow (queue, paused, updated_at, concurrency, partition, \
-             rate_limit, rate_period_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             rate_limit, rate_period_ms, paused_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, \
              updated_at = excluded.updated_at, concurrency = excluded.concurrency, \
              partition = excluded.partition, rate_limit = excluded.rate_limit, \
-             rate_period_ms = excluded.rate_period_ms",
+             rate_period_ms = excluded.rate_period_ms, paused_until = excluded.paused_until",
             db.prefix
         )
     };
@@ -66,7 +69,8 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
             .bind(flow.concurrency.map(i64::from))
             .bind(flow.partition.as_str())
             .bind(flow.rate.map(|r| i64::from(r.limit)))
-            .bind(flow.rate.map(|r| r.period_ms as i64));
+            .bind(flow.rate.map(|r| r.period_ms as i64))
+            .bind(flow.paused_until.map(millis));
     }
     q.execute(&db.writer)
         .await

@@ -622,6 +622,53 @@ pub async fn workers_respect_a_strict_sliding_window(b: Backend) {
     );
 }
 
+/// RL5: a handler's `JobError::rate_limited(d)` gives the attempt back (no error, the job
+/// runs again after `d`) and pauses the whole queue until then: a job enqueued meanwhile
+/// starts only once `d` has passed.
+pub async fn rate_limited_handler_pauses_the_queue(b: Backend) {
+    let q = queue_name();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let reg = Registry::new().register_fn("api", move |_, _| {
+        let r = r.clone();
+        async move {
+            if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(JobError::rate_limited(Duration::from_millis(1200)));
+            }
+            Ok(None)
+        }
+    });
+    let w = start_worker(&b, reg, TestWorkerConfig::new(&q)).await;
+    let first = enqueue1(&b.storage, job("api", &q, json!({})).with_max_attempts(1)).await;
+    let snoozed = wait_state(&b.storage, first, JobState::Scheduled, LONG).await;
+    assert_eq!(
+        (snoozed.attempt, snoozed.errors.len()),
+        (0, 0),
+        "the attempt was given back"
+    );
+    let until = crate::wait_for("the queue's pause to be stored", LONG, || async {
+        b.storage
+            .queue_flows()
+            .await
+            .unwrap()
+            .iter()
+            .find(|f| f.queue == q)
+            .and_then(|f| f.paused_until)
+    })
+    .await;
+    assert!(until > Utc::now(), "paused until {until}, already past");
+    let second = enqueue1(&b.storage, job("api", &q, json!({}))).await;
+    let j = wait_state(&b.storage, second, JobState::Completed, LONG).await;
+    let started = j.started_at.expect("started_at");
+    assert!(
+        started >= until - chrono::Duration::milliseconds(50),
+        "a job of the paused queue started at {started}, before the pause ended at {until}"
+    );
+    let j = wait_state(&b.storage, first, JobState::Completed, LONG).await;
+    assert_eq!((j.attempt, j.errors.len()), (1, 0));
+    w.stop().await;
+}
+
 /// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
 /// function above plus its name here. Calls `$then!` with `$args` followed by the names.
 #[doc(hidden)]
@@ -639,6 +686,7 @@ macro_rules! storage_flow_cases {
             workers_never_exceed_the_concurrency_limit,
             rate_limit_partitions_and_held_jobs,
             workers_respect_a_strict_sliding_window,
+            rate_limited_handler_pauses_the_queue,
         }
     };
 }

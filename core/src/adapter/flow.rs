@@ -43,7 +43,8 @@ impl FlowSnapshot {
 
     /// Whether `queue` is paused.
     pub fn is_paused(&self, queue: &str) -> bool {
-        self.flows.get(queue).is_some_and(|f| f.paused)
+        let now = chrono::Utc::now();
+        self.flows.get(queue).is_some_and(|f| f.is_paused_at(now))
     }
 
     /// The request without its paused queues (borrowed unchanged when none is paused).
@@ -94,9 +95,10 @@ impl FlowSnapshot {
         let mut plain = req.clone();
         plain.queues.clear();
         let mut limited = Vec::new();
+        let now = chrono::Utc::now();
         for q in &req.queues {
             match self.flows.get(q) {
-                Some(f) if f.paused => {}
+                Some(f) if f.is_paused_at(now) => {}
                 Some(f) if f.concurrency.is_some() || f.rate.is_some() => {
                     limited.push(LimitedQueue {
                         queue: q.clone(),
