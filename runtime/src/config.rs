@@ -102,6 +102,13 @@ pub struct QueueSection {
     pub backoff_max_secs: Option<f64>,
     /// Overrides `worker.backoff_jitter` for this queue.
     pub backoff_jitter: Option<f64>,
+    /// Global concurrency limit across every process, stored at start when Storage has no
+    /// settings for the queue (the stored value wins; see docs/flow-control.md).
+    pub global_concurrency: Option<u32>,
+    /// Global rate limit `N/PERIOD` (e.g. `"100/1s"`), stored like `global_concurrency`.
+    pub rate_limit: Option<String>,
+    /// What the limits count per: `none` or `kind`.
+    pub partition: Option<String>,
 }
 
 /// `[rescuer]`.
@@ -588,6 +595,29 @@ impl Config {
             }
             if let Some(t) = q.backoff_max_secs {
                 secs(&format!("queues.{name}.backoff_max_secs"), t)?;
+            }
+            if q.global_concurrency == Some(0) {
+                return Err(Error::config(format!(
+                    "key `queues.{name}.global_concurrency`: 0 is not accepted; use 1 or more \
+                     (or pause the queue)"
+                )));
+            }
+            if let Some(r) = &q.rate_limit {
+                let rate = crate::flow::parse_rate(r).map_err(|why| {
+                    Error::config(format!("key `queues.{name}.rate_limit`: {why}"))
+                })?;
+                let flow = switchyard_core::QueueFlow {
+                    rate: Some(rate),
+                    ..switchyard_core::QueueFlow::new(name.as_str())
+                };
+                switchyard_core::flow::check_flow(&flow).map_err(|e| {
+                    Error::config(format!("key `queues.{name}.rate_limit`: {}", e.message()))
+                })?;
+            }
+            if let Some(p) = &q.partition {
+                p.parse::<switchyard_core::Partition>().map_err(|e| {
+                    Error::config(format!("key `queues.{name}.partition`: {}", e.message()))
+                })?;
             }
             if let Some(j) = q.backoff_jitter {
                 if !(0.0..=1.0).contains(&j) {

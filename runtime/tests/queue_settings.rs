@@ -69,3 +69,73 @@ fn bad_queue_settings_name_the_key() {
         assert!(msg.contains(key) && msg.contains(says), "{toml}: {msg}");
     }
 }
+
+#[test]
+fn static_limits_are_checked() {
+    let c = from_toml(
+        "[queues.mail]\nglobal_concurrency = 3\nrate_limit = \"100/1s\"\npartition = \"kind\"",
+    )
+    .unwrap();
+    assert_eq!(c.queues["mail"].global_concurrency, Some(3));
+    for (toml, says) in [
+        (
+            "[queues.mail]\nglobal_concurrency = 0",
+            "queues.mail.global_concurrency",
+        ),
+        ("[queues.mail]\nrate_limit = \"lots\"", "N/PERIOD"),
+        ("[queues.mail]\nrate_limit = \"5/0s\"", "out of range"),
+        (
+            "[queues.mail]\npartition = \"tenant\"",
+            "accepted: none, kind",
+        ),
+    ] {
+        let e = from_toml(toml).expect_err(toml);
+        assert_eq!(e.kind(), ErrorKind::Config, "{toml}: {e}");
+        assert!(e.to_string().contains(says), "{toml}: {e}");
+    }
+}
+
+/// Configured limits are stored at start when Storage has none; where Storage holds other
+/// values, those stay (Storage wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_limits_are_stored_unless_storage_has_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("sqlite://{}/limits.db", dir.path().display());
+    let config = from_toml(&format!(
+        "storage = \"{storage}\"\n[queues.mail]\nglobal_concurrency = 3\nrate_limit = \"50/2s\""
+    ))
+    .unwrap();
+    let sy = switchyard::Switchyard::connect(config.clone())
+        .await
+        .unwrap();
+    let running = sy.start(switchyard::Registry::new()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let flows = sy.storage().queue_flows().await.unwrap();
+        if let Some(f) = flows.into_iter().find(|f| f.queue == "mail") {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the limits were not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored.concurrency, Some(3));
+    assert_eq!(
+        stored.rate.map(|r| (r.limit, r.period_ms)),
+        Some((50, 2000))
+    );
+    running.stop().await;
+
+    // An operator changed it at run time; a restart with the old file keeps the change.
+    let mut changed = stored.clone();
+    changed.concurrency = Some(5);
+    sy.storage().set_queue_flow(&changed).await.unwrap();
+    let sy = switchyard::Switchyard::connect(config).await.unwrap();
+    let running = sy.start(switchyard::Registry::new()).unwrap();
+    running.stop().await;
+    let flows = sy.storage().queue_flows().await.unwrap();
+    let f = flows.into_iter().find(|f| f.queue == "mail").unwrap();
+    assert_eq!(f.concurrency, Some(5), "the stored value was overwritten");
+}

@@ -230,22 +230,7 @@ async fn stored(client: &Client, queue: &str) -> Result<QueueFlow> {
 
 /// `--rate N/PERIOD`: e.g. `100/1s`, `5/250ms`, `2000/1m`.
 fn parse_rate(text: &str) -> Result<RateLimit> {
-    let bad = || {
-        Error::invalid(format!(
-            "flag `--rate`: `{text}` is not a rate; give N/PERIOD (e.g. `100/1s`, `2000/1m`) \
-             or `none`"
-        ))
-    };
-    let (n, period) = text.split_once('/').ok_or_else(bad)?;
-    let limit: u32 = n.trim().parse().map_err(|_| bad())?;
-    let period = match period.trim().strip_suffix("ms") {
-        Some(ms) => std::time::Duration::from_millis(ms.parse().map_err(|_| bad())?),
-        None => super::parse::duration("--rate", period.trim())?,
-    };
-    Ok(RateLimit {
-        limit,
-        period_ms: period.as_millis().min(u64::MAX as u128) as u64,
-    })
+    crate::flow::parse_rate(text).map_err(|why| Error::invalid(format!("flag `--rate`: {why}")))
 }
 
 /// `switchyard queues limit QUEUE [--concurrency N|none] [--rate N/PERIOD|none]
