@@ -78,37 +78,84 @@ pub struct RateLimit {
 /// The longest rate-limit window, one day in milliseconds.
 pub const MAX_RATE_PERIOD_MS: u64 = 86_400_000;
 
-/// How a limit partitions a queue's jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How a limit partitions a queue's jobs. Written `none`, `kind` or `payload.<field>` (in the
+/// CLI, the configuration and the stored record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Partition {
     /// One partition: the whole queue.
     #[default]
     None,
     /// One partition per job kind.
     Kind,
+    /// One partition per value of this top-level field of the payload (a tenant, a customer,
+    /// an API key); jobs without the field share the partition of the empty value. The name
+    /// is 1 to 64 letters, digits, `_` or `-`.
+    Payload(String),
 }
 
 impl Partition {
-    /// The name used in configuration and the CLI (`none`, `kind`).
-    pub fn as_str(self) -> &'static str {
+    /// The partition of a job of this kind and payload: `""` for [`Partition::None`], the
+    /// kind, or the field's value (a string as it is, another value as its JSON text, absent
+    /// or `null` as `""`).
+    pub fn key_of(&self, kind: &str, payload: &serde_json::Value) -> String {
         match self {
-            Partition::None => "none",
-            Partition::Kind => "kind",
+            Partition::None => String::new(),
+            Partition::Kind => kind.to_string(),
+            Partition::Payload(f) => match payload.get(f) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            },
         }
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Partition::None => f.write_str("none"),
+            Partition::Kind => f.write_str("kind"),
+            Partition::Payload(field) => write!(f, "payload.{field}"),
+        }
+    }
+}
+
+impl From<Partition> for String {
+    fn from(p: Partition) -> String {
+        p.to_string()
+    }
+}
+
+impl TryFrom<String> for Partition {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 
 impl std::str::FromStr for Partition {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
+        let accepted = "accepted: none, kind, payload.<field> (a field name of 1 to 64 letters, \
+                        digits, `_` or `-`)";
         match s {
             "none" => Ok(Partition::None),
             "kind" => Ok(Partition::Kind),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("partition `{other}` is not known; accepted: none, kind"),
-            )),
+            other => match other.strip_prefix("payload.") {
+                Some(f)
+                    if !f.is_empty()
+                        && f.len() <= 64
+                        && f.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                {
+                    Ok(Partition::Payload(f.to_string()))
+                }
+                _ => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("partition `{other}` is not known; {accepted}"),
+                )),
+            },
         }
     }
 }

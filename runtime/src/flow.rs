@@ -91,12 +91,13 @@ pub(crate) async fn apply_static_limits(storage: Arc<dyn Storage>, wanted: Vec<Q
                 }
             }
             Some(s)
-                if (s.concurrency, s.rate, s.partition) != (w.concurrency, w.rate, w.partition) =>
+                if (s.concurrency, s.rate, &s.partition)
+                    != (w.concurrency, w.rate, &w.partition) =>
             {
                 tracing::warn!(
                     queue = %w.queue,
-                    configured = ?(w.concurrency, w.rate, w.partition),
-                    stored = ?(s.concurrency, s.rate, s.partition),
+                    configured = ?(w.concurrency, w.rate, &w.partition),
+                    stored = ?(s.concurrency, s.rate, &s.partition),
                     "the configured limits of this queue differ from the stored ones; the stored ones apply (change them with `switchyard queues limit`)"
                 );
             }

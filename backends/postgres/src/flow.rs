@@ -88,7 +88,7 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
                 .bind(&flow.queue)
                 .bind(flow.paused)
                 .bind(flow.concurrency.map(int))
-                .bind(flow.partition.as_str())
+                .bind(flow.partition.to_string())
                 .bind(flow.rate.map(|r| int(r.limit)))
                 .bind(flow.rate.map(|r| r.period_ms as i64))
                 .bind(flow.paused_until)
@@ -122,9 +122,21 @@ pub(crate) async fn claim_limited(
         format!("{}jobs", db.prefix),
         format!("{}queue_starts", db.prefix),
     );
-    let (part, same, same_start) = match lq.partition {
-        Partition::None => ("''::text", "", ""),
-        Partition::Kind => ("kind", " AND r.kind = c.p", " AND s.part = c.p"),
+    // The partition of a row (`x.` prefixed, or bare inside the window); a payload field's
+    // name is letters, digits, `_` and `-` (checked when the record was parsed), so it is
+    // safe inside the literal.
+    let part_of = |x: &str| match &lq.partition {
+        Partition::None => "''::text".to_string(),
+        Partition::Kind => format!("{x}kind"),
+        Partition::Payload(f) => format!("COALESCE({x}payload ->> '{f}', '')"),
+    };
+    let part = part_of("");
+    let (same, same_start) = match &lq.partition {
+        Partition::None => (String::new(), String::new()),
+        _ => (
+            format!(" AND {} = c.p", part_of("r.")),
+            " AND s.part = c.p".to_string(),
+        ),
     };
     let by_ids = if ids.is_some() {
         " AND id = ANY($9::uuid[])"
@@ -210,12 +222,9 @@ pub(crate) async fn claim_limited(
         .await
         .map_err(db_err("age out rate-limit starts"))?;
         if !claimed.is_empty() {
-            let parts: Vec<&str> = claimed
+            let parts: Vec<String> = claimed
                 .iter()
-                .map(|j| match lq.partition {
-                    Partition::None => "",
-                    Partition::Kind => j.kind.as_str(),
-                })
+                .map(|j| lq.partition.key_of(&j.kind, &j.payload))
                 .collect();
             sqlx::query(&format!(
                 "INSERT INTO {starts} (queue, part, at) SELECT $1, p, $3::timestamptz FROM unnest($2::text[]) AS u(p)"

@@ -72,7 +72,7 @@ pub(crate) async fn store(conn: &Arc<Conn>, keys: &Keys, flow: &QueueFlow) -> Re
             paused_until: flow.paused_until.map(|t| t.timestamp_millis()),
             concurrency: flow.concurrency,
             rate: flow.rate,
-            partition: flow.partition,
+            partition: flow.partition.clone(),
             updated_at: 0,
         })?;
         // `updated_at` is last: cut its value off, the script appends the server's time.

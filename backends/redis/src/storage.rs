@@ -168,7 +168,7 @@ impl RedisStorage {
             .arg(Uuid::new_v4().to_string())
             .arg(&lq.queue)
             .arg(lq.concurrency.map(|n| n.to_string()).unwrap_or_default())
-            .arg(lq.partition.as_str())
+            .arg(lq.partition.to_string())
             .arg(flow::LIMITED_SCAN)
             .arg(lq.rate.map(|r| r.limit.to_string()).unwrap_or_default())
             .arg(lq.rate.map(|r| r.period_ms).unwrap_or(0));

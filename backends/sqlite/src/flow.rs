@@ -67,7 +67,7 @@ pub(crate) async fn store(db: &Db, flow: &QueueFlow) -> Result<()> {
             .bind(flow.paused as i64)
             .bind(millis(db.now()))
             .bind(flow.concurrency.map(i64::from))
-            .bind(flow.partition.as_str())
+            .bind(flow.partition.to_string())
             .bind(flow.rate.map(|r| i64::from(r.limit)))
             .bind(flow.rate.map(|r| r.period_ms as i64))
             .bind(flow.paused_until.map(millis));
@@ -100,9 +100,23 @@ pub(crate) async fn claim_limited(
         format!("{}jobs", db.prefix),
         format!("{}queue_starts", db.prefix),
     );
-    let (part, same, same_start) = match lq.partition {
-        Partition::None => ("''", "", ""),
-        Partition::Kind => ("kind", " AND r.kind = c.p", " AND s.part = c.p"),
+    // The partition of a row (`x.` prefixed, or bare inside the window); a payload field's
+    // name is letters, digits, `_` and `-` (checked when the record was parsed), so it is
+    // safe inside the JSON path literal.
+    let part_of = |x: &str| match &lq.partition {
+        Partition::None => "''".to_string(),
+        Partition::Kind => format!("{x}kind"),
+        Partition::Payload(f) => {
+            format!("COALESCE(CAST(json_extract({x}payload, '$.\"{f}\"') AS TEXT), '')")
+        }
+    };
+    let part = part_of("");
+    let (same, same_start) = match &lq.partition {
+        Partition::None => (String::new(), String::new()),
+        _ => (
+            format!(" AND {} = c.p", part_of("r.")),
+            " AND s.part = c.p".to_string(),
+        ),
     };
     // The write lock first, then the claim's time: the starts of one queue are stamped in
     // the order their claims ran, whichever process made them.
@@ -152,7 +166,7 @@ pub(crate) async fn claim_limited(
         qb.push_bind(&lq.queue);
         qb.push(" AND r.state = 'running' AND r.lease_expires_at > ");
         qb.push_bind(now);
-        qb.push(same);
+        qb.push(&same);
         qb.push(")");
     }
     if let Some(rate) = lq.rate {
@@ -162,7 +176,7 @@ pub(crate) async fn claim_limited(
             " - (SELECT COUNT(*) FROM {starts} s WHERE s.queue = "
         ));
         qb.push_bind(&lq.queue);
-        qb.push(same_start);
+        qb.push(&same_start);
         qb.push(")");
     }
     qb.push(" ORDER BY c.priority DESC, c.run_at, c.id LIMIT ");
@@ -179,10 +193,7 @@ pub(crate) async fn claim_limited(
             QueryBuilder::new(format!("INSERT INTO {starts} (queue, part, at) "));
         qb.push_values(&claimed, |mut b, j| {
             b.push_bind(&lq.queue);
-            b.push_bind(match lq.partition {
-                Partition::None => "",
-                Partition::Kind => j.kind.as_str(),
-            });
+            b.push_bind(lq.partition.key_of(&j.kind, &j.payload));
             b.push_bind(now);
         });
         qb.build()

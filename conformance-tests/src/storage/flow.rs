@@ -297,7 +297,7 @@ pub async fn concurrency_limit_caps_claims(b: Backend) {
         .find(|f| f.queue == q)
         .expect("the limit is listed");
     assert_eq!(
-        (f.concurrency, f.partition, f.paused),
+        (f.concurrency, f.partition.clone(), f.paused),
         (Some(2), Partition::None, false)
     );
     let mut ids = Vec::new();
@@ -669,6 +669,63 @@ pub async fn rate_limited_handler_pauses_the_queue(b: Backend) {
     w.stop().await;
 }
 
+/// RL3 / GC5 by a payload field: `partition = payload.tenant` gives each value of the field
+/// (a string, a number, or absent) its own rate budget and its own concurrency slots.
+pub async fn payload_field_partitions_are_independent(b: Backend) {
+    let q = queue_name();
+    let by_tenant: Partition = "payload.tenant".parse().unwrap();
+    b.storage
+        .set_queue_flow(&rated(&q, 2, 60_000, by_tenant.clone()))
+        .await
+        .unwrap();
+    let tenants = [
+        json!("a"),
+        json!("a"),
+        json!("a"),
+        json!("b"),
+        json!("b"),
+        json!("b"),
+    ];
+    let mut ids = Vec::new();
+    for t in tenants.iter().chain([json!(7), json!(7), json!(7)].iter()) {
+        ids.push(enqueue1(&b.storage, job("t", &q, json!({ "tenant": t }))).await);
+    }
+    let anonymous = enqueue1(&b.storage, job("t", &q, json!({ "other": 1 }))).await;
+    let got = claim(&b.storage, &q, 50, LONG).await;
+    let count = |v: serde_json::Value| got.iter().filter(|j| j.payload["tenant"] == v).count();
+    assert_eq!(
+        (count(json!("a")), count(json!("b")), count(json!(7))),
+        (2, 2, 2),
+        "each tenant gets its own budget of 2: {got:?}"
+    );
+    assert!(
+        got.iter().any(|j| j.id == anonymous),
+        "a job without the field has the budget of the empty value"
+    );
+    assert_eq!(got.len(), 7);
+    assert!(claim(&b.storage, &q, 50, LONG).await.is_empty());
+
+    let q = queue_name();
+    b.storage
+        .set_queue_flow(&QueueFlow {
+            concurrency: Some(1),
+            partition: by_tenant,
+            ..QueueFlow::new(&q)
+        })
+        .await
+        .unwrap();
+    for t in ["x", "x", "y"] {
+        enqueue1(&b.storage, job("t", &q, json!({ "tenant": t }))).await;
+    }
+    let got = claim(&b.storage, &q, 50, LONG).await;
+    let mut seen: Vec<String> = got
+        .iter()
+        .map(|j| j.payload["tenant"].as_str().unwrap_or("").to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec!["x", "y"], "one running job per tenant");
+}
+
 /// This file's cases, for [`conformance_suite!`](crate::conformance_suite): a new case is its
 /// function above plus its name here. Calls `$then!` with `$args` followed by the names.
 #[doc(hidden)]
@@ -687,6 +744,7 @@ macro_rules! storage_flow_cases {
             rate_limit_partitions_and_held_jobs,
             workers_respect_a_strict_sliding_window,
             rate_limited_handler_pauses_the_queue,
+            payload_field_partitions_are_independent,
         }
     };
 }

@@ -104,7 +104,7 @@ impl FlowSnapshot {
                         queue: q.clone(),
                         concurrency: f.concurrency,
                         rate: f.rate,
-                        partition: f.partition,
+                        partition: f.partition.clone(),
                     })
                 }
                 _ => plain.queues.push(q.clone()),

@@ -46,7 +46,8 @@ pub struct LimitArgs {
     /// (`none` clears it).
     #[arg(long, value_name = "N/PERIOD|none")]
     rate: Option<String>,
-    /// What the limits count per: `none` (the whole queue) or `kind`.
+    /// What the limits count per: `none` (the whole queue), `kind`, or `payload.<field>`
+    /// (each value of a top-level payload field, e.g. `payload.tenant`).
     #[arg(long)]
     partition: Option<String>,
 }
@@ -115,9 +116,12 @@ impl QueueRow {
         if let Some(r) = self.rate {
             parts.push(format!("rate={}/{}ms", r.limit, r.period_ms));
         }
-        if self.partition == Partition::Kind && (self.concurrency.is_some() || self.rate.is_some())
+        if self.partition != Partition::None && (self.concurrency.is_some() || self.rate.is_some())
         {
-            parts.push("by kind".to_string());
+            parts.push(match &self.partition {
+                Partition::Payload(f) => format!("by payload.{f}"),
+                _ => "by kind".to_string(),
+            });
         }
         if parts.is_empty() {
             "-".to_string()
@@ -234,7 +238,7 @@ fn parse_rate(text: &str) -> Result<RateLimit> {
 }
 
 /// `switchyard queues limit QUEUE [--concurrency N|none] [--rate N/PERIOD|none]
-/// [--partition none|kind]`: stores the limits (flags not given keep their stored value);
+/// [--partition none|kind|payload.<field>]`: stores the limits (flags not given keep their stored value);
 /// exit 1 when nothing changed. With `--json` the stored record
 /// `{"queue":…,"paused":…,"concurrency":N|null,"rate":{"limit":N,"period_ms":P}|null,
 /// "partition":"none"|"kind","changed":…}`.
@@ -267,8 +271,8 @@ async fn set_limits(client: &Client, args: LimitArgs) -> Result<Outcome> {
             .parse()
             .map_err(|e: Error| Error::invalid(format!("flag `--partition`: {}", e.message())))?;
     }
-    let changed = (flow.concurrency, flow.rate, flow.partition)
-        != (before.concurrency, before.rate, before.partition);
+    let changed = (flow.concurrency, flow.rate, &flow.partition)
+        != (before.concurrency, before.rate, &before.partition);
     if changed {
         client.storage().set_queue_flow(&flow).await?;
     }
@@ -284,7 +288,7 @@ async fn set_limits(client: &Client, args: LimitArgs) -> Result<Outcome> {
             paused: flow.paused,
             concurrency: flow.concurrency,
             rate: flow.rate,
-            partition: flow.partition,
+            partition: flow.partition.clone(),
             ..QueueRow::new(flow.queue.clone(), BTreeMap::new())
         };
         let note = if changed { "" } else { " (unchanged)" };
