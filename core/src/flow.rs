@@ -1,7 +1,8 @@
-//! Flow control kept in Storage: a queue's stored settings ([`QueueFlow`]: paused or not), and
-//! bulk actions by filter ([`BulkRequest`], [`BulkReport`]).
+//! Flow control kept in Storage: a queue's stored settings ([`QueueFlow`]: paused, paused
+//! until, global concurrency and rate limits and their [`Partition`]), and bulk actions by
+//! filter ([`BulkRequest`], [`BulkReport`]). Semantics: `docs/flow-control.md`.
 //!
-//! The storage methods are the `flow` area of [`Storage`](crate::Storage):
+//! The storage methods are the `flow` area of [`Storage`]:
 //! [`set_queue_flow`](crate::Storage::set_queue_flow),
 //! [`queue_flows`](crate::Storage::queue_flows),
 //! [`cancel_where`](crate::Storage::cancel_where) and
@@ -15,7 +16,7 @@ use crate::job::{JobId, JobState};
 use crate::storage::{CancelOutcome, JobFilter, ListOrder, RetryOutcome, Storage};
 
 /// The stored flow-control settings of one queue. A queue with no stored record has the
-/// defaults (not paused).
+/// defaults (not paused, no limits), and its claims run the storage's usual statement.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueFlow {

@@ -439,11 +439,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     // ---- Flow: stored per-queue settings (pause) and bulk actions by filter ----
 
     /// Stores the flow settings of `flow.queue` (a record with only defaults removes the
-    /// stored one). Every claim of every process honours the change within
-    /// [`FLOW_REFRESH`](crate::adapter::FLOW_REFRESH) (this handle's at once): a paused
-    /// queue's jobs are not claimed ([`claim`](Storage::claim) and
-    /// [`claim_ids`](Storage::claim_ids) skip them; they stay pending with their attempts).
-    /// The default says the backend has no flow control (`ErrorKind::Unsupported`).
+    /// stored one), after [`check_flow`](crate::flow::check_flow). Every claim of every
+    /// process honours the change within [`FLOW_REFRESH`](crate::adapter::FLOW_REFRESH) (this
+    /// handle's at once): a paused queue's jobs are not claimed ([`claim`](Storage::claim) and
+    /// [`claim_ids`](Storage::claim_ids) skip them; they stay pending with their attempts); a
+    /// queue with a concurrency or rate limit is claimed with the limit checked in the same
+    /// atomic step as the claim — per partition, at most `concurrency` jobs running with an
+    /// unexpired lease and at most `rate.limit` claimed attempts in any window of
+    /// `rate.period_ms`, skipping the jobs of full partitions — and held jobs stay pending
+    /// with their attempts. The default says the backend has no flow control
+    /// (`ErrorKind::Unsupported`).
     async fn set_queue_flow(&self, flow: &QueueFlow) -> Result<()> {
         let _ = flow;
         Err(crate::Error::new(

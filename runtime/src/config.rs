@@ -107,7 +107,7 @@ pub struct QueueSection {
     pub global_concurrency: Option<u32>,
     /// Global rate limit `N/PERIOD` (e.g. `"100/1s"`), stored like `global_concurrency`.
     pub rate_limit: Option<String>,
-    /// What the limits count per: `none` or `kind`.
+    /// What the limits count per: `none`, `kind` or `payload.<field>`.
     pub partition: Option<String>,
 }
 
