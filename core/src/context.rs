@@ -213,6 +213,10 @@ pub struct JobError {
     kind: JobErrorKind,
     message: String,
     retryable: bool,
+    /// Set by [`JobError::snooze`]: run again after this long, not a failure.
+    snooze: Option<std::time::Duration>,
+    /// Set by [`JobError::rate_limited`]: the snooze also pauses the job's queue.
+    pauses_queue: bool,
 }
 
 impl JobError {
@@ -222,7 +226,46 @@ impl JobError {
             kind: JobErrorKind::Error,
             message: message.to_string(),
             retryable: true,
+            snooze: None,
+            pauses_queue: false,
         }
+    }
+
+    /// Not a failure: run the job again after `delay` (snooze). The attempt is given back
+    /// (the job's `attempt` is what it was before this one, so snoozing never uses up
+    /// `max_attempts`), no error is recorded, and the job is `scheduled` until then.
+    /// Return it from the body: `return Err(JobError::snooze(Duration::from_secs(60)))`.
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        Self {
+            kind: JobErrorKind::Error,
+            message: format!("snoozed for {delay:?}"),
+            retryable: true,
+            snooze: Some(delay),
+            pauses_queue: false,
+        }
+    }
+
+    /// The delay of a [`snooze`](JobError::snooze), `None` for a failure.
+    pub fn snooze_for(&self) -> Option<std::time::Duration> {
+        self.snooze
+    }
+
+    /// The service the job calls said "too many requests, retry after `retry_after`" (an HTTP
+    /// 429): the attempt is given back as by [`snooze`](JobError::snooze), and the job's
+    /// whole queue is paused until then for every worker (stored as the queue's
+    /// `paused_until`), so no other job of it hits the service meanwhile. Jobs already
+    /// claimed by a worker still start.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        Self {
+            message: format!("rate limited; retry after {retry_after:?}"),
+            pauses_queue: true,
+            ..Self::snooze(retry_after)
+        }
+    }
+
+    /// Whether this is a [`rate_limited`](JobError::rate_limited) snooze.
+    pub fn pauses_queue(&self) -> bool {
+        self.pauses_queue
     }
 
     /// A failure that fails the job at once.
@@ -231,6 +274,8 @@ impl JobError {
             kind: JobErrorKind::Error,
             message: message.to_string(),
             retryable: false,
+            snooze: None,
+            pauses_queue: false,
         }
     }
 
@@ -240,6 +285,8 @@ impl JobError {
             kind,
             message: message.to_string(),
             retryable,
+            snooze: None,
+            pauses_queue: false,
         }
     }
 

@@ -25,6 +25,7 @@ mod clock;
 mod context;
 mod error;
 mod executor;
+pub mod flow;
 mod job;
 mod queue;
 pub mod schedule;
@@ -42,6 +43,7 @@ pub use clock::{system_clock, Clock, SharedClock, SystemClock, TestClock};
 pub use context::{JobContext, JobError, JobErrorKind};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{BlockingExecutor, Executor, JobBody, JobOutput, TokioExecutor};
+pub use flow::{BulkReport, BulkRequest, Partition, QueueFlow, RateLimit};
 pub use job::{
     AttemptError, JobId, JobRecord, JobState, NewJob, DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY,
     DEFAULT_QUEUE,

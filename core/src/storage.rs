@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::admin::{HealthCheck, PendingMigration, SchemaStatus};
 use crate::capability::StorageCapabilities;
 use crate::error::Result;
+use crate::flow::{BulkReport, BulkRequest, QueueFlow};
 use crate::job::{AttemptError, JobId, JobRecord, JobState, NewJob};
 use crate::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 use crate::wake::WakeSubscription;
@@ -107,6 +108,12 @@ pub enum Outcome {
     /// waited for a run slot): back to `available` with the claim's attempt undone, so a job on
     /// its last attempt is not dropped without having run.
     Released,
+    /// The handler asked to run the job again at `run_at` without counting this attempt as a
+    /// failure (snooze): `scheduled` at `run_at` with the claim's attempt undone; no error.
+    Snoozed {
+        /// When the job may run again.
+        run_at: DateTime<Utc>,
+    },
 }
 
 /// One finished attempt to record.
@@ -258,6 +265,7 @@ pub struct DispatchItem {
 /// | workflows | [`enqueue_workflow`](Storage::enqueue_workflow), [`get_workflow`](Storage::get_workflow), [`list_workflows`](Storage::list_workflows), [`cancel_workflow`](Storage::cancel_workflow), [`retry_workflow`](Storage::retry_workflow), [`append_steps`](Storage::append_steps), [`step_outputs`](Storage::step_outputs) | the release of dependents happens inside [`complete`](Storage::complete), [`cancel`](Storage::cancel) and [`rescue_expired`](Storage::rescue_expired); all may be unsupported |
 /// | outbox | [`due_for_dispatch`](Storage::due_for_dispatch), [`mark_dispatched`](Storage::mark_dispatched), [`take_for_dispatch`](Storage::take_for_dispatch) | an external [`Queue`](crate::Queue) |
 /// | schedules | [`storage_now`](Storage::storage_now), [`list_schedules`](Storage::list_schedules), [`get_schedule`](Storage::get_schedule), [`put_schedule`](Storage::put_schedule), [`remove_schedule`](Storage::remove_schedule), [`fire_schedule`](Storage::fire_schedule) | defaults say `Unsupported`; SQLite, PostgreSQL and Redis implement them |
+/// | flow | [`set_queue_flow`](Storage::set_queue_flow), [`queue_flows`](Storage::queue_flows), [`cancel_where`](Storage::cancel_where), [`retry_where`](Storage::retry_where) | bulk actions: [`can_list`](StorageCapabilities::can_list) |
 ///
 /// The methods below appear in that order, each area under its own heading.
 #[async_trait]
@@ -410,6 +418,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// * `Cancelled` → `cancelled`, error appended if any, `finished_at = now`.
     /// * `Aborted` → `available` now if `attempt < max_attempts`, else `dropped`; error appended.
     /// * `Released` → `available` now with `attempt - 1` (the claim's attempt undone); no error.
+    /// * `Snoozed` → `scheduled` at `run_at` with `attempt - 1`; no error.
     ///
     /// Every outcome clears the lease (token, expiry, worker).
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionStatus>>;
@@ -622,6 +631,51 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     async fn fire_schedule(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
         let _ = fire;
         Err(no_schedules(self.name()))
+    }
+
+    // ---- Flow: stored per-queue settings (pause) and bulk actions by filter ----
+
+    /// Stores the flow settings of `flow.queue` (a record with only defaults removes the
+    /// stored one), after [`check_flow`](crate::flow::check_flow). Every claim of every
+    /// process honours the change within [`FLOW_REFRESH`](crate::adapter::FLOW_REFRESH) (this
+    /// handle's at once): a paused queue's jobs are not claimed ([`claim`](Storage::claim) and
+    /// [`claim_ids`](Storage::claim_ids) skip them; they stay pending with their attempts); a
+    /// queue with a concurrency or rate limit is claimed with the limit checked in the same
+    /// atomic step as the claim — per partition, at most `concurrency` jobs running with an
+    /// unexpired lease and at most `rate.limit` claimed attempts in any window of
+    /// `rate.period_ms`, skipping the jobs of full partitions — and held jobs stay pending
+    /// with their attempts. The default says the backend has no flow control
+    /// (`ErrorKind::Unsupported`).
+    async fn set_queue_flow(&self, flow: &QueueFlow) -> Result<()> {
+        let _ = flow;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} storage has no stored queue settings", self.name()),
+        ))
+    }
+
+    /// Every stored flow record, sorted by queue name (queues with defaults have none). The
+    /// default: none.
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        Ok(Vec::new())
+    }
+
+    /// Cancels up to `req.bound` jobs matching `req.filter` (default states: every pending
+    /// and running one), oldest first, each as [`cancel`](Storage::cancel) would; a dry run
+    /// only reports them. The default lists and cancels one by one (each atomic); a bound of 0
+    /// or over [`MAX_BULK_BOUND`](crate::flow::MAX_BULK_BOUND), or a finished state in the
+    /// filter, is `InvalidInput`. Requires [`StorageCapabilities::can_list`].
+    async fn cancel_where(&self, req: &BulkRequest) -> Result<BulkReport> {
+        crate::flow::bulk_by_listing(self, crate::flow::BulkAction::Cancel, req).await
+    }
+
+    /// Runs again up to `req.bound` finished jobs matching `req.filter` (default states:
+    /// `failed`, `cancelled`, `dropped`; `completed` only when named), oldest first, each as
+    /// [`retry`](Storage::retry) would; a dry run only reports them. Checks as
+    /// [`cancel_where`](Storage::cancel_where) does. Requires
+    /// [`StorageCapabilities::can_list`].
+    async fn retry_where(&self, req: &BulkRequest) -> Result<BulkReport> {
+        crate::flow::bulk_by_listing(self, crate::flow::BulkAction::Retry, req).await
     }
 }
 

@@ -235,6 +235,16 @@ impl Switchyard {
         let registry = registry.with_default_state(|| self.client());
         let shutdown = Shutdown::new();
         let mut tasks = JoinSet::new();
+        let limits = self
+            .config
+            .queues
+            .iter()
+            .filter_map(|(name, q)| crate::flow::static_limits(name, q))
+            .collect();
+        tasks.spawn(crate::flow::apply_static_limits(
+            self.storage.clone(),
+            limits,
+        ));
         for name in self.config.queues.keys() {
             let mut worker = Worker::new(self.storage.clone(), registry.clone())
                 .config(self.config.worker_config(name));

@@ -33,6 +33,11 @@ pub struct BenchArgs {
     /// Jobs enqueued one at a time for W3 (0 skips W3).
     #[arg(long, default_value_t = 500)]
     pub latency_jobs: usize,
+    /// W2 under a global rate limit of this many attempt starts per second on the bench
+    /// queue (stored before W2 starts; 0: no limit). With a limit, W2 measures how much of it
+    /// the drain sustains.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
     /// Print one JSON object instead of a table (set from the global `--json` flag).
     #[arg(skip)]
     pub json: bool,
@@ -64,6 +69,9 @@ pub struct BenchReport {
     pub jobs: usize,
     /// Worker concurrency.
     pub concurrency: usize,
+    /// W2's global rate limit, attempt starts per second (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_s: Option<u32>,
     /// `/proc/loadavg` before the first run.
     pub load_average: String,
     /// Medians over the runs.
@@ -209,6 +217,17 @@ async fn one_run(config: &Config, args: &BenchArgs) -> Result<RunFigures> {
         r.fetch_add(1, Ordering::Relaxed);
         async { Ok(None) }
     });
+    if args.rate_limit > 0 {
+        sy.storage()
+            .set_queue_flow(&switchyard_core::QueueFlow {
+                rate: Some(switchyard_core::RateLimit {
+                    limit: args.rate_limit,
+                    period_ms: 1000,
+                }),
+                ..switchyard_core::QueueFlow::new("bench")
+            })
+            .await?;
+    }
     let t0 = Instant::now();
     let (shutdown, tasks) = start(sy, registry, args.concurrency);
     let deadline = Duration::from_secs(600);
@@ -314,6 +333,7 @@ pub async fn run(config: &Config, args: &BenchArgs) -> Result<()> {
         queue: queue_name,
         jobs: args.jobs,
         concurrency: args.concurrency,
+        rate_limit_per_s: (args.rate_limit > 0).then_some(args.rate_limit),
         load_average: load,
         median: RunFigures {
             enqueue_batch_jobs_per_s: pick(|r| r.enqueue_batch_jobs_per_s),

@@ -92,6 +92,29 @@ pub struct WorkerSection {
 pub struct QueueSection {
     /// Overrides `worker.concurrency` for this queue.
     pub concurrency: Option<usize>,
+    /// Overrides `worker.lease_secs` for this queue.
+    #[serde(deserialize_with = "seconds::de_opt")]
+    pub lease_secs: Option<f64>,
+    /// Overrides `worker.heartbeat_secs` for this queue.
+    #[serde(deserialize_with = "seconds::de_opt")]
+    pub heartbeat_secs: Option<f64>,
+    /// Overrides `worker.shutdown_timeout_secs` for this queue.
+    #[serde(deserialize_with = "seconds::de_opt")]
+    pub shutdown_timeout_secs: Option<f64>,
+    /// Overrides `worker.backoff_base_ms` for this queue.
+    pub backoff_base_ms: Option<u64>,
+    /// Overrides `worker.backoff_max_secs` for this queue.
+    #[serde(deserialize_with = "seconds::de_opt")]
+    pub backoff_max_secs: Option<f64>,
+    /// Overrides `worker.backoff_jitter` for this queue.
+    pub backoff_jitter: Option<f64>,
+    /// Global concurrency limit across every process, stored at start when Storage has no
+    /// settings for the queue (the stored value wins; see docs/flow-control.md).
+    pub global_concurrency: Option<u32>,
+    /// Global rate limit `N/PERIOD` (e.g. `"100/1s"`), stored like `global_concurrency`.
+    pub rate_limit: Option<String>,
+    /// What the limits count per: `none`, `kind` or `payload.<field>`.
+    pub partition: Option<String>,
 }
 
 /// `[rescuer]`.
@@ -662,6 +685,68 @@ impl Config {
                     "key `queues.{name}.concurrency`: 0 is not accepted; use 1 or more"
                 )));
             }
+            // Only what the queue sets is checked here; `[worker]`'s own values are checked
+            // below under their own keys.
+            if q.lease_secs.is_some() || q.heartbeat_secs.is_some() {
+                let w = &self.worker;
+                let lease_secs = q.lease_secs.unwrap_or(w.lease_secs);
+                let hb_secs = q.heartbeat_secs.unwrap_or(w.heartbeat_secs);
+                let (lease_key, hb_key) = (
+                    match q.lease_secs {
+                        Some(_) => format!("queues.{name}.lease_secs"),
+                        None => "worker.lease_secs".to_string(),
+                    },
+                    match q.heartbeat_secs {
+                        Some(_) => format!("queues.{name}.heartbeat_secs"),
+                        None => "worker.heartbeat_secs".to_string(),
+                    },
+                );
+                let lease = secs(&lease_key, lease_secs)?;
+                let hb = secs(&hb_key, hb_secs)?;
+                if hb.is_zero() || hb >= lease {
+                    return Err(Error::config(format!(
+                        "key `{hb_key}`: {hb_secs} must be above 0 and below the lease of queue \
+                         `{name}` ({lease_secs} s, `{lease_key}`) so leases are renewed before \
+                         they expire"
+                    )));
+                }
+            }
+            if let Some(t) = q.shutdown_timeout_secs {
+                secs(&format!("queues.{name}.shutdown_timeout_secs"), t)?;
+            }
+            if let Some(t) = q.backoff_max_secs {
+                secs(&format!("queues.{name}.backoff_max_secs"), t)?;
+            }
+            if q.global_concurrency == Some(0) {
+                return Err(Error::config(format!(
+                    "key `queues.{name}.global_concurrency`: 0 is not accepted; use 1 or more \
+                     (or pause the queue)"
+                )));
+            }
+            if let Some(r) = &q.rate_limit {
+                let rate = crate::flow::parse_rate(r).map_err(|why| {
+                    Error::config(format!("key `queues.{name}.rate_limit`: {why}"))
+                })?;
+                let flow = switchyard_core::QueueFlow {
+                    rate: Some(rate),
+                    ..switchyard_core::QueueFlow::new(name.as_str())
+                };
+                switchyard_core::flow::check_flow(&flow).map_err(|e| {
+                    Error::config(format!("key `queues.{name}.rate_limit`: {}", e.message()))
+                })?;
+            }
+            if let Some(p) = &q.partition {
+                p.parse::<switchyard_core::Partition>().map_err(|e| {
+                    Error::config(format!("key `queues.{name}.partition`: {}", e.message()))
+                })?;
+            }
+            if let Some(j) = q.backoff_jitter {
+                if !(0.0..=1.0).contains(&j) {
+                    return Err(Error::config(format!(
+                        "key `queues.{name}.backoff_jitter`: {j} is out of range; accepted: 0.0 to 1.0"
+                    )));
+                }
+            }
         }
         let lease = secs("worker.lease_secs", self.worker.lease_secs)?;
         let hb = secs("worker.heartbeat_secs", self.worker.heartbeat_secs)?;
@@ -751,24 +836,24 @@ impl Config {
     }
 
     /// The worker settings for one queue.
+    /// `[queues.<name>]` overrides `[worker]` key by key.
     pub fn worker_config(&self, queue: &str) -> WorkerConfig {
         let w = &self.worker;
-        let concurrency = self
-            .queues
-            .get(queue)
-            .and_then(|q| q.concurrency)
-            .unwrap_or(w.concurrency);
+        let none = QueueSection::default();
+        let q = self.queues.get(queue).unwrap_or(&none);
         WorkerConfig {
             queues: vec![queue.to_string()],
-            concurrency,
-            lease: Duration::from_secs_f64(w.lease_secs),
-            heartbeat: Duration::from_secs_f64(w.heartbeat_secs),
+            concurrency: q.concurrency.unwrap_or(w.concurrency),
+            lease: Duration::from_secs_f64(q.lease_secs.unwrap_or(w.lease_secs)),
+            heartbeat: Duration::from_secs_f64(q.heartbeat_secs.unwrap_or(w.heartbeat_secs)),
             poll_interval: Duration::from_millis(w.poll_interval_ms),
-            shutdown_timeout: Duration::from_secs_f64(w.shutdown_timeout_secs),
+            shutdown_timeout: Duration::from_secs_f64(
+                q.shutdown_timeout_secs.unwrap_or(w.shutdown_timeout_secs),
+            ),
             backoff: Backoff {
-                base: Duration::from_millis(w.backoff_base_ms),
-                max: Duration::from_secs_f64(w.backoff_max_secs),
-                jitter: w.backoff_jitter,
+                base: Duration::from_millis(q.backoff_base_ms.unwrap_or(w.backoff_base_ms)),
+                max: Duration::from_secs_f64(q.backoff_max_secs.unwrap_or(w.backoff_max_secs)),
+                jitter: q.backoff_jitter.unwrap_or(w.backoff_jitter),
             },
             fetchers: w.fetchers.max(1),
             ..WorkerConfig::default()

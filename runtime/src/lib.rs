@@ -50,6 +50,7 @@ pub mod connect;
 pub mod context;
 pub mod cron;
 pub mod dispatcher;
+mod flow;
 pub mod job;
 pub mod maintenance;
 pub mod registry;

@@ -69,6 +69,7 @@ pub(crate) async fn complete(db: &Db, completions: &[Completion]) -> Result<Vec<
             Outcome::Cancelled { error } => ("cancelled", None, error.as_ref(), None),
             Outcome::Aborted { error } => ("aborted", None, Some(error), None),
             Outcome::Released => ("released", None, None, None),
+            Outcome::Snoozed { run_at } => ("snoozed", None, None, Some(*run_at)),
         };
         outcomes.push(outcome);
         results.push(result.map(Json));

@@ -45,6 +45,7 @@ mod connection;
 mod dispatch;
 mod enqueue;
 mod error;
+mod flow;
 mod lease;
 mod listener;
 mod maintenance;

@@ -32,6 +32,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0003_schedules.sql"),
     },
     Migration {
+        version: 4,
+        sql: include_str!("../migrations/0004_flow.sql"),
+    },
+    Migration {
         version: 5,
         sql: include_str!("../migrations/0005_workflows.sql"),
     },
@@ -155,7 +159,8 @@ pub(crate) async fn drop_all(pool: &PgPool, prefix: &str) -> Result<()> {
         .map_err(db_err("set lock timeout"))?;
     sqlx::query(&format!(
         "DROP TABLE IF EXISTS {prefix}jobs, {prefix}leaders, {prefix}schedules, \
-         {prefix}migrations, {prefix}workflows, {prefix}workflow_deps"
+         {prefix}migrations, {prefix}workflows, {prefix}workflow_deps, {prefix}queue_flow, \
+         {prefix}queue_starts"
     ))
     .persistent(false)
     .execute(&mut *tx)

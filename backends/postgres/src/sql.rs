@@ -172,10 +172,12 @@ impl Statements {
             complete: format!(
                 "WITH {locked}{sc} UPDATE {jobs} j SET \
                    state = CASE WHEN c.outcome = 'released' THEN 'available' \
+                                WHEN c.outcome = 'snoozed' THEN 'scheduled' \
                                 WHEN c.outcome <> 'aborted' THEN c.outcome \
                                 WHEN j.attempt < j.max_attempts THEN 'available' \
                                 ELSE 'dropped' END, \
-                   attempt = CASE WHEN c.outcome = 'released' THEN greatest(j.attempt - 1, 0) \
+                   attempt = CASE WHEN c.outcome IN ('released', 'snoozed') \
+                                  THEN greatest(j.attempt - 1, 0) \
                                   ELSE j.attempt END, \
                    result = CASE WHEN c.outcome = 'completed' THEN c.result ELSE j.result END, \
                    errors = CASE WHEN c.error IS NULL THEN j.errors \
@@ -184,7 +186,8 @@ impl Statements {
                    finished_at = CASE WHEN c.outcome IN ('completed', 'failed', 'cancelled') \
                                         OR (c.outcome = 'aborted' AND j.attempt >= j.max_attempts) \
                                       THEN now() ELSE NULL END, \
-                   dispatched_at = CASE WHEN c.outcome IN ('retrying', 'aborted', 'released') \
+                   dispatched_at = CASE WHEN c.outcome IN ('retrying', 'aborted', 'released', \
+                                                          'snoozed') \
                                         THEN NULL \
                                         ELSE j.dispatched_at END, \
                    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL \

@@ -9,17 +9,19 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
-use switchyard_core::adapter::WakeSubscription;
+use switchyard_core::adapter::{sort_claimed, FlowCache, WakeSubscription};
 use switchyard_core::{
     async_trait, CancelOutcome, ClaimRequest, Completion, CompletionStatus, DispatchItem,
     EnqueueOutcome, HealthCheck, JobFilter, JobId, JobRecord, LeaseRef, LeaseStatus, NewJob,
-    PendingMigration, QueueCounts, RescueReport, Result, RetryOutcome, SchemaStatus, Storage,
-    StorageCapabilities,
+    PendingMigration, QueueCounts, QueueFlow, RescueReport, Result, RetryOutcome, SchemaStatus,
+    Storage, StorageCapabilities,
 };
 
 use crate::config::PostgresConfig;
 use crate::connection::Db;
-use crate::{admin, claim, dispatch, enqueue, lease, maintenance, migrate, schedules, workflow};
+use crate::{
+    admin, claim, dispatch, enqueue, flow, lease, maintenance, migrate, schedules, workflow,
+};
 use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 
 /// Switchyard storage on one PostgreSQL database.
@@ -29,6 +31,8 @@ use switchyard_core::schedule::{FireOutcome, ScheduleFire, ScheduleRecord};
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     db: Arc<Db>,
+    /// This handle's copy of the stored queue settings (pauses), read by claims.
+    flow: Arc<FlowCache>,
 }
 
 impl PostgresStorage {
@@ -37,6 +41,7 @@ impl PostgresStorage {
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
         Ok(Self {
             db: Arc::new(Db::open(config).await?),
+            flow: Arc::new(FlowCache::new()),
         })
     }
 
@@ -156,11 +161,33 @@ impl Storage for PostgresStorage {
     // ---- Delivery ----
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim(&self.db, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim(&self.db, &plan.plain).await;
+        }
+        let mut out = claim::claim(&self.db, &plan.plain).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(flow::claim_limited(&self.db, lq, req, left, None).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        claim::claim_ids(&self.db, ids, req).await
+        let flows = self.flow.current(|| flow::load(&self.db)).await?;
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return claim::claim_ids(&self.db, ids, &plan.plain).await;
+        }
+        let mut out = claim::claim_ids(&self.db, ids, &plan.plain).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(flow::claim_limited(&self.db, lq, req, left, Some(ids)).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     fn subscribe(&self) -> WakeSubscription {
@@ -296,6 +323,19 @@ impl Storage for PostgresStorage {
 
     async fn step_outputs(&self, job: JobId) -> Result<switchyard_core::StepOutputs> {
         workflow::step_outputs(&self.db, job).await
+    }
+
+    // ---- Flow ----
+
+    async fn set_queue_flow(&self, queue_flow: &QueueFlow) -> Result<()> {
+        switchyard_core::flow::check_flow(queue_flow)?;
+        flow::store(&self.db, queue_flow).await?;
+        self.flow.invalidate();
+        Ok(())
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        flow::load(&self.db).await
     }
 }
 

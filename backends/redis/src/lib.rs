@@ -39,6 +39,7 @@ mod config;
 mod connection;
 mod dispatch;
 mod error;
+mod flow;
 mod keys;
 mod listener;
 mod migrate;

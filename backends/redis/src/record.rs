@@ -83,6 +83,7 @@ pub(crate) fn completion_args(
             ),
             Outcome::Aborted { error } => ("A", error_json(error)?, String::new()),
             Outcome::Released => ("L", String::new(), String::new()),
+            Outcome::Snoozed { run_at } => ("Z", String::new(), millis(*run_at).to_string()),
         };
         args.push(code.to_string());
         args.push(a1);

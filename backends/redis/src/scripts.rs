@@ -22,7 +22,7 @@ pub(crate) struct Scripts {
     pub dispatched: Script,
 }
 
-fn with_prelude(body: &str) -> Script {
+pub(crate) fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 

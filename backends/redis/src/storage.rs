@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::{Script, ScriptInvocation};
-use switchyard_core::adapter::{applied_if, requeued_any, sort_claimed, validate_all};
+use switchyard_core::adapter::{applied_if, requeued_any, sort_claimed, validate_all, FlowCache};
 use switchyard_core::{
     async_trait, AttemptError, CancelOutcome, ClaimRequest, Completion, CompletionStatus,
     DispatchItem, EnqueueOutcome, Error, ErrorKind, HealthCheck, JobFilter, JobId, JobRecord,
-    LeaseRef, LeaseStatus, NewJob, Outcome, PendingMigration, QueueCounts, RescueReport, Result,
-    RetryOutcome, SchemaStatus, Storage, StorageCapabilities, WakeHub, WakeSubscription,
+    LeaseRef, LeaseStatus, NewJob, Outcome, PendingMigration, QueueCounts, QueueFlow, RescueReport,
+    Result, RetryOutcome, SchemaStatus, Storage, StorageCapabilities, WakeHub, WakeSubscription,
 };
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ use crate::checks;
 use crate::config::RedisConfig;
 use crate::connection::{self, Conn};
 use crate::dispatch;
+use crate::flow;
 use crate::keys::{Keys, CHUNK};
 use crate::listener::{self, Listener};
 use crate::migrate;
@@ -48,6 +49,8 @@ struct Inner {
     caps: StorageCapabilities,
     finished_ttl_secs: u64,
     wake: WakeHub,
+    /// This handle's copy of the stored queue settings (pauses), read by claims.
+    flow: FlowCache,
     _listener: Listener,
 }
 
@@ -90,6 +93,7 @@ impl RedisStorage {
                     ttl.as_secs().clamp(1, 1_000_000_000_000)
                 },
                 wake,
+                flow: FlowCache::new(),
                 _listener: listener,
                 keys,
             }),
@@ -143,6 +147,56 @@ impl RedisStorage {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         connection::retrying(&self.inner.conn, what, op).await
+    }
+
+    /// The stored queue settings as this handle's claims see them.
+    async fn flows(&self) -> Result<Arc<switchyard_core::adapter::FlowSnapshot>> {
+        self.inner
+            .flow
+            .current(|| flow::load(&self.inner.conn, &self.inner.keys))
+            .await
+    }
+
+    /// Claims up to `limit` jobs of a queue with a concurrency limit (among `ids`, when
+    /// given) with `lua/claim_limited.lua`.
+    async fn claim_limited(
+        &self,
+        lq: &switchyard_core::adapter::LimitedQueue,
+        req: &ClaimRequest,
+        limit: usize,
+        ids: Option<&[JobId]>,
+    ) -> Result<Vec<JobRecord>> {
+        let limit = limit.min(self.inner.caps.max_claim_batch);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.invocation(&flow::CLAIM_LIMITED);
+        inv.key(self.k("leases"))
+            .key(self.k(&format!("ready:{}", lq.queue)))
+            .key(self.k(&format!("sched:{}", lq.queue)));
+        inv.arg(limit)
+            .arg(lease_ms(req.lease))
+            .arg(&req.worker_id)
+            .arg(Uuid::new_v4().to_string())
+            .arg(&lq.queue)
+            .arg(lq.concurrency.map(|n| n.to_string()).unwrap_or_default())
+            .arg(lq.partition.to_string())
+            .arg(flow::LIMITED_SCAN)
+            .arg(lq.rate.map(|r| r.limit.to_string()).unwrap_or_default())
+            .arg(lq.rate.map(|r| r.period_ms).unwrap_or(0));
+        for id in ids.unwrap_or_default() {
+            inv.arg(id.to_string());
+        }
+        // Not retried, as `claim_inner`.
+        let reply: Vec<String> = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(self.err("claim (limited queue)"))?;
+        let (claimed, undecodable) = decode_claimed(reply, &req.worker_id)?;
+        if !undecodable.is_empty() {
+            self.fail_undecodable(undecodable).await;
+        }
+        Ok(claimed)
     }
 
     async fn claim_inner(
@@ -311,11 +365,31 @@ impl Storage for RedisStorage {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRecord>> {
-        self.claim_inner(req, None).await
+        let flows = self.flows().await?;
+        let plan = flows.plan(req);
+        if plan.limited.is_empty() {
+            return self.claim_inner(&plan.plain, None).await;
+        }
+        let mut out = self.claim_inner(&plan.plain, None).await?;
+        for lq in &plan.limited {
+            let left = req.limit.saturating_sub(out.len());
+            out.extend(self.claim_limited(lq, req, left, None).await?);
+        }
+        sort_claimed(&mut out);
+        Ok(out)
     }
 
     async fn claim_ids(&self, ids: &[JobId], req: &ClaimRequest) -> Result<Vec<JobRecord>> {
+        let flows = self.flows().await?;
+        let plan = flows.plan(req);
         let mut out = Vec::new();
+        for lq in &plan.limited {
+            for chunk in ids.chunks(CHUNK) {
+                let left = req.limit.saturating_sub(out.len());
+                out.extend(self.claim_limited(lq, req, left, Some(chunk)).await?);
+            }
+        }
+        let req: &ClaimRequest = &plan.plain;
         for chunk in ids.chunks(CHUNK) {
             let mut r = req.clone();
             r.limit = chunk.len().min(req.limit.saturating_sub(out.len()));
@@ -606,5 +680,18 @@ impl Storage for RedisStorage {
 
     async fn step_outputs(&self, job: JobId) -> Result<switchyard_core::StepOutputs> {
         crate::workflow::step_outputs(&self.wf(), job).await
+    }
+
+    // ---- Flow ----
+
+    async fn set_queue_flow(&self, queue_flow: &QueueFlow) -> Result<()> {
+        switchyard_core::flow::check_flow(queue_flow)?;
+        flow::store(&self.inner.conn, &self.inner.keys, queue_flow).await?;
+        self.inner.flow.invalidate();
+        Ok(())
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>> {
+        flow::load(&self.inner.conn, &self.inner.keys).await
     }
 }

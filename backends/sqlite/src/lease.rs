@@ -100,6 +100,7 @@ pub(crate) async fn complete(db: &Db, completions: &[Completion]) -> Result<Vec<
             Outcome::Aborted { error } => (&sql.complete_aborted, Some(error), None),
             // A released job never started: the statement undoes the claim's attempt.
             Outcome::Released => (&sql.complete_released, None, None),
+            Outcome::Snoozed { run_at } => (&sql.complete_snoozed, None, Some(*run_at)),
         };
         let err_json = error.map(error_json).transpose()?;
         let ok: Option<Uuid> = sqlx::query_scalar(statement)

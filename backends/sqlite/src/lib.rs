@@ -40,6 +40,7 @@ mod connection;
 mod dispatch;
 mod enqueue;
 mod error;
+mod flow;
 mod lease;
 mod maintenance;
 mod migrate;

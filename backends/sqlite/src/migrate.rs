@@ -23,6 +23,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_schedules.sql"),
     },
     Migration {
+        version: 3,
+        sql: include_str!("../migrations/0003_flow.sql"),
+    },
+    Migration {
         version: 4,
         sql: include_str!("../migrations/0004_workflows.sql"),
     },
@@ -134,6 +138,8 @@ pub(crate) async fn drop_all(pool: &SqlitePool, prefix: &str) -> Result<()> {
         "migrations",
         "workflows",
         "workflow_deps",
+        "queue_flow",
+        "queue_starts",
     ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .execute(&mut *tx)

@@ -38,6 +38,7 @@ pub(crate) struct Statements {
     pub complete_cancelled: String,
     pub complete_aborted: String,
     pub complete_released: String,
+    pub complete_snoozed: String,
     pub rescue: String,
     pub cancel: String,
     pub state: String,
@@ -103,6 +104,8 @@ impl Statements {
             ),
             // A released job never started: the claim's attempt is undone.
             complete_released: finish("'available'", "MAX(attempt - 1, 0)"),
+            // A snoozed job waits for its `run_at`, its attempt undone like a release's.
+            complete_snoozed: finish("'scheduled'", "MAX(attempt - 1, 0)"),
             rescue: format!(
                 "UPDATE {jobs} SET \
                    state = CASE WHEN attempt < max_attempts THEN 'available' ELSE 'dropped' END, \

@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod delivery;
 pub mod enqueue;
 pub mod failures;
+pub mod flow;
 pub mod leases;
 pub mod outbox;
 pub mod schedules;
@@ -23,6 +24,7 @@ pub use self::cancel::*;
 pub use self::delivery::*;
 pub use self::enqueue::*;
 pub use self::failures::*;
+pub use self::flow::*;
 pub use self::leases::*;
 pub use self::outbox::*;
 pub use self::schedules::*;
@@ -45,6 +47,7 @@ macro_rules! storage_cases {
         $crate::storage_shutdown_cases! { $then!($($args)*) }
         $crate::storage_schedule_cases! { $then!($($args)*) }
         $crate::storage_workflow_cases! { $then!($($args)*) }
+        $crate::storage_flow_cases! { $then!($($args)*) }
     };
 }
 
@@ -64,6 +67,7 @@ mod tests {
         crate::storage_shutdown_cases! { case_names!(const SHUTDOWN;) }
         crate::storage_schedule_cases! { case_names!(const SCHEDULES;) }
         crate::storage_workflow_cases! { case_names!(const WORKFLOWS;) }
+        crate::storage_flow_cases! { case_names!(const FLOW;) }
         crate::support::check_lists(
             "src/storage",
             &[
@@ -77,6 +81,7 @@ mod tests {
                 ("shutdown.rs", include_str!("shutdown.rs"), SHUTDOWN),
                 ("schedules.rs", include_str!("schedules.rs"), SCHEDULES),
                 ("workflows.rs", include_str!("workflows.rs"), WORKFLOWS),
+                ("flow.rs", include_str!("flow.rs"), FLOW),
             ],
         );
     }

@@ -17,6 +17,7 @@
 //! | `tls_problem`, `TlsProblem` (feature `tls`) | what a failed TLS handshake means, for error messages |
 
 pub mod bundle;
+mod flow;
 mod migrate;
 mod order;
 mod outcome;
@@ -25,6 +26,7 @@ mod tls;
 mod url;
 mod validate;
 
+pub use flow::{ClaimPlan, FlowCache, FlowSnapshot, LimitedQueue, FLOW_REFRESH};
 pub use migrate::{
     latest_version, migration_statements, pending_migrations, prefixes_of_tables, run_migrations,
     Migration, MigrationTable, MigrationTarget,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchyard_core::adapter::redact_url;
 use switchyard_core::{
-    CheckStatus, Error, ErrorKind, HealthCheck, JobState, Result, SchemaState, SchemaStatus,
+    CheckStatus, Error, ErrorKind, HealthCheck, Result, SchemaState, SchemaStatus,
 };
 
 use super::output::{self, pad};
@@ -302,33 +302,6 @@ pub(super) async fn prune(client: &Client, older_than: Duration) -> Result<()> {
         return output::json_line(&serde_json::json!({ "deleted": n }));
     }
     output::line(format!("deleted {n} finished jobs"))
-}
-
-/// `switchyard queues`: a table of job counts per queue and state; with `--json`
-/// `[{"queue":…,"counts":{"available":N,…}}]` with every state.
-pub(super) async fn queues(client: &Client) -> Result<()> {
-    let mut counts = client.counts().await?;
-    for c in &mut counts {
-        for s in JobState::ALL {
-            c.counts.entry(s).or_insert(0);
-        }
-    }
-    if output::json() {
-        return output::json_line(&counts);
-    }
-    let mut header = pad("queue", 20);
-    for s in JobState::ALL {
-        header.push_str(&format!("  {:>9}", s.as_str()));
-    }
-    output::line(header)?;
-    for c in counts {
-        let mut row = pad(&c.queue, 20);
-        for s in JobState::ALL {
-            row.push_str(&format!("  {:>9}", c.counts.get(&s).copied().unwrap_or(0)));
-        }
-        output::line(row)?;
-    }
-    Ok(())
 }
 
 /// One doctor line, with the error kind a failure stands for (the command's exit).

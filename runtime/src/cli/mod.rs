@@ -11,6 +11,7 @@
 //! [`exit`], and `parse.rs` reads durations and job ids.
 
 mod admin;
+mod flow;
 mod jobs;
 pub(crate) mod output;
 mod parse;
@@ -153,8 +154,16 @@ pub enum Command {
         #[arg(long, default_value = "7d", allow_hyphen_values = true)]
         older_than: String,
     },
-    /// Job counts per queue and state.
-    Queues,
+    /// Job counts per queue and state, and each queue's stored pause; `pause` / `resume` a
+    /// queue.
+    Queues {
+        /// Change a queue's stored settings.
+        #[command(subcommand)]
+        action: Option<flow::QueuesCommand>,
+    },
+    /// Cancel or retry every job a filter matches, up to a bound (`--dry-run` to look first).
+    #[command(subcommand)]
+    Bulk(flow::BulkCommand),
     /// Workflows: `list`, `show <id>` (the graph with each step's state), `cancel <id>`,
     /// `retry <id>`.
     Workflows {
@@ -421,7 +430,9 @@ pub async fn run(cli: Cli, registry: Option<Registry>) -> switchyard_core::Resul
         Command::Prune { .. } => {
             done(admin::prune(&client, older_than.expect("parsed above")).await)
         }
-        Command::Queues => done(admin::queues(&client).await),
+        Command::Queues { action: None } => done(flow::queues(&client).await),
+        Command::Queues { action: Some(a) } => flow::set_paused(&client, a).await,
+        Command::Bulk(cmd) => flow::bulk(&client, cmd).await,
         Command::Workflows { action } => workflows::run(&client, &action).await,
         Command::Worker => done(admin::worker(&sy, registry).await),
         Command::Bench(_)

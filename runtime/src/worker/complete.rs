@@ -149,6 +149,7 @@ async fn record_alone(inner: &Inner, c: &Completion, attempt: u32) {
         Outcome::Cancelled { .. } => "was cancelled",
         Outcome::Aborted { .. } => "was aborted",
         Outcome::Released => "was released unstarted",
+        Outcome::Snoozed { .. } => "was snoozed",
     };
     tracing::error!(id = %c.id, error = %e, "the storage refused this attempt's outcome; recording the attempt as failed instead");
     let failed = Completion {

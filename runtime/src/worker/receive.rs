@@ -91,11 +91,28 @@ pub(super) async fn receive_and_claim(
     // Deliveries whose job could not be claimed: finished, running elsewhere, unknown (ack and
     // forget: storage is the source of truth) or not yet due (give back until it is).
     let mut stale = Vec::new();
+    // A paused queue's deliveries are given back at the poll pace (no attempt used, no hot
+    // redelivery loop); read the pauses only when something was left unclaimed.
+    let paused: Vec<String> = if by_id.is_empty() {
+        Vec::new()
+    } else {
+        match inner.storage.queue_flows().await {
+            Ok(flows) => flows
+                .into_iter()
+                .filter(|f| f.paused)
+                .map(|f| f.queue)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    };
     for (id, d) in by_id {
         match inner.storage.get(id).await {
             Ok(Some(job)) if job.state.is_pending() && job.run_at > Utc::now() => {
                 let wait = (job.run_at - Utc::now()).to_std().unwrap_or_default();
                 let _ = queue.nack(&d, wait).await;
+            }
+            Ok(Some(job)) if job.state.is_pending() && paused.contains(&job.queue) => {
+                let _ = queue.nack(&d, inner.config.poll_interval).await;
             }
             Ok(Some(job)) if job.state.is_pending() => {
                 let _ = queue.nack(&d, Duration::from_millis(100)).await;

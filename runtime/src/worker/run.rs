@@ -183,7 +183,7 @@ async fn run_body(
     cancel: CancellationToken,
     user_cancel: &AtomicBool,
 ) -> Outcome {
-    let run = attempt(
+    let run = attempt_and_pause(
         &inner.registry,
         inner.executor.as_ref(),
         &inner.config.backoff,
@@ -194,7 +194,14 @@ async fn run_body(
     );
     tokio::select! {
         biased;
-        outcome = run => outcome,
+        (outcome, pause) = run => {
+            if let Some(until) = pause {
+                if let Err(e) = crate::flow::pause_queue_until(inner.storage.as_ref(), &job.queue, until).await {
+                    tracing::warn!(error = %e, queue = %job.queue, "could not pause the rate-limited queue");
+                }
+            }
+            outcome
+        }
         _ = inner.shutdown.hard_requested() => Outcome::Aborted {
             error: attempt_error(job, inner.now(), "aborted", "the worker shut down before the job finished; released for another attempt"),
         },
@@ -214,13 +221,33 @@ pub(crate) async fn attempt(
     cancel: CancellationToken,
     user_cancel: &AtomicBool,
 ) -> Outcome {
+    attempt_and_pause(registry, executor, backoff, clock, job, cancel, user_cancel)
+        .await
+        .0
+}
+
+/// [`attempt`], and when the handler returned
+/// [`JobError::rate_limited`](switchyard_core::JobError::rate_limited), until when its queue
+/// is to be paused.
+pub(crate) async fn attempt_and_pause(
+    registry: &Registry,
+    executor: &dyn Executor,
+    backoff: &Backoff,
+    clock: Option<&dyn Clock>,
+    job: &JobRecord,
+    cancel: CancellationToken,
+    user_cancel: &AtomicBool,
+) -> (Outcome, Option<DateTime<Utc>>) {
     let body = match registry.prepare_job(job, cancel.clone()) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e.message(), "job cannot run");
-            return Outcome::Failed {
-                error: attempt_error(job, now_of(clock), e.kind().as_str(), e.message()),
-            };
+            return (
+                Outcome::Failed {
+                    error: attempt_error(job, now_of(clock), e.kind().as_str(), e.message()),
+                },
+                None,
+            );
         }
     };
     let exec = executor.execute(body);
@@ -228,7 +255,7 @@ pub(crate) async fn attempt(
         Some(t) => tokio::time::timeout(t, exec).await.ok(),
         None => Some(exec.await),
     };
-    match timed {
+    let outcome = match timed {
         // Workflows: an output over the step-output limit fails the attempt, by name.
         Some(Ok(result)) => match crate::workflow::oversize(&result) {
             None => Outcome::Succeeded { result },
@@ -249,6 +276,16 @@ pub(crate) async fn attempt(
                 e.message(),
             )),
         },
+        Some(Err(e)) if e.snooze_for().is_some() => {
+            let delay = e.snooze_for().unwrap_or_default();
+            let run_at = now_of(clock) + chrono::Duration::from_std(delay).unwrap_or_default();
+            if e.pauses_queue() {
+                tracing::info!(?delay, queue = %job.queue, "rate limited; pausing the queue");
+                return (Outcome::Snoozed { run_at }, Some(run_at));
+            }
+            tracing::debug!(?delay, "job snoozed");
+            Outcome::Snoozed { run_at }
+        }
         Some(Err(e)) => {
             tracing::warn!(error = %e.message(), "job attempt failed");
             failure(backoff, clock, job, &e)
@@ -266,5 +303,6 @@ pub(crate) async fn attempt(
             tracing::warn!("job attempt timed out");
             failure(backoff, clock, job, &e)
         }
-    }
+    };
+    (outcome, None)
 }

@@ -68,7 +68,7 @@ async fn a_refused_login_is_a_config_error() {
     let (scheme, rest) = url.split_once("://").expect("an amqp URL");
     let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let wrong = format!("{scheme}://guest:not-the-password@{host}");
-    let e = RabbitQueue::connect(RabbitConfig::new(&wrong).with_prefix(&random_prefix()))
+    let e = RabbitQueue::connect(RabbitConfig::new(&wrong).with_prefix(random_prefix()))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), switchyard_core::ErrorKind::Config, "{e}");

@@ -1,8 +1,8 @@
 -- Records finished attempts, each fenced by its lease token.
 -- KEYS: leases, finlog, unique. ARGV: prefix, finished_ttl_s, then per completion 5 fields:
--- id, token, outcome (S succeeded, R retry, F failed, C cancelled, A aborted, L released), a1,
--- a2.
--- S: a1 = '+result' or '-'. R: a1 = error, a2 = run_at ms. F, A: a1 = error.
+-- id, token, outcome (S succeeded, R retry, F failed, C cancelled, A aborted, L released,
+-- Z snoozed), a1, a2.
+-- S: a1 = '+result' or '-'. R: a1 = error, a2 = run_at ms. F, A: a1 = error. Z: a2 = run_at ms.
 -- C: a1 = '+error' or '-'. Returns per completion 1 (applied) or 0 (stale).
 local now = now_ms()
 local ttl = tonumber(ARGV[2])
@@ -20,7 +20,7 @@ for i = 3, #ARGV, 5 do
     local q, uk, lease = f[3], nil, lmember(id, tok)
     if has_unique(tok) then uk = redis.call('HGET', key, 'unique_key') end
     local prio, run_at, attempt, max_attempts
-    if code == 'R' or code == 'A' or code == 'L' then
+    if code == 'R' or code == 'A' or code == 'L' or code == 'Z' then
       local more = redis.call('HMGET', key, 'priority', 'run_at', 'attempt', 'max_attempts')
       prio, run_at, attempt, max_attempts = more[1], more[2], more[3], more[4]
     end
@@ -37,6 +37,12 @@ for i = 3, #ARGV, 5 do
       requeue(key, id, q, 'running', prio, run_at, now,
         {'state', 'available', 'attempt', n2s(math.max(num(attempt, 1) - 1, 0))}, lease)
       wake = true
+    elseif code == 'Z' then
+      -- Snoozed: waits for a2 with the claim's attempt undone, no error recorded.
+      requeue(key, id, q, 'running', prio, a2, now,
+        {'state', 'scheduled', 'run_at', a2, 'attempt', n2s(math.max(num(attempt, 1) - 1, 0))},
+        lease)
+      if tonumber(a2) <= now then wake = true end
     elseif code == 'F' then
       finish(key, id, q, 'running', 'failed', now, ttl, uk, {'errors', with_error(key, a1)},
         lease)
