@@ -95,8 +95,8 @@ async fn read_only_commands_never_create_a_sqlite_file_or_tables() {
     assert_eq!(sqlite_tables(&file, &p).await, Vec::<String>::new());
     assert_eq!(
         sqlite_tables(&file, "other_").await.len(),
-        6,
-        "jobs, leaders, schedules, migrations, workflows, workflow_deps"
+        8,
+        "jobs, leaders, schedules, migrations, workflows, workflow_deps, queue_flow, queue_starts"
     );
     // A near miss names the prefix that has a schema.
     let (ok, _, err) = run(&db, "othr_", &["queues"]);
@@ -161,7 +161,7 @@ async fn dry_run_migrate_doctor_destroy_on_sqlite() {
     // Without a terminal and without --yes, destroy refuses and deletes nothing.
     let (ok, _, err) = run(&db, &p, &["destroy"]);
     assert!(!ok && err.contains("--yes"), "{err}");
-    assert_eq!(sqlite_tables(&file, &p).await.len(), 6);
+    assert_eq!(sqlite_tables(&file, &p).await.len(), 8);
 
     let (ok, out, err) = run(&db, &p, &["destroy", "--yes"]);
     assert!(ok, "{err}");
@@ -221,7 +221,7 @@ async fn destroy_asks_for_the_prefix_on_a_terminal() {
         out.contains(&format!("Type the prefix `{p}`")) && out.contains("nothing was deleted"),
         "{out}"
     );
-    assert_eq!(sqlite_tables(&file, &p).await.len(), 6);
+    assert_eq!(sqlite_tables(&file, &p).await.len(), 8);
     let (ok, out) = on_a_terminal(&p);
     assert!(ok, "{out}");
     assert!(out.contains("destroyed"), "{out}");

@@ -53,6 +53,8 @@ async fn drop_tables(pool: &PgPool, prefix: &str) {
         "orders",
         "workflows",
         "workflow_deps",
+        "queue_flow",
+        "queue_starts",
     ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{t}"))
             .execute(pool)
@@ -401,7 +403,7 @@ async fn migrations_are_safe_to_run_concurrently() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     drop_tables(&admin, &prefix).await;
 }
 
