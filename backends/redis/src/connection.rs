@@ -93,25 +93,31 @@ impl Conn {
 pub(crate) async fn open(config: &RedisConfig, key: &str) -> Result<(redis::Client, Arc<Conn>)> {
     config.validate_as(key)?;
     let client = client(config, key)?;
-    #[cfg(feature = "tls")]
-    if config.url.starts_with("rediss://") {
-        tls_probe(&client, config).await?;
-    }
     // One direct attempt first: the manager retries its first connection for many seconds
     // before it reports why it failed; an unreachable server should say so at once
-    // ("connection refused") or after the connection timeout.
+    // ("connection refused") or after the connection timeout, and a TLS failure what to set.
     let probe = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECTION_TIMEOUT)
         .set_response_timeout(CONNECTION_TIMEOUT);
-    client
+    if let Err(e) = client
         .get_multiplexed_async_connection_with_config(&probe)
         .await
-        .map_err(|e| {
-            Error::unavailable(
-                format!("cannot connect to Redis at `{}`", redact_url(&config.url)),
-                e,
-            )
-        })?;
+    {
+        #[cfg(feature = "tls")]
+        if config.url.starts_with("rediss://") {
+            if let Some(why) = tls_failure(&e, config).await {
+                return Err(Error::config(format!(
+                    "cannot connect to Redis at `{}`: {why}",
+                    redact_url(&config.url)
+                ))
+                .with_source(e));
+            }
+        }
+        return Err(Error::unavailable(
+            format!("cannot connect to Redis at `{}`", redact_url(&config.url)),
+            e,
+        ));
+    }
     let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
         .await
         .map_err(|e| {
@@ -165,29 +171,20 @@ fn client(config: &RedisConfig, key: &str) -> Result<redis::Client> {
     redis::Client::open(url.as_str()).map_err(invalid)
 }
 
-/// One connection attempt over TLS before the connection manager (which retries every failure
-/// several times) takes over, so a certificate that cannot be trusted, or a plain port, is
-/// reported at once and says what to set. Other failures are left to the manager.
+/// What a failed first connection over TLS means, with the fix: a certificate that cannot be
+/// trusted, a wrong name, a plain port (it answers a plain `PING`), or a refused handshake.
+/// `None` for other failures, which are `Unavailable`.
 #[cfg(feature = "tls")]
-async fn tls_probe(client: &redis::Client, config: &RedisConfig) -> Result<()> {
+async fn tls_failure(e: &redis::RedisError, config: &RedisConfig) -> Option<String> {
     use switchyard_core::adapter::{tls_problem, TlsProblem};
-    let probe = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Duration::from_secs(5))
-        .set_response_timeout(Duration::from_secs(5));
-    let Err(e) = client
-        .get_multiplexed_async_connection_with_config(&probe)
-        .await
-    else {
-        return Ok(());
-    };
-    let problem = match tls_problem(&e) {
+    let problem = match tls_problem(e) {
         Some(problem) => problem,
         // A plain Redis port reads the TLS greeting as the start of a command and waits for
         // the rest, so the handshake stalls until the timeout rather than failing.
         None if (e.is_timeout() || e.is_io_error()) && answers_plain_ping(&config.url).await => {
             TlsProblem::NotTls
         }
-        None => return Ok(()),
+        None => return None,
     };
     let fix = match problem {
         TlsProblem::NotTrusted => {
@@ -207,12 +204,7 @@ async fn tls_probe(client: &redis::Client, config: &RedisConfig) -> Result<()> {
         }
         _ => "check the server's certificate, or `redis.tls_ca_file`",
     };
-    Err(Error::config(format!(
-        "cannot connect to Redis at `{}`: {}; {fix}",
-        redact_url(&config.url),
-        problem.describe()
-    ))
-    .with_source(e))
+    Some(format!("{}; {fix}", problem.describe()))
 }
 
 /// Whether the server `url` names answers a plain-text `PING` (`+PONG`, or an error such as
