@@ -63,6 +63,24 @@ fn wrong_storage(storage: &dyn Storage, given: &str) -> Error {
     Error::new(ErrorKind::Unsupported, msg)
 }
 
+/// `TxEnqueue` for a connection type and its transaction, handing the jobs to the concrete
+/// storage's `enqueue_in` (a transaction derefs to its connection).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+macro_rules! tx_enqueue {
+    ($($ty:ty),+) => {$(
+        impl sealed::Sealed for $ty {}
+        impl TxEnqueue for $ty {
+            fn enqueue_in<'a>(
+                &'a mut self,
+                storage: &'a dyn Storage,
+                jobs: Vec<NewJob>,
+            ) -> TxFuture<'a> {
+                Box::pin(async move { self::storage(storage)?.enqueue_in(self, jobs).await })
+            }
+        }
+    )+};
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
@@ -75,27 +93,7 @@ mod postgres {
             .ok_or_else(|| wrong_storage(storage, "postgres"))
     }
 
-    impl sealed::Sealed for sqlx::PgConnection {}
-    impl TxEnqueue for sqlx::PgConnection {
-        fn enqueue_in<'a>(
-            &'a mut self,
-            storage: &'a dyn Storage,
-            jobs: Vec<NewJob>,
-        ) -> TxFuture<'a> {
-            Box::pin(async move { self::storage(storage)?.enqueue_in(self, jobs).await })
-        }
-    }
-
-    impl sealed::Sealed for sqlx::Transaction<'_, sqlx::Postgres> {}
-    impl TxEnqueue for sqlx::Transaction<'_, sqlx::Postgres> {
-        fn enqueue_in<'a>(
-            &'a mut self,
-            storage: &'a dyn Storage,
-            jobs: Vec<NewJob>,
-        ) -> TxFuture<'a> {
-            Box::pin(async move { self::storage(storage)?.enqueue_in(self, jobs).await })
-        }
-    }
+    tx_enqueue!(sqlx::PgConnection, sqlx::Transaction<'_, sqlx::Postgres>);
 }
 
 #[cfg(feature = "sqlite")]
@@ -110,27 +108,7 @@ mod sqlite {
             .ok_or_else(|| wrong_storage(storage, "sqlite"))
     }
 
-    impl sealed::Sealed for sqlx::SqliteConnection {}
-    impl TxEnqueue for sqlx::SqliteConnection {
-        fn enqueue_in<'a>(
-            &'a mut self,
-            storage: &'a dyn Storage,
-            jobs: Vec<NewJob>,
-        ) -> TxFuture<'a> {
-            Box::pin(async move { self::storage(storage)?.enqueue_in(self, jobs).await })
-        }
-    }
-
-    impl sealed::Sealed for sqlx::Transaction<'_, sqlx::Sqlite> {}
-    impl TxEnqueue for sqlx::Transaction<'_, sqlx::Sqlite> {
-        fn enqueue_in<'a>(
-            &'a mut self,
-            storage: &'a dyn Storage,
-            jobs: Vec<NewJob>,
-        ) -> TxFuture<'a> {
-            Box::pin(async move { self::storage(storage)?.enqueue_in(self, jobs).await })
-        }
-    }
+    tx_enqueue!(sqlx::SqliteConnection, sqlx::Transaction<'_, sqlx::Sqlite>);
 }
 
 /// Transactional enqueue (PostgreSQL and SQLite storages).

@@ -32,6 +32,7 @@ pub use self::config::{default_worker_id, WorkerConfig};
 use self::fetch::fetch_loop;
 use self::heartbeat::heartbeater;
 #[cfg(feature = "sqlite")]
+#[cfg(feature = "sqlite")]
 pub(crate) use self::run::attempt;
 use self::run::runner;
 use self::state::{AbortOnDrop, Backlog, Inner};

@@ -208,10 +208,8 @@ async fn run_body(
     }
 }
 
-/// Runs one attempt of a claimed job: prepares it through the registry (decoding its payload,
-/// attaching the registry's state), runs the body on `executor` under the job's timeout, and
-/// turns what came of it into an outcome: success, a retry at a backoff counted from `clock`,
-/// a failure, or a cancellation. What the worker and `switchyard::testing` share.
+/// [`attempt_and_pause`] without the pause: the outcome only (`switchyard::testing`).
+#[cfg(feature = "sqlite")]
 pub(crate) async fn attempt(
     registry: &Registry,
     executor: &dyn Executor,
@@ -226,9 +224,12 @@ pub(crate) async fn attempt(
         .0
 }
 
-/// [`attempt`], and when the handler returned
+/// Runs one attempt of a claimed job: prepares it through the registry (decoding its payload,
+/// attaching the registry's state), runs the body on `executor` under the job's timeout, and
+/// turns what came of it into an outcome: success, a retry at a backoff counted from `clock`,
+/// a failure, a snooze or a cancellation; and when the handler returned
 /// [`JobError::rate_limited`](switchyard_core::JobError::rate_limited), until when its queue
-/// is to be paused.
+/// is to be paused. What the worker and `switchyard::testing` share.
 pub(crate) async fn attempt_and_pause(
     registry: &Registry,
     executor: &dyn Executor,
